@@ -1,0 +1,1 @@
+"""DieSight GUI: thin PySide6 + pyqtgraph views over ``core``."""
