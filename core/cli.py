@@ -97,3 +97,339 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- subcommands -------------------------------------------------------------------------
 
 _PARSERS: list = []
+
+
+# --- results: models, score, runs, export, flag ----------------------------------------
+# These commands import core lazily: torch takes seconds to import, and `diesight --help`
+# or `diesight runs` should not wait for it.
+
+RUN_HELP = (
+    "which run: an id, 'latest' (the newest run of DATA with a checkpoint; the default), or "
+    "OTHER_DATA@ID / OTHER_DATA@latest for a run trained on another dataset folder (it is "
+    "imported into DATA's workspace first, e.g. to score a new lot)")
+
+RUN_NAMING_EPILOG = """\
+Naming a run:
+  --run 3                    run 3 of DATA
+  --run latest               the newest run of DATA (the default)
+  --run /data/lot1@2         run 2 trained on the folder /data/lot1
+  --run /data/lot1@latest    the newest run of /data/lot1
+A run from another folder is imported into DATA's workspace (status 'imported') and keeps
+using its checkpoint in /data/lot1's workspace; importing it again reuses the same entry.
+"""
+
+
+def _user_errors(command):
+    """Print a clear one-line message for the errors a user can cause, not a traceback."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(args) -> int:
+        try:
+            return command(args)
+        except Exception as exc:
+            if not isinstance(exc, _user_error_types()):
+                raise
+            print(f"diesight {args.command}: {exc}", file=sys.stderr)
+            return 1
+    return wrapper
+
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    # Imported only once something failed: core.checkpoint brings torch, which
+    # `diesight runs` would otherwise not need.
+    from core.checkpoint import CheckpointError
+    from core.dataset import DatasetError
+
+    return ValueError, LookupError, OSError, DatasetError, CheckpointError
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
+           right: Sequence[str] = ()) -> str:
+    """A plain-text table; the columns named in ``right`` (numbers) are right-aligned."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if h in right else c.ljust(w)
+                       for c, w, h in zip(row, widths, headers, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _open_dataset_cli(data: str, progress, cancel):
+    from pathlib import Path
+
+    from core.dataset import open_dataset
+
+    if not Path(data).expanduser().is_dir():
+        raise ValueError(f"{data} is not a folder")
+    return open_dataset(data, progress=progress, cancel=cancel)
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the models that can be trained",
+                       description="The model registry: parameter counts, embedding sizes and "
+                                   "the seed study's parameter counts beside them.")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args) -> int:
+    from core.models import list_models
+
+    rows = [(m.name, f"{m.parameter_count:,}", m.embedding_dim,
+             f"{m.seed_parameter_count:,}" if m.seed_parameter_count else "-", m.description)
+            for m in list_models()]
+    print(_table(("model", "parameters", "embedding", "seed parameters", "description"), rows,
+                 right=("parameters", "embedding", "seed parameters")))
+    return 0
+
+
+_PARSERS.append(_add_models)
+
+
+def _add_score(sub) -> None:
+    p = sub.add_parser(
+        "score", help="score every image of a dataset with a trained run",
+        description="Score every image of DATA (train, validation, test, unlabelled) with a\n"
+                    "run's best checkpoint: a defect probability and an embedding per image,\n"
+                    "stored in DATA's workspace for ranking, plots and export.",
+        epilog=RUN_NAMING_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    p.add_argument("--run", default="latest", help=RUN_HELP)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default: 256 on CUDA, 64 on the CPU)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="where to run the network (default: auto, CUDA when available)")
+    p.add_argument("--top", type=int, default=10, help="how many top scores to list (10)")
+    p.set_defaults(func=_cmd_score)
+
+
+@_user_errors
+def _cmd_score(args) -> int:
+    from core.runs import resolve_run
+    from core.scoring import score_dataset
+
+    bar = TerminalProgress()
+    with CtrlC() as cancel:
+        try:
+            dataset = _open_dataset_cli(args.data, bar, cancel)
+            run = resolve_run(dataset.workspace, args.run)
+            result = score_dataset(dataset, run, batch_size=args.batch_size,
+                                   device=args.device, progress=bar, cancel=cancel)
+        finally:
+            bar.close()
+    print(_score_summary(dataset, run, result, args.top))
+    return 0
+
+
+def _score_summary(dataset, run, result, top: int) -> str:
+    """Count, score distribution and the top-scored files of a scoring pass."""
+    import numpy as np
+
+    from core.export import run_threshold
+
+    scores = result.scores
+    source = f", imported from {run.source}" if run.source else ""
+    threshold = run_threshold(run)
+    called = int(np.count_nonzero(scores >= threshold))
+    q = np.quantile(scores, [0, 0.25, 0.5, 0.75, 1])
+    lines = [
+        f"Scored {len(scores):,} images with run {run.id} ({run.model}{source}) on "
+        f"{result.device} in {result.seconds:.1f} s ({result.images_per_s:.0f} images/s).",
+        f"Scores: min {q[0]:.4f}  25% {q[1]:.4f}  median {q[2]:.4f}  75% {q[3]:.4f}  "
+        f"max {q[4]:.4f}  mean {scores.mean():.4f}",
+    ]
+    counts, edges = np.histogram(scores, bins=10, range=(0.0, 1.0))
+    widest = max(int(counts.max()), 1)
+    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
+        bar = "#" * int(round(40 * count / widest))
+        lines.append(f"  {low:.1f}-{high:.1f} {count:>7,} {bar}")
+    lines.append(f"At threshold {threshold:g}: {called:,} images called defective "
+                 f"({100 * called / len(scores):.1f}%).")
+    order = np.lexsort((result.image_ids, -scores))[:top]
+    position_of = {int(i): p for p, i in enumerate(np.asarray(dataset.image_ids).tolist())}
+    rows = []
+    for rank, k in enumerate(order.tolist(), 1):
+        p = position_of[int(result.image_ids[k])]
+        label = {1: "bad", 0: "good"}.get(int(dataset.labels[p]), "-")
+        rows.append((rank, f"{scores[k]:.6f}", label, dataset.splits[p], dataset.relpaths[p]))
+    lines += ["", f"Top {len(rows)} highest scores:",
+              _table(("rank", "score", "label", "split", "file"), rows, right=("rank", "score"))]
+    return "\n".join(lines)
+
+
+_PARSERS.append(_add_score)
+
+
+def _add_runs(sub) -> None:
+    p = sub.add_parser(
+        "runs", help="list the training runs of a dataset",
+        description="The runs of DATA as the seed study's results table: model, parameters, "
+                    "sampler (draws per class + B bootstrap / S without replacement), "
+                    "validation AUC, escapes/false calls at the run's threshold, time, "
+                    "device, status and date.")
+    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    p.set_defaults(func=_cmd_runs)
+
+
+@_user_errors
+def _cmd_runs(args) -> int:
+    from pathlib import Path
+
+    from core.runs import list_runs
+    from core.workspace import Workspace, workspace_dir_for
+
+    root = Path(args.data).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"{args.data} is not a folder")
+    if not workspace_dir_for(root).is_dir():
+        print(f"No runs yet for {args.data}: train one with `diesight train {args.data}`.")
+        return 0
+    workspace = Workspace.for_dataset(root)
+    runs = list_runs(workspace)
+    if not runs:
+        print(f"No runs yet for {args.data}: train one with `diesight train {args.data}`.")
+        return 0
+    print(_table(("id", "model", "parameters", "sampler", "val AUC", "escapes/false calls",
+                  "time", "device", "status", "scored", "date"),
+                 [_run_row(workspace, run) for run in runs],
+                 right=("id", "parameters", "val AUC", "escapes/false calls", "time")))
+    return 0
+
+
+def _run_row(workspace, run) -> tuple:
+    from core.scoring import has_scores
+
+    config = run.config
+    sampler = (f"{config.per_class}{config.sampler}" if config.sampler in ("B", "S")
+               else config.sampler)
+    errors = ("-" if run.escapes is None or run.false_calls is None
+              else f"{run.escapes}/{run.false_calls}")
+    return (run.id, run.model, f"{run.parameters:,}" if run.parameters else "-", sampler,
+            "-" if run.val_auc is None else f"{run.val_auc:.5f}", errors,
+            _duration(run.train_seconds), run.device or "-", run.status,
+            "yes" if has_scores(workspace, run.id) else "no",
+            (run.created_at or "")[:16].replace("T", " "))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+_PARSERS.append(_add_runs)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a run's flagged defects, scores or a Kaggle submission as CSV",
+        description="Export a run's results of DATA as CSV files, each written atomically\n"
+                    "(an interrupted export leaves the previous file as it was). Scores are\n"
+                    "written at full precision.",
+        epilog=RUN_NAMING_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    p.add_argument("--run", default="latest", help=RUN_HELP)
+    p.add_argument("--flagged", metavar="CSV",
+                   help="flagged-defect list: id, path, score, label, run, model, threshold, "
+                        "flagged_at (the user's flags plus images scoring >= the threshold)")
+    p.add_argument("--only-user-flags", action="store_true",
+                   help="with --flagged: list only the images the user flagged")
+    p.add_argument("--scores", metavar="CSV",
+                   help="every image: id, path, split, label, score, prediction")
+    p.add_argument("--submission", metavar="CSV",
+                   help="Kaggle submission: id,label with one row per test/unlabelled image "
+                        "(label = defect probability)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="defect threshold (default: the run's own, else 0.5)")
+    p.set_defaults(func=_cmd_export)
+
+
+@_user_errors
+def _cmd_export(args) -> int:
+    from core import export
+    from core.runs import resolve_run
+    from core.scores import NoScoresError, has_scores, no_scores_message
+
+    if not (args.flagged or args.scores or args.submission):
+        raise ValueError("nothing to export: give --flagged, --scores and/or --submission")
+    bar = TerminalProgress()
+    with CtrlC() as cancel:
+        try:
+            dataset = _open_dataset_cli(args.data, bar, cancel)
+        finally:
+            bar.close()
+    run = resolve_run(dataset.workspace, args.run)
+    if not has_scores(dataset.workspace, run.id):
+        raise NoScoresError(no_scores_message(run.id, args.data))
+    if args.flagged:
+        count = export.export_flagged(dataset, run, args.flagged, args.threshold,
+                                      include_predicted=not args.only_user_flags)
+        print(f"Wrote {count:,} flagged images to {args.flagged}")
+    if args.scores:
+        count = export.export_scores(dataset, run, args.scores, args.threshold)
+        print(f"Wrote {count:,} scores to {args.scores}")
+    if args.submission:
+        count = export.export_submission(dataset, run, args.submission)
+        print(f"Wrote {count:,} submission rows to {args.submission}")
+    return 0
+
+
+_PARSERS.append(_add_export)
+
+
+def _add_flag(sub) -> None:
+    p = sub.add_parser("flag", help="flag (or --unflag) images by id or path, for scripts",
+                       description="Flag images of DATA as defects, saved at once in DATA's "
+                                   "workspace (the same flags the GUI sets).")
+    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    p.add_argument("images", metavar="ID", nargs="+",
+                   help="an image's id (file name without extension) or its path in DATA")
+    p.add_argument("--unflag", action="store_true", help="remove the flags instead")
+    p.set_defaults(func=_cmd_flag)
+
+
+@_user_errors
+def _cmd_flag(args) -> int:
+    from core.annotations import set_flag
+
+    bar = TerminalProgress()
+    with CtrlC() as cancel:
+        try:
+            dataset = _open_dataset_cli(args.data, bar, cancel)
+        finally:
+            bar.close()
+    image_ids = _image_ids_for(dataset, args.images)
+    set_flag(dataset.workspace, image_ids, not args.unflag)
+    print(f"{'Unflagged' if args.unflag else 'Flagged'} {len(set(image_ids))} image(s).")
+    return 0
+
+
+def _image_ids_for(dataset, names: Sequence[str]) -> list[int]:
+    """Image ids for ids (file stems) or relative paths; unknown or ambiguous names fail."""
+    by_path = {p: i for p, i in zip(dataset.relpaths, dataset.image_ids.tolist(), strict=True)}
+    by_stem: dict[str, list[int]] = {}
+    for stem, image_id in zip(dataset.ids, dataset.image_ids.tolist(), strict=True):
+        by_stem.setdefault(stem, []).append(image_id)
+    found, unknown = [], []
+    for name in names:
+        key = name.replace("\\", "/")
+        if key in by_path:
+            found.append(by_path[key])
+        elif len(by_stem.get(name, [])) == 1:
+            found.append(by_stem[name][0])
+        elif name in by_stem:
+            raise ValueError(f"id {name!r} names {len(by_stem[name])} files; give its path")
+        else:
+            unknown.append(name)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise ValueError(f"no such image in {dataset.root}: {shown}")
+    return found
+
+
+_PARSERS.append(_add_flag)

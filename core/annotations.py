@@ -1,0 +1,177 @@
+"""The user's own work on a dataset: flagged images and relabelled images.
+
+Both live in the workspace table ``annotations`` (one row per touched image) and are
+written the moment the user acts, one transaction per call, each with a timestamp, so
+closing the app, a crash or a kill never loses a flag. Images are named by their id
+(``Dataset.image_ids``), the same id scores and embeddings use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import numpy as np
+
+from core.workspace import Workspace
+
+LABEL_GOOD = 0
+LABEL_BAD = 1
+UNLABELLED = -1
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with seconds (what the tables and exports store)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _as_id_list(image_ids: Iterable[int] | int) -> list[int]:
+    if isinstance(image_ids, (int, np.integer)):
+        return [int(image_ids)]
+    return [int(i) for i in np.unique(np.asarray(list(image_ids), dtype=np.int64))]
+
+
+def _check_known(con, ids: list[int]) -> None:
+    """Refuse unknown image ids with a clear message (rather than a foreign-key error)."""
+    if not ids:
+        return
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_ids (id INTEGER PRIMARY KEY)")
+    con.execute("DELETE FROM wanted_ids")
+    con.executemany("INSERT INTO wanted_ids (id) VALUES (?)", [(i,) for i in ids])
+    missing = [row[0] for row in con.execute(
+        "SELECT w.id FROM wanted_ids w LEFT JOIN images i ON i.id = w.id "
+        "WHERE i.id IS NULL ORDER BY w.id LIMIT 5")]
+    if missing:
+        raise ValueError(f"Unknown image id(s) in this workspace: {missing}")
+
+
+def set_flag(workspace: Workspace, image_ids: Iterable[int] | int, flagged: bool) -> int:
+    """Flag (or unflag) images, saved at once in one transaction.
+
+    Re-flagging an image that is already flagged keeps its original ``flagged_at``, so
+    an export shows when a defect was first marked. Unflagging clears the timestamp.
+
+    Args:
+        workspace: the dataset's workspace.
+        image_ids: one id or many.
+        flagged: True to flag, False to unflag.
+
+    Returns:
+        How many images were given.
+
+    Raises:
+        ValueError: if an id is not an image of this workspace.
+    """
+    ids = _as_id_list(image_ids)
+    stamp = now_iso() if flagged else None
+    with workspace.transaction() as con:
+        _check_known(con, ids)
+        con.executemany(
+            """INSERT INTO annotations (image_id, flagged, flagged_at) VALUES (?, ?, ?)
+               ON CONFLICT (image_id) DO UPDATE SET
+                 flagged = excluded.flagged,
+                 flagged_at = CASE WHEN annotations.flagged = 1 AND excluded.flagged = 1
+                                   THEN annotations.flagged_at ELSE excluded.flagged_at END""",
+            [(i, int(bool(flagged)), stamp) for i in ids])
+    return len(ids)
+
+
+def set_user_label(workspace: Workspace, image_ids: Iterable[int] | int,
+                   label: int | None) -> int:
+    """Relabel images (1 bad, 0 good), or with ``None`` go back to the label as found.
+
+    Args:
+        workspace: the dataset's workspace.
+        image_ids: one id or many.
+        label: 1, 0, or None to drop the user's label.
+
+    Returns:
+        How many images were given.
+
+    Raises:
+        ValueError: for a label other than 0, 1 or None, or an unknown image id.
+    """
+    if label is not None and label not in (LABEL_GOOD, LABEL_BAD):
+        raise ValueError(f"A label is 1 (bad), 0 (good) or None (as found), not {label!r}")
+    ids = _as_id_list(image_ids)
+    stamp = None if label is None else now_iso()
+    with workspace.transaction() as con:
+        _check_known(con, ids)
+        con.executemany(
+            """INSERT INTO annotations (image_id, user_label, labelled_at) VALUES (?, ?, ?)
+               ON CONFLICT (image_id) DO UPDATE SET
+                 user_label = excluded.user_label, labelled_at = excluded.labelled_at""",
+            [(i, label, stamp) for i in ids])
+    return len(ids)
+
+
+def flags(workspace: Workspace) -> dict[int, str]:
+    """The flagged images: ``{image_id: flagged_at}`` (ISO 8601 UTC)."""
+    with workspace.transaction() as con:
+        rows = con.execute(
+            "SELECT image_id, flagged_at FROM annotations WHERE flagged = 1").fetchall()
+    return {int(r[0]): r[1] or "" for r in rows}
+
+
+def user_labels(workspace: Workspace) -> dict[int, int]:
+    """The user's relabels: ``{image_id: label}`` with label 1 bad / 0 good."""
+    with workspace.transaction() as con:
+        rows = con.execute(
+            "SELECT image_id, user_label FROM annotations WHERE user_label IS NOT NULL"
+        ).fetchall()
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+def flagged_mask(workspace: Workspace, image_ids: np.ndarray) -> np.ndarray:
+    """Boolean array aligned with ``image_ids``: True where the image is flagged."""
+    flagged = np.fromiter(flags(workspace).keys(), dtype=np.int64)
+    return np.isin(np.asarray(image_ids, dtype=np.int64), flagged)
+
+
+def current_labels(workspace: Workspace, image_ids: np.ndarray) -> np.ndarray:
+    """Labels as they stand now (user relabels over the labels as found), aligned.
+
+    ``Dataset.labels`` is a snapshot taken when the dataset was opened; views that let
+    the user relabel read this instead so a relabel (or its undo) shows at once.
+
+    Args:
+        workspace: the dataset's workspace.
+        image_ids: int64 ids, ascending (as ``Dataset.image_ids``).
+
+    Returns:
+        int8 array: 1 bad, 0 good, -1 unlabelled (also for ids the table lacks).
+    """
+    ids = np.asarray(image_ids, dtype=np.int64)
+    with workspace.transaction() as con:
+        rows = con.execute(
+            """SELECT i.id, COALESCE(a.user_label, i.label, -1)
+               FROM images i LEFT JOIN annotations a ON a.image_id = i.id""").fetchall()
+    if not rows:
+        return np.full(len(ids), UNLABELLED, dtype=np.int8)
+    table = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(table[:, 0])
+    return align_by_id(ids, table[order, 0], table[order, 1], UNLABELLED).astype(np.int8)
+
+
+def align_by_id(wanted: np.ndarray, ids: np.ndarray, values: np.ndarray,
+                fill: float | int) -> np.ndarray:
+    """``values`` keyed by ascending ``ids``, looked up at ``wanted`` ids (vectorised).
+
+    Args:
+        wanted: the ids to look up (any order).
+        ids: ascending, unique ids.
+        values: one value per entry of ``ids``.
+        fill: the value for ids not in ``ids``.
+
+    Returns:
+        Array aligned with ``wanted``, of a dtype holding both ``values`` and ``fill``.
+    """
+    wanted = np.asarray(wanted, dtype=np.int64)
+    values = np.asarray(values)
+    out = np.full(len(wanted), fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
+    if len(ids) == 0:
+        return out
+    where = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
+    found = ids[where] == wanted
+    out[found] = values[where[found]]
+    return out

@@ -1,0 +1,159 @@
+"""CSV exports of a run's results: the flagged-defect list, all scores, a Kaggle submission.
+
+Every file is written atomically (``core.atomic``): a failed or interrupted export
+leaves the previous file untouched. Scores are written with ``repr`` (the shortest text
+that reads back to the same float64), so a file parses back to exactly the stored
+values. Labels are written 1 (bad) / 0 (good), empty when unlabelled.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from core.annotations import UNLABELLED, current_labels, flags
+from core.atomic import atomic_write
+from core.runs import RunRecord
+from core.scores import NoScoresError, aligned_scores, as_run
+
+FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at")
+SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction")
+SUBMISSION_COLUMNS = ("id", "label")
+SUBMISSION_SPLITS = ("test", "unlabelled")
+DEFAULT_THRESHOLD = 0.5
+
+
+def run_threshold(run: RunRecord, threshold: float | None = None) -> float:
+    """The threshold to use: the one given, else the run's chosen one, else 0.5."""
+    if threshold is not None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        return float(threshold)
+    return float(run.threshold) if run.threshold is not None else DEFAULT_THRESHOLD
+
+
+def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
+                   threshold: float | None = None, *, include_predicted: bool = True) -> int:
+    """Write the flagged-defect list, highest score first.
+
+    A row is an image the user flagged (``flagged_at`` = when) or, with
+    ``include_predicted``, one the run calls defective (score >= threshold; empty
+    ``flagged_at``).
+
+    Args:
+        dataset: an opened ``core.dataset.Dataset``.
+        run: the run (record, id, 'latest' or 'OTHER_DATA@ID').
+        path: the CSV file to write.
+        threshold: defect threshold (default: the run's, else 0.5).
+        include_predicted: also list images the run calls defective.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        core.scoring.NoScoresError: the run has not scored this dataset.
+    """
+    run = as_run(dataset.workspace, run)
+    threshold = run_threshold(run, threshold)
+    scores = aligned_scores(dataset, run.id)
+    labels = current_labels(dataset.workspace, dataset.image_ids)
+    flagged_at = flags(dataset.workspace)
+    user_flagged = np.isin(dataset.image_ids, np.fromiter(flagged_at, dtype=np.int64))
+    chosen = user_flagged | (include_predicted & (scores >= threshold))
+    positions = _by_score(np.flatnonzero(chosen), scores, dataset.image_ids)
+    ids, image_ids = dataset.ids, dataset.image_ids
+    rows = ([ids[p], dataset.relpaths[p], _number(scores[p]), _label(labels[p]), run.id,
+             run.model, repr(threshold), flagged_at.get(int(image_ids[p]), "")]
+            for p in positions.tolist())
+    return _write_csv(path, FLAGGED_COLUMNS, rows)
+
+
+def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
+                  threshold: float | None = None) -> int:
+    """Write every present image's score (empty for images the run has not scored yet).
+
+    Args:
+        dataset: an opened ``core.dataset.Dataset``.
+        run: the run (record, id, 'latest' or 'OTHER_DATA@ID').
+        path: the CSV file to write.
+        threshold: for the ``prediction`` column (default: the run's, else 0.5).
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        core.scoring.NoScoresError: the run has not scored this dataset.
+    """
+    run = as_run(dataset.workspace, run)
+    threshold = run_threshold(run, threshold)
+    scores = aligned_scores(dataset, run.id)
+    labels = current_labels(dataset.workspace, dataset.image_ids)
+    ids, splits = dataset.ids, dataset.splits
+    rows = ([ids[p], dataset.relpaths[p], splits[p], _label(labels[p]), _number(scores[p]),
+             "" if math.isnan(scores[p]) else int(scores[p] >= threshold)]
+            for p in range(len(dataset.image_ids)))
+    return _write_csv(path, SCORES_COLUMNS, rows)
+
+
+def export_submission(dataset, run: RunRecord | int | str, path: str | os.PathLike) -> int:
+    """Write a Kaggle submission: ``id,label`` with the defect probability as label.
+
+    One row per test or unlabelled image; the id is the file name without extension.
+    Rows are ordered by id (numerically when every id is a number).
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        core.scoring.NoScoresError: the run has not scored this dataset.
+        ValueError: the dataset has no test/unlabelled images, or some have no score yet.
+    """
+    run = as_run(dataset.workspace, run)
+    scores = aligned_scores(dataset, run.id)
+    positions = np.flatnonzero(np.isin(np.asarray(dataset.splits), SUBMISSION_SPLITS))
+    if len(positions) == 0:
+        raise ValueError(f"{dataset.root} has no test or unlabelled images to submit")
+    missing = int(np.count_nonzero(np.isnan(scores[positions])))
+    if missing:
+        raise NoScoresError(f"{missing} test/unlabelled image(s) have no score from run "
+                            f"{run.id}: run `diesight score DATA --run {run.id}` again.")
+    ids = dataset.ids
+    return _write_csv(path, SUBMISSION_COLUMNS,
+                      ([ids[p], _number(scores[p])] for p in _by_id(positions.tolist(), ids)))
+
+
+def _by_id(positions: list[int], ids: Sequence[str]) -> list[int]:
+    """Positions ordered by id: numerically when all ids are numbers (Kaggle ids), else text."""
+    numeric = all(ids[p].isdigit() for p in positions)
+    return sorted(positions, key=(lambda p: (int(ids[p]), ids[p])) if numeric
+                  else (lambda p: ids[p]))
+
+
+def _by_score(positions: np.ndarray, scores: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
+    """Positions ordered by score descending (unscored last), ties by image id."""
+    keyed = np.where(np.isnan(scores[positions]), -np.inf, scores[positions])
+    return positions[np.lexsort((np.asarray(image_ids)[positions], -keyed))]
+
+
+def _number(value: float) -> str:
+    """Full-precision text for a float (shortest round-trip repr); empty for NaN."""
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def _label(label: int) -> str:
+    return "" if label == UNLABELLED else str(int(label))
+
+
+def _write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[list]) -> int:
+    count = 0
+    with atomic_write(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count

@@ -1,0 +1,127 @@
+"""Stored scores: each run's defect probabilities and embeddings in a dataset's workspace.
+
+Scores live in the ``scores`` table (one row per run and image id), embeddings in the run's
+folder as ``embeddings.npy`` (float32 (n, D)) + ``embedding_ids.npy`` (int64 (n,)). This
+module only stores and reads them, without torch, so ranking, export and ``diesight runs``
+stay quick to start; ``core.scoring`` computes them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.annotations import align_by_id, now_iso
+from core.atomic import atomic_write
+from core.runs import RunRecord, resolve_run
+from core.workspace import Workspace
+
+EMBEDDINGS_FILE = "embeddings.npy"
+EMBEDDING_IDS_FILE = "embedding_ids.npy"
+
+
+class NoScoresError(LookupError):
+    """A run has not scored this dataset yet (the message says which command does it)."""
+
+
+def as_run(workspace: Workspace, run: RunRecord | int | str) -> RunRecord:
+    """A run record from a record, an id, 'latest', or 'OTHER_DATA@ID' (imported)."""
+    return run if isinstance(run, RunRecord) else resolve_run(workspace, run)
+
+
+def store_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores: np.ndarray,
+                 embeddings: np.ndarray) -> None:
+    """Replace a run's stored scores and embeddings.
+
+    The two ``.npy`` files are both written to temporary files before either replaces
+    its old version, and the table is replaced in one transaction, so readers see either
+    the old or the new scores, never a mix of rows.
+    """
+    image_ids = np.asarray(image_ids, dtype=np.int64)
+    if not (len(image_ids) == len(scores) == len(embeddings)):
+        raise ValueError("image_ids, scores and embeddings must have the same length")
+    run_dir = workspace.run_dir(run_id)
+    with atomic_write(run_dir / EMBEDDINGS_FILE, "wb") as emb_file, \
+            atomic_write(run_dir / EMBEDDING_IDS_FILE, "wb") as ids_file:
+        np.save(emb_file, np.asarray(embeddings, dtype=np.float32))
+        np.save(ids_file, image_ids)
+    rows = zip([run_id] * len(image_ids), image_ids.tolist(),
+               np.asarray(scores, dtype=np.float64).tolist(), strict=True)
+    with workspace.transaction() as con:
+        con.execute("DELETE FROM scores WHERE run_id = ?", (run_id,))
+        con.executemany("INSERT INTO scores (run_id, image_id, score) VALUES (?, ?, ?)", rows)
+        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (_scored_at_key(run_id), now_iso()))
+
+
+def _scored_at_key(run_id: int) -> str:
+    return f"run:{run_id}:scored_at"
+
+
+def scored_at(workspace: Workspace, run_id: int) -> str | None:
+    """When the run last scored this dataset (ISO 8601 UTC), or None."""
+    return workspace.get_meta(_scored_at_key(run_id))
+
+
+def has_scores(workspace: Workspace, run_id: int) -> bool:
+    """True when the run has stored scores in this workspace."""
+    with workspace.transaction() as con:
+        return con.execute("SELECT 1 FROM scores WHERE run_id = ? LIMIT 1",
+                           (run_id,)).fetchone() is not None
+
+
+def no_scores_message(run_id: int, data: str = "DATA") -> str:
+    """The message for a run without scores, naming the command that makes them."""
+    return (f"Run {run_id} has no scores for this dataset yet: "
+            f"run `diesight score {data} --run {run_id}` first.")
+
+
+def load_scores(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """A run's stored scores.
+
+    Returns:
+        (image_ids int64 ascending, scores float64), empty when the run has none.
+    """
+    with workspace.transaction() as con:
+        rows = con.execute("SELECT image_id, score FROM scores WHERE run_id = ? "
+                           "ORDER BY image_id", (run_id,)).fetchall()
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    return ids, scores
+
+
+def aligned_scores(dataset, run_id: int) -> np.ndarray:
+    """The run's scores aligned with the dataset's positions (NaN where an image has none).
+
+    Images that appeared after the run scored have no score until it scores again.
+
+    Raises:
+        NoScoresError: the run has not scored this dataset.
+    """
+    ids, scores = load_scores(dataset.workspace, run_id)
+    if len(ids) == 0:
+        raise NoScoresError(no_scores_message(run_id))
+    return align_by_id(dataset.image_ids, ids, scores, np.nan)
+
+
+def load_embeddings(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """A run's stored embeddings.
+
+    Returns:
+        (image_ids int64 (n,), embeddings float32 (n, D)).
+
+    Raises:
+        NoScoresError: the run has not scored this dataset.
+        ValueError: the two files disagree (written by an interrupted older version).
+    """
+    run_dir = workspace.path / "runs" / str(run_id)
+    emb_path, ids_path = run_dir / EMBEDDINGS_FILE, run_dir / EMBEDDING_IDS_FILE
+    if not (emb_path.is_file() and ids_path.is_file()):
+        raise NoScoresError(no_scores_message(run_id))
+    embeddings = np.load(emb_path, allow_pickle=False)
+    ids = np.load(ids_path, allow_pickle=False)
+    if embeddings.ndim != 2 or len(embeddings) != len(ids):
+        raise ValueError(f"The embeddings of run {run_id} in {run_dir} are inconsistent "
+                         f"({embeddings.shape} for {len(ids)} ids); score the run again.")
+    return ids.astype(np.int64, copy=False), embeddings

@@ -1,0 +1,158 @@
+"""Scoring a dataset with a trained run: a defect probability and an embedding per image.
+
+Every present image (train, validation, test, unlabelled) goes once through the run's best
+checkpoint, in batches under ``torch.inference_mode()``, at the run's image size and with
+the trainer's own image preparation (``core.training.data``), so scores match what the
+trainer validated. ``forward_with_embedding`` gives the logit and the penultimate
+activations from the same pass.
+
+Results are stored per run in the workspace: the ``scores`` table (replaced in one
+transaction) and ``runs/<id>/embeddings.npy`` + ``embedding_ids.npy`` (atomic writes).
+Nothing is written until every image is scored, so a cancelled or failed scoring leaves
+the previous scores as they were.
+
+A run of another dataset scores a new lot too: pass ``'OTHER_DATA@ID'`` as the run and
+``core.runs.resolve_run`` imports it into the new lot's workspace first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.checkpoint import load_model_from_run
+from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
+from core.runs import RunRecord
+from core.scores import (  # noqa: F401  (re-exported: the storage half of scoring)
+    EMBEDDING_IDS_FILE,
+    EMBEDDINGS_FILE,
+    NoScoresError,
+    aligned_scores,
+    as_run,
+    has_scores,
+    load_embeddings,
+    load_scores,
+    scored_at,
+    store_scores,
+)
+from core.training.data import normalise, prepare_images
+
+# Inference keeps no activations for a backward pass, so batches can be larger than in
+# training; these fit the largest registered model (ResNet-50 at 267x275) comfortably.
+DEFAULT_BATCH_CUDA = 256
+DEFAULT_BATCH_CPU = 64
+
+
+@dataclass
+class ScoreResult:
+    """What one scoring pass produced (aligned arrays, ascending image id).
+
+    Attributes:
+        run_id: the run (in this dataset's workspace) whose checkpoint scored.
+        image_ids: int64 (n,) image ids.
+        scores: float64 (n,) defect probabilities, sigmoid of the logit.
+        embeddings: float32 (n, D) penultimate activations.
+        device: the torch device used.
+        seconds: wall time of the pass (image preparation and network).
+    """
+
+    run_id: int
+    image_ids: np.ndarray
+    scores: np.ndarray
+    embeddings: np.ndarray
+    device: str = "cpu"
+    seconds: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.image_ids) / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' (CUDA when available), 'cuda' or 'cpu' as a torch device.
+
+    Raises:
+        ValueError: 'cuda' asked for on a machine without a usable CUDA device, or an
+            unknown name.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but no CUDA device is available; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+    return torch.device(device)
+
+
+def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None = None,
+                  device: str = "auto", progress: ProgressFn | None = None,
+                  cancel: CancelCheck | None = None) -> ScoreResult:
+    """Score every present image of ``dataset`` with ``run``'s best checkpoint and store it.
+
+    Args:
+        dataset: an opened ``core.dataset.Dataset``.
+        run: a run record, its id, 'latest', or 'OTHER_DATA@ID' / 'OTHER_DATA@latest'
+            (a run of another dataset, imported into this workspace).
+        batch_size: images per forward pass (default: 256 on CUDA, 64 on the CPU).
+        device: 'auto', 'cuda' or 'cpu'.
+        progress: receives ``Progress('score', done, total, ...)``.
+        cancel: checked between batches.
+
+    Returns:
+        The scores and embeddings (also stored in the workspace).
+
+    Raises:
+        core.progress.Cancelled: when ``cancel`` returned True (nothing is stored).
+        core.checkpoint.CheckpointError: the run's checkpoint is missing or unreadable.
+        ValueError: the dataset has no images, or a bad device / batch size.
+    """
+    run = as_run(dataset.workspace, run)
+    image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
+    if len(image_ids) == 0:
+        raise ValueError(f"{dataset.root} has no readable images to score")
+    torch_device = resolve_device(device)
+    batch = batch_size or (DEFAULT_BATCH_CUDA if torch_device.type == "cuda"
+                           else DEFAULT_BATCH_CPU)
+    if batch < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch}")
+
+    started = time.perf_counter()
+    model, config = load_model_from_run(run)
+    model.to(torch_device).eval()
+    scores, embeddings = _score_all(dataset, model, config.input_shape, torch_device, batch,
+                                    progress, cancel)
+    check_cancel(cancel)
+    store_scores(dataset.workspace, run.id, image_ids, scores, embeddings)
+    seconds = time.perf_counter() - started
+    report(progress, "score", len(image_ids), len(image_ids),
+           f"{len(image_ids)} images scored in {seconds:.1f} s")
+    return ScoreResult(run.id, image_ids, scores, embeddings, str(torch_device), seconds)
+
+
+def _score_all(dataset, model, image_size: tuple[int, int], device: torch.device, batch: int,
+               progress: ProgressFn | None, cancel: CancelCheck | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The batched forward passes; returns (scores float64 (n,), embeddings float32 (n, D))."""
+    n = len(dataset.image_ids)
+    scores = np.empty(n, dtype=np.float64)
+    embeddings = np.empty((n, model.embedding_dim), dtype=np.float32)
+    throttle = Throttle(0.25)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            check_cancel(cancel)
+            stop = min(start + batch, n)
+            images = prepare_images(dataset, np.arange(start, stop), image_size, device,
+                                    None, cancel)
+            # prepare_images keeps the batch in CPU memory when the GPU is short of room.
+            images = images.to(device, non_blocking=True)
+            logits, batch_embeddings = model.forward_with_embedding(normalise(images))
+            scores[start:stop] = torch.sigmoid(logits.float()).cpu().numpy()
+            embeddings[start:stop] = batch_embeddings.float().cpu().numpy()
+            if throttle.ready(final=stop == n):
+                rate = stop / max(time.perf_counter() - started, 1e-9)
+                report(progress, "score", stop, n, f"{rate:.0f} images/s", images_per_s=rate)
+    return scores, embeddings

@@ -1,0 +1,140 @@
+"""The results commands end to end: models, score, runs, export, flag."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import numpy as np
+import pytest
+from scoring_fixtures import make_lot, make_run
+
+from core.annotations import flags
+from core.cli import main
+from core.dataset import open_dataset
+from core.models import list_models
+from core.scoring import load_scores
+
+
+@pytest.fixture
+def lot(tmp_path):
+    """A lot with one hand-made run (not scored yet)."""
+    root = make_lot(tmp_path / "lot")
+    dataset = open_dataset(root, workers=1)
+    return dataset, make_run(dataset.workspace)
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_models_lists_the_registry_with_seed_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for info in list_models():
+        line = next(row for row in out.splitlines() if row.startswith(info.name + " "))
+        assert f"{info.parameter_count:,}" in line and f" {info.embedding_dim} " in line
+        if info.seed_parameter_count:
+            assert f"{info.seed_parameter_count:,}" in line
+
+
+def test_score_prints_a_summary_and_stores_scores(lot, capsys):
+    dataset, run = lot
+    assert main(["score", str(dataset.root), "--device", "cpu", "--batch-size", "8"]) == 0
+    out = capsys.readouterr().out
+    n = len(dataset.image_ids)
+    assert f"Scored {n} images with run {run.id} (designed_resnet)" in out
+    assert "median" in out
+    histogram = re.findall(r"^  \d\.\d-\d\.\d +([\d,]+)", out, flags=re.MULTILINE)
+    assert len(histogram) == 10 and sum(int(c.replace(",", "")) for c in histogram) == n
+    ids, scores = load_scores(dataset.workspace, run.id)
+    assert len(ids) == n
+    top = out.split("Top 10 highest scores:")[1].splitlines()[3:]
+    assert len(top) == 10
+    best = dataset.relpaths[int(np.argmax(scores))]
+    assert top[0].split()[0] == "1" and top[0].endswith(best)
+    assert f"{scores.max():.6f}" in top[0]
+
+
+def test_runs_table_like_the_seed(lot, capsys):
+    dataset, run = lot
+    assert main(["runs", str(dataset.root)]) == 0
+    header, _rule, row = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["id", "model", "parameters", "sampler"]
+    cells = row.split()
+    assert cells[:4] == [str(run.id), "designed_resnet", f"{run.parameters:,}", "8B"]
+    assert cells[4:9] == ["0.75000", "1/2", "1m15s", "cpu", "finished"]
+    assert cells[9] == "no"
+
+
+def test_export_needs_scores_then_writes_all_three_files(lot, tmp_path, capsys):
+    dataset, run = lot
+    root = str(dataset.root)
+    scores_csv = tmp_path / "scores.csv"
+    assert main(["export", root, "--scores", str(scores_csv)]) == 1
+    assert "run `diesight score" in capsys.readouterr().err and not scores_csv.exists()
+
+    assert main(["score", root, "--run", str(run.id), "--device", "cpu"]) == 0
+    assert main(["flag", root, dataset.ids[0], dataset.relpaths[1]]) == 0
+    flagged_csv, submission_csv = tmp_path / "flagged.csv", tmp_path / "sub.csv"
+    assert main(["export", root, "--run", str(run.id), "--flagged", str(flagged_csv),
+                 "--only-user-flags", "--scores", str(scores_csv),
+                 "--submission", str(submission_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "Wrote 2 flagged images" in out
+
+    ids, scores = load_scores(dataset.workspace, run.id)
+    flagged = _rows(flagged_csv)
+    assert sorted(r["path"] for r in flagged) == sorted(dataset.relpaths[:2])
+    assert {float(r["score"]) for r in flagged} == set(scores[:2].tolist())
+    assert [float(r["score"]) for r in _rows(scores_csv)] == scores.tolist()
+    submission = _rows(submission_csv)
+    assert len(submission) == int(np.count_nonzero(dataset.splits == "test"))
+    assert list(submission[0]) == ["id", "label"]
+
+    # A threshold of 0 calls every image defective: all of them are in the flagged list.
+    assert main(["export", root, "--flagged", str(flagged_csv), "--threshold", "0"]) == 0
+    assert len(_rows(flagged_csv)) == len(dataset.image_ids)
+
+
+def test_flag_and_unflag_for_scripts(lot, capsys):
+    dataset, _ = lot
+    root = str(dataset.root)
+    assert main(["flag", root, dataset.ids[3], dataset.ids[4]]) == 0
+    assert set(flags(dataset.workspace)) == set(dataset.image_ids[[3, 4]].tolist())
+    assert main(["flag", root, "--unflag", dataset.ids[3]]) == 0
+    assert set(flags(dataset.workspace)) == {int(dataset.image_ids[4])}
+    assert main(["flag", root, "no-such-image"]) == 1
+    assert "no-such-image" in capsys.readouterr().err
+
+
+def test_new_lot_scored_with_another_datasets_run(lot, tmp_path, capsys):
+    dataset, run = lot
+    new_lot = make_lot(tmp_path / "new lot", good=0, bad=0, test=5, seed=9)
+    assert main(["score", str(new_lot), "--run", f"{dataset.root}@latest",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Scored 5 images" in out and f"imported from {dataset.root.resolve()}@{run.id}" in out
+    assert main(["runs", str(new_lot)]) == 0
+    assert "imported" in capsys.readouterr().out
+
+
+def test_help_documents_run_naming(capsys):
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    text = capsys.readouterr().out
+    assert "OTHER_DATA@ID" in text and "OTHER_DATA@latest" in text and "latest" in text
+
+
+def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert main(["runs", str(missing)]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    fresh = make_lot(tmp_path / "fresh", good=2, bad=2, test=0)
+    assert main(["runs", str(fresh)]) == 0
+    assert "No runs yet" in capsys.readouterr().out
+    assert main(["score", str(fresh), "--device", "cpu"]) == 1
+    assert "train one first" in capsys.readouterr().err
+    assert main(["export", str(fresh)]) == 1
+    assert "nothing to export" in capsys.readouterr().err
