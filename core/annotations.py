@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from core.dbarrays import align_by_id, query_array
 from core.workspace import Workspace
 
 LABEL_GOOD = 0
@@ -141,37 +142,8 @@ def current_labels(workspace: Workspace, image_ids: np.ndarray) -> np.ndarray:
     Returns:
         int8 array: 1 bad, 0 good, -1 unlabelled (also for ids the table lacks).
     """
-    ids = np.asarray(image_ids, dtype=np.int64)
-    with workspace.transaction() as con:
-        rows = con.execute(
-            """SELECT i.id, COALESCE(a.user_label, i.label, -1)
-               FROM images i LEFT JOIN annotations a ON a.image_id = i.id""").fetchall()
-    if not rows:
-        return np.full(len(ids), UNLABELLED, dtype=np.int8)
-    table = np.asarray(rows, dtype=np.int64)
-    order = np.argsort(table[:, 0])
-    return align_by_id(ids, table[order, 0], table[order, 1], UNLABELLED).astype(np.int8)
-
-
-def align_by_id(wanted: np.ndarray, ids: np.ndarray, values: np.ndarray,
-                fill: float | int) -> np.ndarray:
-    """``values`` keyed by ascending ``ids``, looked up at ``wanted`` ids (vectorised).
-
-    Args:
-        wanted: the ids to look up (any order).
-        ids: ascending, unique ids.
-        values: one value per entry of ``ids``.
-        fill: the value for ids not in ``ids``.
-
-    Returns:
-        Array aligned with ``wanted``, of a dtype holding both ``values`` and ``fill``.
-    """
-    wanted = np.asarray(wanted, dtype=np.int64)
-    values = np.asarray(values)
-    out = np.full(len(wanted), fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
-    if len(ids) == 0:
-        return out
-    where = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
-    found = ids[where] == wanted
-    out[found] = values[where[found]]
-    return out
+    table = query_array(
+        workspace, "SELECT i.id, COALESCE(a.user_label, i.label, -1) FROM images i "
+                   "LEFT JOIN annotations a ON a.image_id = i.id ORDER BY i.id",
+        columns=2, dtype=np.int64)
+    return align_by_id(image_ids, table[:, 0], table[:, 1], UNLABELLED).astype(np.int8)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.annotations import align_by_id, now_iso
+from core.annotations import now_iso
 from core.atomic import atomic_write
+from core.dbarrays import align_by_id, query_array
 from core.runs import RunRecord, resolve_run
 from core.workspace import Workspace
 
@@ -81,14 +82,9 @@ def load_scores(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarr
     Returns:
         (image_ids int64 ascending, scores float64), empty when the run has none.
     """
-    with workspace.transaction() as con:
-        rows = con.execute("SELECT image_id, score FROM scores WHERE run_id = ? "
-                           "ORDER BY image_id", (run_id,)).fetchall()
-    if not rows:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
-    return ids, scores
+    table = query_array(workspace, "SELECT image_id, score FROM scores WHERE run_id = ? "
+                                   "ORDER BY image_id", (int(run_id),), columns=2)
+    return table[:, 0].astype(np.int64), table[:, 1].copy()
 
 
 def aligned_scores(dataset, run_id: int) -> np.ndarray:

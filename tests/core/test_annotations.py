@@ -9,7 +9,6 @@ import pytest
 from scoring_fixtures import make_lot
 
 from core.annotations import (
-    align_by_id,
     current_labels,
     flagged_mask,
     flags,
@@ -18,6 +17,7 @@ from core.annotations import (
     user_labels,
 )
 from core.dataset import open_dataset
+from core.dbarrays import align_by_id
 from core.workspace import Workspace
 
 
