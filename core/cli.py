@@ -433,3 +433,145 @@ def _image_ids_for(dataset, names: Sequence[str]) -> list[int]:
 
 
 _PARSERS.append(_add_flag)
+
+
+# --- train ---------------------------------------------------------------------------------
+
+# CLI flag -> TrainConfig field, for the flags that override the starting config.
+_TRAIN_FLAGS = {
+    "model": "model", "sampler": "sampler", "per_class": "per_class", "epochs": "epochs",
+    "image_size": "image_size", "batch_size": "batch_size", "lr": "lr",
+    "optimizer": "optimizer", "weight_decay": "weight_decay", "schedule": "schedule",
+    "device": "device", "precision": "precision", "seed": "seed",
+    "val_fraction": "val_fraction", "patience": "early_stopping_patience",
+    "threshold": "threshold", "threads": "num_threads", "augment": "augment",
+    "weights": "weights",
+}
+
+
+def _add_train(sub) -> None:
+    from core.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SAMPLERS, SCHEDULES
+
+    p = sub.add_parser(
+        "train", help="train a model on a folder's labelled images",
+        description="Train a model on DATA's labelled images. Settings start from the "
+                    "defaults, a saved config (--config) or an earlier run (--replay); the "
+                    "flags given override them. Ctrl-C stops cleanly and keeps the last "
+                    "finished epoch; --resume continues from there.")
+    p.add_argument("data", metavar="DATA", help="the image folder")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--config", metavar="JSON", help="start from a saved TrainConfig file")
+    start.add_argument("--replay", metavar="RUN",
+                       help="start from a run's config: ID, latest, or OTHER_DATA@ID")
+    start.add_argument("--resume", metavar="ID", type=int,
+                       help="continue a cancelled or interrupted run from its last epoch")
+    p.add_argument("--model", help="designed_resnet, stratified, resnet18 or resnet50")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="B: balanced bootstrap (default); S: balanced without replacement; "
+                        "shuffle; weighted: shuffle + class-weighted loss")
+    p.add_argument("--per-class", type=int, help="draws per class per epoch (B, S)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int, help="input rows (width keeps the 267:275 ratio)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-fraction", type=float, help="share of each class for validation")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--threshold", type=float, help="score that calls a part bad")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
+                   default=None, help="train without augmentation")
+    p.add_argument("--weights", metavar="FILE", help="local pretrained weights for the model")
+    p.add_argument("--labels", metavar="CSV", help="labels for images the folders leave "
+                                                   "unlabelled")
+    p.add_argument("--save-config", metavar="JSON", help="also write the config used here")
+    p.set_defaults(func=_cmd_train)
+
+
+def _train_config(args, workspace):
+    """The starting config (defaults / --config / --replay / --resume) plus the flags given."""
+    from core.runs import get_run, resolve_run
+    from core.training.config import TrainConfig
+
+    if args.config:
+        config = TrainConfig.load(args.config)
+    elif args.replay:
+        config = resolve_run(workspace, args.replay).config
+    elif args.resume is not None:
+        config = get_run(workspace, args.resume).config
+    else:
+        config = TrainConfig()
+    overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items()
+                 if getattr(args, flag) is not None}
+    return config.replace(**overrides)
+
+
+class _TrainPrinter:
+    """Progress for ``diesight train``: a bar for batches, a printed line per epoch/notice."""
+
+    def __init__(self, bar: TerminalProgress) -> None:
+        self.bar = bar
+
+    def __call__(self, p: Progress) -> None:
+        if p.stage in ("start", "epoch", "notice"):
+            self.bar.close()
+            print(p.message, file=sys.stdout if p.stage == "epoch" else sys.stderr, flush=True)
+        else:
+            self.bar(p)
+
+
+def _cmd_train(args) -> int:
+    import json
+
+    from core.checkpoint import CheckpointError
+    from core.dataset import DatasetError, open_dataset
+    from core.training import train
+    from core.workspace import Workspace
+
+    bar = TerminalProgress()
+    try:
+        config = _train_config(args, Workspace.for_dataset(args.data))
+        if args.save_config:
+            from core.atomic import atomic_write
+
+            with atomic_write(args.save_config) as fh:
+                fh.write(config.to_json() + "\n")
+        heading = "Training with:" if args.resume is None else f"Resuming run {args.resume}:"
+        print(heading, json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
+        with CtrlC() as cancel:
+            dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
+                                   cancel=cancel)
+            bar.close()
+            run = train(dataset, config, progress=_TrainPrinter(bar), cancel=cancel,
+                        resume_run=args.resume)
+    except (ValueError, DatasetError, CheckpointError) as exc:
+        bar.close()
+        print(f"diesight train: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    return _print_run_summary(run, args.data)
+
+
+def _print_run_summary(run, data: str) -> int:
+    seconds = run.train_seconds or 0.0
+    if run.status == "finished" and run.val_auc is not None:
+        print(f"Run {run.id} finished in {seconds / 60:.1f} min: best epoch {run.best_epoch}, "
+              f"val AUC {run.val_auc:.4f}, val loss {run.val_loss:.4f}, escapes "
+              f"{run.escapes} / false calls {run.false_calls} at threshold {run.threshold}. "
+              f"{run.message}\nBest checkpoint: {run.checkpoint}")
+        return 0
+    if run.status == "finished":
+        print(f"Run {run.id} finished: {run.message}")
+        return 0
+    print(f"Run {run.id} {run.status}: {run.message}\nResume with:  diesight train "
+          f"{data} --resume {run.id}", file=sys.stderr)
+    return 130
+
+
+_PARSERS.append(_add_train)

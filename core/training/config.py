@@ -1,0 +1,174 @@
+"""The training configuration: one dataclass that fully describes a training run.
+
+It is saved with every run (``runs.config_json``) so a run can be replayed exactly
+(``diesight train DATA --config run.json`` or ``--replay RUN``) and is printed when
+training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+# The native image geometry of the parts: 267 rows x 275 columns.
+NATIVE_ROWS = 267
+NATIVE_COLS = 275
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+SAMPLERS = ("B", "S", "shuffle", "weighted")
+DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+SAMPLER_HELP = {
+    "B": "class-balanced bootstrap: per_class draws per class per epoch, with replacement",
+    "S": "class-balanced subsample: per_class per class per epoch, without replacement "
+         "(capped at the class size)",
+    "shuffle": "every training image once per epoch, shuffled",
+    "weighted": "every training image once per epoch, loss weighted by class frequency",
+}
+
+
+def width_for_rows(rows: int) -> int:
+    """Columns that keep the parts' 267:275 aspect ratio at ``rows`` rows."""
+    return int(round(rows * NATIVE_COLS / NATIVE_ROWS))
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON-able; see ``to_dict``/``from_dict``).
+
+    Attributes:
+        model: model name from ``core.models.list_models()``.
+        epochs: maximum number of epochs (early stopping may end sooner).
+        batch_size: images per optimizer step (the effective batch; an out-of-memory
+            back-off splits it into micro-batches but keeps this).
+        lr: peak learning rate.
+        optimizer: 'adamw' or 'sgd' (momentum 0.9, Nesterov).
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
+        schedule: 'cosine' (per step, after a short warm-up) or 'constant'.
+        sampler: 'B', 'S', 'shuffle' or 'weighted' (see ``SAMPLER_HELP``).
+        per_class: draws per class per epoch for samplers 'B' and 'S'.
+        augment: photometric jitter, noise and small translations on training batches.
+        val_fraction: share of each class held out for validation (stratified).
+        seed: seeds weight init, split, sampling and augmentation.
+        device: 'auto' (CUDA when available), 'cuda' or 'cpu'.
+        precision: 'auto' (bf16/fp16 on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16'.
+        image_size: rows of the network input; width follows the 267:275 aspect ratio.
+        early_stopping_patience: epochs without a better validation AUC before stopping
+            (0 disables early stopping).
+        threshold: score at or above which a part is called defective (for escapes and
+            false calls).
+        num_threads: CPU threads for torch (None: all cores).
+        weights: optional local file with pretrained weights for the model.
+    """
+
+    model: str = "designed_resnet"
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    sampler: str = "B"
+    per_class: int = 5000
+    augment: bool = True
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    image_size: int = NATIVE_ROWS
+    early_stopping_patience: int = 5
+    threshold: float = 0.5
+    num_threads: int | None = None
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(rows, columns) of the network input."""
+        return self.image_size, width_for_rows(self.image_size)
+
+    def validate(self) -> None:
+        """Raise ValueError with a clear message for any out-of-range setting."""
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("schedule", self.schedule, SCHEDULES)
+        _one_of("sampler", self.sampler, SAMPLERS)
+        _one_of("device", self.device, DEVICES)
+        _one_of("precision", self.precision, PRECISIONS)
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("per_class", self.per_class, 1)
+        _at_least("image_size", self.image_size, 64)  # the models need >= 64 rows
+        _at_least("early_stopping_patience", self.early_stopping_patience, 0)
+        if self.num_threads is not None:
+            _at_least("num_threads", self.num_threads, 1)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+
+    # -- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build a config from a dict; missing keys take defaults, unknown keys are an error.
+
+        Raises:
+            ValueError: on unknown keys or invalid values.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"A training config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown training config key(s): {', '.join(unknown)}. "
+                             f"Known keys: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"Training config is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        """Read a config saved as JSON (e.g. by ``diesight runs --config``)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"Cannot read training config {path}: {exc.strerror}") from None
+        return cls.from_json(text)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated)."""
+        return replace(self, **changes)
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _at_least(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

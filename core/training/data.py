@@ -1,0 +1,225 @@
+"""Feeding images to the network: resize once, keep uint8, normalise on the device.
+
+Decoding 30,000 JPEGs every epoch is what makes a naive training loop slow. The dataset
+already holds every image decoded in a uint8 cache (``Dataset.images``), so
+:func:`prepare_images` resizes the needed images once (antialiased) into one uint8 tensor,
+on the GPU when it fits in a share of its free memory. A batch is then a single indexing
+operation, converted to float and normalised (and augmented) on the device.
+
+:func:`normalise` is the single definition of the network's input scaling; scoring uses it
+too, so a checkpoint always sees images scaled the way it was trained.
+
+Also here: the stratified train/validation split (:func:`split_train_val`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
+from core.training.config import width_for_rows
+
+# Fixed input scaling (0..1 intensities): the grey-level mean and standard deviation of
+# ImageNet (averages of its RGB values), so pretrained weights see familiar statistics.
+# Fixed rather than measured per dataset so a checkpoint scores every dataset the same way.
+MEAN = 0.449
+STD = 0.226
+
+# Share of free GPU memory the image tensor may take; the rest is for the model.
+GPU_MEMORY_SHARE = 0.4
+# Images resized per step while preparing (bounds the float working memory).
+PREPARE_CHUNK = 256
+
+
+def to_unit(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in 0..1."""
+    return batch.float().div_(255.0)
+
+
+def normalise_unit(x: torch.Tensor) -> torch.Tensor:
+    """0..1 float images -> network input (fixed MEAN/STD)."""
+    return (x - MEAN) / STD
+
+
+def normalise(batch_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 1, H, W) images -> normalised float32 network input.
+
+    ``(pixel / 255 - MEAN) / STD`` with the fixed MEAN = 0.449, STD = 0.226.
+    """
+    return normalise_unit(to_unit(batch_uint8))
+
+
+def resolve_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """(rows, cols) from a row count (aspect 267:275) or an explicit pair."""
+    if isinstance(image_size, int):
+        return image_size, width_for_rows(image_size)
+    rows, cols = image_size
+    return int(rows), int(cols)
+
+
+def fits_on_gpu(n_bytes: int, device: torch.device) -> bool:
+    """True when ``n_bytes`` fit in GPU_MEMORY_SHARE of the device's free memory."""
+    if device.type != "cuda":
+        return False
+    free, _total = torch.cuda.mem_get_info(device)
+    return n_bytes <= GPU_MEMORY_SHARE * free
+
+
+def prepare_images(dataset, positions: np.ndarray, image_size: int | Sequence[int],
+                   device: torch.device | str = "cpu", progress: ProgressFn | None = None,
+                   cancel: CancelCheck | None = None) -> torch.Tensor:
+    """Resize the chosen images from the dataset's uint8 cache into one uint8 tensor.
+
+    Args:
+        dataset: a ``core.dataset.Dataset`` (uses ``images`` and ``image_ids``).
+        positions: indices into the dataset's per-image arrays (0..n-1).
+        image_size: rows (width follows the 267:275 aspect) or (rows, cols).
+        device: where the result should live; a CUDA device is used only when the tensor
+            fits in 40% of its free memory, otherwise the result stays in (pinned) CPU
+            memory and batches are copied over as needed.
+        progress: receives stage 'prepare' reports (images done / total).
+        cancel: checked between chunks.
+
+    Returns:
+        (N, 1, rows, cols) uint8 tensor, row i = image ``positions[i]``.
+    """
+    device = torch.device(device)
+    rows, cols = resolve_size(image_size)
+    positions = np.asarray(positions, dtype=np.int64)
+    n = len(positions)
+    target = device if fits_on_gpu(n * rows * cols, device) else torch.device("cpu")
+    out = torch.empty((n, 1, rows, cols), dtype=torch.uint8, device=target)
+    # Resizing on the GPU is much faster; on CPU it runs where the result lives.
+    work = device if device.type == "cuda" else torch.device("cpu")
+    throttle = Throttle(0.2)
+    cache_ids = np.asarray(dataset.image_ids)[positions]
+    for start in range(0, n, PREPARE_CHUNK):
+        check_cancel(cancel)
+        stop = min(n, start + PREPARE_CHUNK)
+        chunk = _read_rows(dataset.images, cache_ids[start:stop])
+        out[start:stop] = _resize_uint8(chunk.to(work), rows, cols).to(target)
+        if throttle.ready(final=stop == n):
+            report(progress, "prepare", stop, n, f"preparing images {stop}/{n}")
+    if target.type == "cpu" and device.type == "cuda":
+        out = out.pin_memory()
+    return out
+
+
+def _read_rows(images: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+    """(k, 1, H, W) uint8 tensor of cache rows ``ids`` (sorted reads are faster on a memmap)."""
+    order = np.argsort(ids, kind="stable")
+    block = np.empty((len(ids),) + tuple(images.shape[1:]), dtype=np.uint8)
+    block[order] = images[ids[order]]
+    return torch.from_numpy(block).unsqueeze(1)
+
+
+def _resize_uint8(chunk: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    if tuple(chunk.shape[-2:]) == (rows, cols):
+        return chunk
+    resized = F.interpolate(chunk.float(), size=(rows, cols), mode="bilinear",
+                            align_corners=False, antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def iterate_batches(images: torch.Tensor, order: np.ndarray, batch_size: int,
+                    device: torch.device) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """Yield (uint8 batch on ``device``, the rows of ``images`` in it) in ``order``."""
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        index = torch.from_numpy(np.ascontiguousarray(rows)).to(images.device)
+        batch = images.index_select(0, index)
+        if batch.device != device:
+            batch = batch.pin_memory().to(device, non_blocking=True) \
+                if device.type == "cuda" else batch.to(device)
+        yield batch, rows
+
+
+def batch_count(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)
+
+
+# -- train / validation split ---------------------------------------------------------------
+
+@dataclass
+class Split:
+    """Positions (into the dataset's per-image arrays) of the training and validation images.
+
+    Attributes:
+        train: positions of the training images.
+        val: positions of the validation images.
+        source: 'val split' when the dataset's own labelled 'val' images were used,
+            'stratified' when they were held out from the train split.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    source: str
+
+
+def split_train_val(labels: np.ndarray, splits: np.ndarray, val_fraction: float,
+                    seed: int) -> Split:
+    """Choose training and validation images among the labelled ones.
+
+    Uses the dataset's labelled 'val' images for validation when there are any (with both
+    classes); otherwise holds out ``val_fraction`` of each class of the labelled 'train'
+    images (at least one of each), chosen with a generator seeded by ``seed``. Test and
+    unlabelled images are never used.
+
+    Raises:
+        ValueError: when there are too few labelled good or bad images to train and
+            validate.
+    """
+    labels = np.asarray(labels)
+    splits = np.asarray(splits)
+    train_pool = np.flatnonzero((splits == "train") & (labels >= 0))
+    val_pool = np.flatnonzero((splits == "val") & (labels >= 0))
+    _require_both_classes(labels[train_pool], "the train split", minimum=1)
+    if len(val_pool) and _has_both_classes(labels[val_pool]):
+        return Split(train=train_pool, val=val_pool, source="val split")
+    _require_both_classes(labels[train_pool], "the train split", minimum=2)
+    generator = torch.Generator().manual_seed(seed)
+    held_out = []
+    for cls in (0, 1):
+        members = train_pool[labels[train_pool] == cls]
+        k = min(len(members) - 1, max(1, int(round(len(members) * val_fraction))))
+        picks = torch.randperm(len(members), generator=generator)[:k].numpy()
+        held_out.append(members[picks])
+    val = np.sort(np.concatenate(held_out))
+    train = np.setdiff1d(train_pool, val, assume_unique=True)
+    return Split(train=train, val=val, source="stratified")
+
+
+def split_from_validation_ids(image_ids: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                              val_ids: np.ndarray) -> Split:
+    """Rebuild a run's split from its saved validation ids (for resume).
+
+    Training images are the labelled train-split images that are not validation images;
+    validation ids whose images have vanished or lost their label are dropped.
+    """
+    image_ids = np.asarray(image_ids)
+    labels = np.asarray(labels)
+    in_val = np.isin(image_ids, val_ids) & (labels >= 0)
+    val = np.flatnonzero(in_val)
+    train = np.flatnonzero((np.asarray(splits) == "train") & (labels >= 0) & ~in_val)
+    _require_both_classes(labels[val], "the saved validation images", minimum=1)
+    _require_both_classes(labels[train], "the training images", minimum=1)
+    return Split(train=train, val=val, source="saved")
+
+
+def _has_both_classes(labels: np.ndarray) -> bool:
+    return bool((labels == 0).any() and (labels == 1).any())
+
+
+def _require_both_classes(labels: np.ndarray, where: str, minimum: int) -> None:
+    good, bad = int((labels == 0).sum()), int((labels == 1).sum())
+    if good < minimum or bad < minimum:
+        raise ValueError(
+            f"Training needs at least {minimum} good and {minimum} bad labelled images in "
+            f"{where}; found {good} good and {bad} bad. Label more images (or check the "
+            f"labels CSV / folder layout).")

@@ -1,0 +1,606 @@
+"""The training loop: one call, :func:`train`, turns a dataset and a TrainConfig into a run.
+
+What a run does, in order:
+
+1. Split the labelled images into training and validation sets (stratified; the
+   dataset's own labelled 'val' images when it has any) and save the validation ids.
+2. Resize the needed images once into a uint8 tensor (on the GPU when it fits); batches
+   are built by indexing it, then normalised and augmented on the device.
+3. Per epoch: train on the sampler's draws (per-step cosine schedule after a short
+   warm-up), validate (loss, AUC, escapes and false calls at ``config.threshold``),
+   write ``best.pt`` when the validation AUC improves (ties: lower validation loss)
+   and ``last.pt`` always, record the epoch in the database, and stop early after
+   ``early_stopping_patience`` epochs without improvement.
+
+Progress events (``core.progress.Progress``) sent to ``progress``:
+
+* ``'start'``: once; data {run_id, config, device, parameters, train_images, val_images,
+  start_epoch}.
+* ``'notice'``: a sentence for the user (sampler caps, out-of-memory back-off, early stop).
+* ``'prepare'``: images resized so far (from :func:`prepare_images`).
+* ``'train'``: done/total batches of the epoch; data {epoch, epochs, batch, loss,
+  images_per_s, eta_s} (loss is the epoch's running mean; eta_s for the whole run).
+* ``'validate'``: done/total validation batches; data {epoch, epochs}.
+* ``'epoch'``: done/total epochs; data {epoch_record: EpochRecord, best_epoch, best_auc,
+  improved, run_id} plus the record's fields (for live curves).
+
+Cancellation (``cancel`` is checked before every batch) ends the run with status
+'cancelled' — :func:`train` then *returns* the record rather than raising. ``last.pt``
+holds the last *finished* epoch: the interrupted epoch is discarded and redone on resume
+(its order and augmentation are seeded per epoch, so the redo matches an uninterrupted
+run). Cancelling during epoch 1 leaves no ``last.pt``; resuming then starts over.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.checkpoint import CheckpointError, load_checkpoint, load_state_into, save_checkpoint
+from core.metrics import confusion_at, roc_auc
+from core.models import create_model
+from core.progress import Cancelled, Throttle, check_cancel, report
+from core.runs import (
+    EpochRecord,
+    RunRecord,
+    claim_run,
+    create_run,
+    delete_epochs_from,
+    get_run,
+    record_epoch,
+    save_validation_ids,
+    update_run,
+    validation_ids,
+)
+from core.training.augment import augment_batch
+from core.training.config import TrainConfig
+from core.training.data import (
+    Split,
+    batch_count,
+    iterate_batches,
+    normalise_unit,
+    prepare_images,
+    split_from_validation_ids,
+    split_train_val,
+    to_unit,
+)
+from core.training.samplers import epoch_generator, epoch_indices, positive_weight, sampler_notes
+
+BEST = "best.pt"
+LAST = "last.pt"
+# Settings a resumed run may change (they do not alter what is learned).
+RUNTIME_FIELDS = ("device", "precision", "num_threads")
+WARMUP_SHARE = 0.05
+MAX_WARMUP_STEPS = 500
+FINAL_LR_SHARE = 0.01
+# BatchNorm needs two images to normalise over; the out-of-memory back-off stops here.
+MIN_MICRO_BATCH = 2
+
+
+# -- device and precision -------------------------------------------------------------------
+
+def select_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available; "
+                         "use --device cpu or auto.")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype to train with (None: plain fp32)."""
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA GPU; use fp32 or bf16 on the CPU.")
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def configure_device(config: TrainConfig, device: torch.device) -> str:
+    """Set threads / cuDNN for ``device``; returns how to describe it (e.g. 'cpu (2 threads)')."""
+    dtype = autocast_dtype(config.precision, device)
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
+        return f"cuda: {torch.cuda.get_device_name(device)} ({precision})"
+    threads = config.num_threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    suffix = "" if dtype is None else f", {precision}"
+    return f"cpu ({threads} threads{suffix})"
+
+
+# -- optimisation ---------------------------------------------------------------------------
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD; biases and normalisation weights get no weight decay."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step LR factor: linear warm-up over ~5% of the steps, then cosine (or constant)."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(MAX_WARMUP_STEPS, int(total * WARMUP_SHARE))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if config.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return FINAL_LR_SHARE + (1 - FINAL_LR_SHARE) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class GradientStep:
+    """One optimizer step on a batch, in micro-batches with gradient accumulation.
+
+    Starts with the whole batch in one pass. On a GPU out-of-memory error it halves the
+    micro-batch and redoes the step, accumulating gradients so the effective batch (and
+    hence the training dynamics) stays ``config.batch_size``; ``notify`` tells the user.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                 *, batch_size: int, dtype: torch.dtype | None, device: torch.device,
+                 notify=None) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.micro_batch = batch_size
+        self.dtype, self.device = dtype, device
+        self.scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        self.notify = notify or (lambda message: None)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Train on inputs ``x`` / 0-1 targets ``y``; returns the batch's mean loss (tensor)."""
+        while True:
+            try:
+                return self._accumulate(x, y)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                self._back_off(len(x))
+
+    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=x.device)
+        for part in micro_slices(len(x), self.micro_batch):
+            xb, yb = x[part], y[part]
+            with self.autocast():
+                logits = self.model(xb)
+            loss = self.loss_fn(logits.float(), yb)
+            # Weighted by the micro-batch's share, the summed gradients equal the full batch's.
+            share = loss * (len(xb) / len(x))
+            (self.scaler.scale(share) if self.scaler else share).backward()
+            total += share.detach()
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return total
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _back_off(self, batch: int) -> None:
+        if self.micro_batch <= MIN_MICRO_BATCH:
+            raise RuntimeError(f"Out of GPU memory even with {MIN_MICRO_BATCH} images per "
+                               f"step: use a smaller --image-size or model, or free the GPU.")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.micro_batch = max(MIN_MICRO_BATCH, self.micro_batch // 2)
+        steps = len(micro_slices(batch, self.micro_batch))
+        self.notify(f"Out of GPU memory: continuing with micro-batches of {self.micro_batch} "
+                    f"and {steps} accumulation steps (effective batch {batch} unchanged).")
+
+
+def micro_slices(n: int, micro_batch: int) -> list[slice]:
+    """Slices of at most ``micro_batch`` (a lone trailing image joins the slice before it:
+    BatchNorm cannot train on a single image)."""
+    starts = list(range(0, n, micro_batch))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [n], strict=True)]
+
+
+# -- one epoch ------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What the epoch functions share: data, device, schedule and the user's callbacks."""
+
+    config: TrainConfig
+    device: torch.device
+    images: torch.Tensor          # (N, 1, H, W) uint8: training rows first, then validation
+    targets: torch.Tensor         # (N,) float 0/1 labels of ``images``, on the device
+    train_rows: np.ndarray        # rows of ``images`` used for training
+    val_rows: np.ndarray          # rows of ``images`` used for validation
+    train_labels: np.ndarray      # 0/1 labels of the training rows (for the sampler)
+    step: GradientStep
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    progress: object = None
+    cancel: object = None
+    channels_last: bool = False
+    epoch_seconds: list[float] = field(default_factory=list)
+
+    def inputs(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 batch -> network input; augmented when a generator is given."""
+        x = to_unit(batch)
+        if generator is not None:
+            x = augment_batch(x, generator)
+        x = normalise_unit(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def targets_of(self, rows: np.ndarray) -> torch.Tensor:
+        return self.targets[torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)]
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        cfg = self.config
+        picks = epoch_indices(cfg.sampler, self.train_labels, cfg.per_class,
+                              epoch_generator(cfg.seed, epoch))
+        return self.train_rows[picks]
+
+    def augment_generator(self, epoch: int) -> torch.Generator | None:
+        if not self.config.augment:
+            return None
+        seed = int(torch.randint(2**62, (1,), generator=epoch_generator(self.config.seed,
+                                                                          epoch, salt=1)))
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+
+def train_one_epoch(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, float]:
+    """Train one epoch; returns (mean training loss, training images per second).
+
+    Raises:
+        Cancelled: when ``ctx.cancel`` asks to stop (checked before every batch).
+    """
+    model.train()
+    batch_size, epochs = ctx.config.batch_size, ctx.config.epochs
+    order = ctx.epoch_order(epoch)
+    if len(order) % batch_size == 1 and len(order) > 1:
+        order = order[:-1]  # a last batch of one image: BatchNorm cannot train on it
+    generator = ctx.augment_generator(epoch)
+    total = batch_count(len(order), batch_size)
+    loss_sum, seen = torch.zeros((), device=ctx.device), 0
+    throttle, start = Throttle(0.25), time.perf_counter()
+    for i, (batch, rows) in enumerate(iterate_batches(ctx.images, order, batch_size,
+                                                      ctx.device), start=1):
+        check_cancel(ctx.cancel)
+        loss = ctx.step(ctx.inputs(batch, generator), ctx.targets_of(rows))
+        ctx.scheduler.step()
+        loss_sum += loss * len(rows)
+        seen += len(rows)
+        if throttle.ready(final=i == total):
+            elapsed = time.perf_counter() - start
+            mean_loss = loss_sum.item() / seen
+            speed = seen / elapsed if elapsed > 0 else 0.0
+            eta = _eta(ctx, epoch, elapsed, i, total)
+            report(ctx.progress, "train", i, total,
+                   f"epoch {epoch}/{epochs}  loss {mean_loss:.4f}  {speed:.0f} img/s  "
+                   f"ETA {_clock(eta)}", epoch=epoch, epochs=epochs, batch=i,
+                   loss=mean_loss, images_per_s=speed, eta_s=eta)
+    elapsed = time.perf_counter() - start
+    return loss_sum.item() / max(1, seen), seen / elapsed if elapsed > 0 else 0.0
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, np.ndarray]:
+    """Score the validation images; returns (mean BCE loss, defect probabilities).
+
+    The loss is unweighted (natural class mix) so it is comparable across samplers.
+    """
+    model.eval()
+    batch_size = ctx.config.batch_size * 2  # no gradients: twice the batch fits
+    total = batch_count(len(ctx.val_rows), batch_size)
+    logits, throttle = [], Throttle(0.25)
+    for i, (batch, _rows) in enumerate(iterate_batches(ctx.images, ctx.val_rows, batch_size,
+                                                       ctx.device), start=1):
+        check_cancel(ctx.cancel)
+        with ctx.step.autocast():
+            logits.append(model(ctx.inputs(batch, None)).float())
+        if throttle.ready(final=i == total):
+            report(ctx.progress, "validate", i, total, f"validating epoch {epoch}",
+                   epoch=epoch, epochs=ctx.config.epochs)
+    logits = torch.cat(logits)
+    targets = ctx.targets_of(ctx.val_rows)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    return float(loss), torch.sigmoid(logits).cpu().numpy()
+
+
+def _eta(ctx: Context, epoch: int, elapsed: float, done: int, total: int) -> float:
+    """Seconds left for the whole run (an upper bound: early stopping may end it sooner)."""
+    per_batch = elapsed / done
+    this_epoch = per_batch * (total - done)
+    epoch_time = ctx.epoch_seconds[-1] if ctx.epoch_seconds else per_batch * total * 1.1
+    return this_epoch + (ctx.config.epochs - epoch) * epoch_time
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+# -- the run --------------------------------------------------------------------------------
+
+@dataclass
+class _State:
+    """What survives from epoch to epoch (and, through last.pt, across a resume)."""
+
+    start_epoch: int = 1
+    best_key: tuple[float, float] = (-math.inf, -math.inf)
+    best_epoch: int | None = None
+    stale_epochs: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+    previous_seconds: float = 0.0
+
+
+def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=None,
+          resume_run: int | None = None) -> RunRecord:
+    """Train a model on a dataset's labelled images and record the run.
+
+    Args:
+        dataset: a ``core.dataset.Dataset``.
+        config: the training settings. When resuming it may be None (the run's saved
+            config is used) or differ only in device, precision and num_threads.
+        progress: callback receiving ``Progress`` events (see the module docstring).
+        cancel: returns True to stop; checked before every batch.
+        resume_run: id of a cancelled, interrupted or failed run to continue from its
+            ``last.pt`` (the next epoch on, optimizer/scheduler/RNG state restored).
+
+    Returns:
+        The run's record: status 'finished', or 'cancelled' when ``cancel`` stopped it.
+
+    Raises:
+        ValueError: bad settings, too few labelled images, or a run that cannot resume.
+        CheckpointError: the run's last.pt cannot be read.
+    """
+    workspace = dataset.workspace
+    if resume_run is not None:
+        run = _claim_for_resume(workspace, resume_run)
+        config = _resume_config(run.config, config)
+        run_id = run.id
+    elif config is None:
+        raise ValueError("train() needs a TrainConfig (or resume_run).")
+    torch.manual_seed(config.seed)  # weight initialisation
+    device = select_device(config.device)
+    device_name = configure_device(config, device)
+    model = create_model(config.model, weights=None if resume_run else config.weights)
+    parameters = sum(p.numel() for p in model.parameters())
+    if resume_run is None:
+        run_id = create_run(workspace, config, device=device_name, parameters=parameters)
+    else:
+        update_run(workspace, run_id, status="running", message=None, device=device_name)
+    started = time.perf_counter()
+    state = _State()
+    try:
+        split = _split_for(dataset, config, run_id, resumed=resume_run is not None)
+        ctx = _build_context(dataset, config, device, model, split, progress, cancel)
+        if resume_run is not None:
+            state = _restore(model, ctx, workspace.run_dir(run_id) / LAST, run_id, workspace)
+        _announce(progress, run_id, config, device_name, parameters, split, state, ctx)
+        _run_epochs(model, ctx, workspace, run_id, state)
+        reason = _finish_message(state, config)
+        update_run(workspace, run_id, status="finished", message=reason,
+                   train_seconds=state.previous_seconds + time.perf_counter() - started)
+    except Cancelled:
+        done = state.history[-1].epoch if state.history else 0
+        update_run(workspace, run_id, status="cancelled",
+                   train_seconds=state.previous_seconds + time.perf_counter() - started,
+                   message=f"Cancelled during epoch {done + 1}; last.pt holds epoch {done}. "
+                           f"Resume with --resume {run_id}.")
+    except BaseException as exc:
+        status = "failed" if isinstance(exc, Exception) else "cancelled"
+        update_run(workspace, run_id, status=status, message=f"{type(exc).__name__}: {exc}",
+                   train_seconds=state.previous_seconds + time.perf_counter() - started)
+        raise
+    return get_run(workspace, run_id)
+
+
+def _claim_for_resume(workspace, run_id: int) -> RunRecord:
+    run = get_run(workspace, run_id)
+    if run.status not in ("cancelled", "failed"):
+        raise ValueError(f"Run {run_id} is '{run.status}'; only cancelled, interrupted or "
+                         f"failed runs can be resumed.")
+    claim_run(workspace, run_id)
+    return run
+
+
+def _resume_config(saved: TrainConfig, given: TrainConfig | None) -> TrainConfig:
+    if given is None:
+        return saved
+    changed = [name for name, value in given.to_dict().items()
+               if name not in RUNTIME_FIELDS and saved.to_dict()[name] != value]
+    if changed:
+        raise ValueError(f"A resumed run keeps its settings; cannot change "
+                         f"{', '.join(changed)} (only {', '.join(RUNTIME_FIELDS)}).")
+    return saved.replace(**{name: getattr(given, name) for name in RUNTIME_FIELDS})
+
+
+def _split_for(dataset, config: TrainConfig, run_id: int, resumed: bool) -> Split:
+    if resumed:
+        saved = validation_ids(dataset.workspace, run_id)
+        if len(saved):
+            return split_from_validation_ids(dataset.image_ids, dataset.labels, dataset.splits,
+                                             saved)
+    split = split_train_val(dataset.labels, dataset.splits, config.val_fraction, config.seed)
+    save_validation_ids(dataset.workspace, run_id, np.asarray(dataset.image_ids)[split.val])
+    return split
+
+
+def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn.Module,
+                   split: Split, progress, cancel) -> Context:
+    positions = np.concatenate([split.train, split.val])
+    images = prepare_images(dataset, positions, config.input_shape, device, progress, cancel)
+    labels = np.asarray(dataset.labels)[positions].astype(np.float32)
+    train_labels = labels[: len(split.train)].astype(np.int64)
+    channels_last = device.type == "cuda"
+    model.to(device, memory_format=torch.channels_last if channels_last else
+             torch.contiguous_format)
+    pos_weight = None
+    if config.sampler == "weighted":
+        pos_weight = torch.tensor(positive_weight(train_labels), device=device)
+    optimizer = build_optimizer(model, config)
+    steps = batch_count(_epoch_length(config, train_labels), config.batch_size)
+    step = GradientStep(model, nn.BCEWithLogitsLoss(pos_weight=pos_weight), optimizer,
+                        batch_size=config.batch_size,
+                        dtype=autocast_dtype(config.precision, device), device=device,
+                        notify=lambda message: report(progress, "notice", message=message))
+    return Context(config=config, device=device, images=images,
+                   targets=torch.from_numpy(labels).to(device),
+                   train_rows=np.arange(len(split.train)),
+                   val_rows=np.arange(len(split.train), len(positions)),
+                   train_labels=train_labels, step=step,
+                   scheduler=build_scheduler(optimizer, config, steps), progress=progress,
+                   cancel=cancel, channels_last=channels_last)
+
+
+def _epoch_length(config: TrainConfig, train_labels: np.ndarray) -> int:
+    from core.training.samplers import epoch_length
+
+    return epoch_length(config.sampler, train_labels, config.per_class)
+
+
+def _announce(progress, run_id: int, config: TrainConfig, device_name: str, parameters: int,
+              split: Split, state: _State, ctx: Context) -> None:
+    resumed = f", resuming at epoch {state.start_epoch}" if state.start_epoch > 1 else ""
+    report(progress, "start", message=(
+        f"Run {run_id}: {config.model} ({parameters:,} parameters) on {device_name}; "
+        f"{len(split.train)} training / {len(split.val)} validation images "
+        f"({split.source}){resumed}"),
+        run_id=run_id, config=config.to_dict(), device=device_name, parameters=parameters,
+        train_images=len(split.train), val_images=len(split.val),
+        start_epoch=state.start_epoch)
+    for note in sampler_notes(config.sampler, ctx.train_labels, config.per_class):
+        report(progress, "notice", message=note)
+
+
+def _run_epochs(model: nn.Module, ctx: Context, workspace, run_id: int, state: _State) -> None:
+    config, run_dir = ctx.config, workspace.run_dir(run_id)
+    for epoch in range(state.start_epoch, config.epochs + 1):
+        began = time.perf_counter()
+        train_loss, speed = train_one_epoch(model, ctx, epoch)
+        val_loss, scores = evaluate(model, ctx, epoch)
+        ctx.epoch_seconds.append(time.perf_counter() - began)
+        record = _epoch_record(run_id, epoch, train_loss, val_loss, scores, speed, ctx)
+        state.history.append(record)
+        improved = (record.val_auc, -record.val_loss) > state.best_key
+        if improved:
+            state.best_key, state.best_epoch, state.stale_epochs = \
+                (record.val_auc, -record.val_loss), epoch, 0
+            save_checkpoint(run_dir / BEST, _checkpoint(model, ctx, epoch, state))
+        else:
+            state.stale_epochs += 1
+        # best.pt before last.pt: a kill in between redoes this epoch, never loses a best.
+        save_checkpoint(run_dir / LAST, _checkpoint(model, ctx, epoch, state))
+        record_epoch(workspace, record)
+        _record_best(workspace, run_id, state, run_dir)
+        _report_epoch(ctx, record, state, improved, run_id)
+        if config.early_stopping_patience and state.stale_epochs >= \
+                config.early_stopping_patience:
+            report(ctx.progress, "notice", message=(
+                f"Early stop after epoch {epoch}: validation AUC has not improved for "
+                f"{state.stale_epochs} epochs (best: epoch {state.best_epoch})."))
+            break
+
+
+def _epoch_record(run_id: int, epoch: int, train_loss: float, val_loss: float,
+                  scores: np.ndarray, speed: float, ctx: Context) -> EpochRecord:
+    labels = ctx.targets_of(ctx.val_rows).cpu().numpy().astype(np.int64)
+    confusion = confusion_at(scores, labels, ctx.config.threshold)
+    return EpochRecord(run_id=run_id, epoch=epoch, train_loss=train_loss, val_loss=val_loss,
+                       val_auc=roc_auc(scores, labels), escapes=confusion.escapes,
+                       false_calls=confusion.false_calls, images_per_s=speed,
+                       seconds=ctx.epoch_seconds[-1])
+
+
+def _record_best(workspace, run_id: int, state: _State, run_dir) -> None:
+    """Copy the best epoch's metrics to the run row (kept current in case of a kill)."""
+    best = next((r for r in state.history if r.epoch == state.best_epoch), None)
+    if best is not None:
+        update_run(workspace, run_id, best_epoch=best.epoch, val_auc=best.val_auc,
+                   val_loss=best.val_loss, escapes=best.escapes,
+                   false_calls=best.false_calls, checkpoint=run_dir / BEST)
+
+
+def _report_epoch(ctx: Context, record: EpochRecord, state: _State, improved: bool,
+                  run_id: int) -> None:
+    message = (f"epoch {record.epoch}/{ctx.config.epochs}  train loss {record.train_loss:.4f}  "
+               f"val loss {record.val_loss:.4f}  val AUC {record.val_auc:.4f}  "
+               f"escapes {record.escapes} / false calls {record.false_calls}  "
+               f"{record.images_per_s:.0f} img/s{'  *best' if improved else ''}")
+    data = record.to_dict()
+    data.update(epoch_record=record, epochs=ctx.config.epochs, best_epoch=state.best_epoch,
+                best_auc=state.best_key[0], improved=improved, run_id=run_id)
+    report(ctx.progress, "epoch", record.epoch, ctx.config.epochs, message, **data)
+
+
+def _finish_message(state: _State, config: TrainConfig) -> str:
+    if not state.history:
+        return "Nothing to do: every epoch had already been trained."
+    last = state.history[-1].epoch
+    stopped = " (early stop)" if last < config.epochs else ""
+    return f"Trained {last} of {config.epochs} epochs{stopped}; best epoch {state.best_epoch}."
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+def _checkpoint(model: nn.Module, ctx: Context, epoch: int, state: _State) -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if ctx.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(ctx.device)
+    return {"model": model.state_dict(), "optimizer": ctx.step.optimizer.state_dict(),
+            "scheduler": ctx.scheduler.state_dict(),
+            "scaler": ctx.step.scaler.state_dict() if ctx.step.scaler else None,
+            "epoch": epoch, "config": ctx.config.to_dict(), "best_auc": state.best_key[0],
+            "best_loss": -state.best_key[1], "best_epoch": state.best_epoch,
+            "stale_epochs": state.stale_epochs, "rng": rng,
+            "history": [r.to_dict() for r in state.history]}
+
+
+def _restore(model: nn.Module, ctx: Context, path, run_id: int, workspace) -> _State:
+    """Load last.pt into the model/optimizer/scheduler; the state to continue from."""
+    run = get_run(workspace, run_id)
+    state = _State(previous_seconds=run.train_seconds or 0.0)
+    if not path.is_file():
+        report(ctx.progress, "notice", message=f"Run {run_id} had not finished an epoch: "
+                                               f"starting it again from epoch 1.")
+        delete_epochs_from(workspace, run_id, 1)
+        return state
+    checkpoint = load_checkpoint(path)
+    load_state_into(model, checkpoint["model"], str(path))
+    try:
+        ctx.step.optimizer.load_state_dict(checkpoint["optimizer"])
+        ctx.scheduler.load_state_dict(checkpoint["scheduler"])
+        if ctx.step.scaler and checkpoint.get("scaler"):
+            ctx.step.scaler.load_state_dict(checkpoint["scaler"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not hold this run's training state: {exc}") from None
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if ctx.device.type == "cuda" and "cuda" in checkpoint["rng"]:
+        torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], ctx.device)
+    state.start_epoch = int(checkpoint["epoch"]) + 1
+    state.best_key = (checkpoint["best_auc"], -checkpoint["best_loss"])
+    state.best_epoch = checkpoint["best_epoch"]
+    state.stale_epochs = checkpoint["stale_epochs"]
+    state.history = [EpochRecord(**r) for r in checkpoint["history"]]
+    delete_epochs_from(workspace, run_id, state.start_epoch)
+    return state
