@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
@@ -63,7 +64,9 @@ def make_trunk(stem_channels: int, widths: Sequence[int],
 class EmbeddingLayer(nn.Module):
     """Linear -> BatchNorm1d -> ReLU: the penultimate layer whose output is the embedding.
 
-    Note: like every BatchNorm in training mode it needs more than one image per batch.
+    A training batch of ONE image (e.g. the last, ragged batch of an epoch) cannot give
+    BatchNorm1d batch statistics; instead of failing, that batch is normalised with the running
+    statistics, as in evaluation.
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
@@ -74,7 +77,19 @@ class EmbeddingLayer(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.norm(self.linear(x)))
+        return self.relu(batch_norm_or_running(self.norm, self.linear(x)))
+
+
+def batch_norm_or_running(norm: nn.BatchNorm1d | nn.BatchNorm2d, x: Tensor) -> Tensor:
+    """``norm(x)``, except that a training batch with ONE value per channel uses running stats.
+
+    BatchNorm cannot estimate a variance from one value and raises; this happens for a single
+    image on a 1-d feature, or on a 1x1 stratum of a small image.
+    """
+    if norm.training and x.numel() == x.shape[1]:
+        return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                            training=False, eps=norm.eps)
+    return norm(x)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from core.models import register_model
 from core.models.base import DefectModel
-from core.models.blocks import EmbeddingLayer, init_weights, make_trunk
+from core.models.blocks import EmbeddingLayer, batch_norm_or_running, init_weights, make_trunk
 
 THIRDS = (1 / 3, 2 / 3)
 TRUNK_STEM_CHANNELS = 32
@@ -191,6 +191,6 @@ class StratifiedNet(DefectModel):
     def embed(self, x: Tensor) -> Tensor:
         """32-d embedding ``(B, 32)`` (non-negative: it follows a ReLU)."""
         pieces = self.stratified.stratum_outputs(self.trunk(x))
-        pooled = [self.relu(norm(piece)).mean(dim=(2, 3))
+        pooled = [self.relu(batch_norm_or_running(norm, piece)).mean(dim=(2, 3))
                   for norm, piece in zip(self.stratum_norms, pieces, strict=True)]
         return self.embedding(torch.cat(pooled, dim=1))

@@ -93,6 +93,15 @@ def test_training_step_reaches_every_parameter(name):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_step_on_a_single_image(name):
+    """A ragged last batch of one image must not crash (BatchNorm1d cannot use batch stats)."""
+    model = create_model(name).train()
+    logits = model(images(1, 64, 66))
+    logits.sum().backward()
+    assert logits.shape == (1,) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_channels_last_bf16_autocast(name, built_models):
     model = built_models[name].to(memory_format=torch.channels_last)
     x = images(2, 64, 66).to(memory_format=torch.channels_last)
