@@ -156,14 +156,16 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
     return "\n".join(lines)
 
 
-def _open_dataset_cli(data: str, progress, cancel):
-    from pathlib import Path
-
+def _open_dataset_cli(args, progress, cancel):
     from core.dataset import open_dataset
 
-    if not Path(data).expanduser().is_dir():
-        raise ValueError(f"{data} is not a folder")
-    return open_dataset(data, progress=progress, cancel=cancel)
+    return open_dataset(args.data, labels_csv=args.labels, progress=progress, cancel=cancel)
+
+
+def _add_data_arguments(p) -> None:
+    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    p.add_argument("--labels", metavar="CSV", default=None,
+                   help="labels for images the folders leave unlabelled (as given to scan)")
 
 
 def _add_models(sub) -> None:
@@ -194,7 +196,7 @@ def _add_score(sub) -> None:
                     "run's best checkpoint: a defect probability and an embedding per image,\n"
                     "stored in DATA's workspace for ranking, plots and export.",
         epilog=RUN_NAMING_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    _add_data_arguments(p)
     p.add_argument("--run", default="latest", help=RUN_HELP)
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per forward pass (default: 256 on CUDA, 64 on the CPU)")
@@ -212,7 +214,7 @@ def _cmd_score(args) -> int:
     bar = TerminalProgress()
     with CtrlC() as cancel:
         try:
-            dataset = _open_dataset_cli(args.data, bar, cancel)
+            dataset = _open_dataset_cli(args, bar, cancel)
             run = resolve_run(dataset.workspace, args.run)
             result = score_dataset(dataset, run, batch_size=args.batch_size,
                                    device=args.device, progress=bar, cancel=cancel)
@@ -243,16 +245,14 @@ def _score_summary(dataset, run, result, top: int) -> str:
     widest = max(int(counts.max()), 1)
     for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
         bar = "#" * int(round(40 * count / widest))
-        lines.append(f"  {low:.1f}-{high:.1f} {count:>7,} {bar}")
+        lines.append(f"  {low:.1f}-{high:.1f} {count:>7,} {bar}".rstrip())
     lines.append(f"At threshold {threshold:g}: {called:,} images called defective "
                  f"({100 * called / len(scores):.1f}%).")
+    # Scores are aligned with the dataset's positions (score_dataset scores them in order).
     order = np.lexsort((result.image_ids, -scores))[:top]
-    position_of = {int(i): p for p, i in enumerate(np.asarray(dataset.image_ids).tolist())}
-    rows = []
-    for rank, k in enumerate(order.tolist(), 1):
-        p = position_of[int(result.image_ids[k])]
-        label = {1: "bad", 0: "good"}.get(int(dataset.labels[p]), "-")
-        rows.append((rank, f"{scores[k]:.6f}", label, dataset.splits[p], dataset.relpaths[p]))
+    rows = [(rank, f"{scores[p]:.6f}", {1: "bad", 0: "good"}.get(int(dataset.labels[p]), "-"),
+             dataset.splits[p], dataset.relpaths[p])
+            for rank, p in enumerate(order.tolist(), 1)]
     lines += ["", f"Top {len(rows)} highest scores:",
               _table(("rank", "score", "label", "split", "file"), rows, right=("rank", "score"))]
     return "\n".join(lines)
@@ -332,7 +332,7 @@ def _add_export(sub) -> None:
                     "(an interrupted export leaves the previous file as it was). Scores are\n"
                     "written at full precision.",
         epilog=RUN_NAMING_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    _add_data_arguments(p)
     p.add_argument("--run", default="latest", help=RUN_HELP)
     p.add_argument("--flagged", metavar="CSV",
                    help="flagged-defect list: id, path, score, label, run, model, threshold, "
@@ -360,7 +360,7 @@ def _cmd_export(args) -> int:
     bar = TerminalProgress()
     with CtrlC() as cancel:
         try:
-            dataset = _open_dataset_cli(args.data, bar, cancel)
+            dataset = _open_dataset_cli(args, bar, cancel)
         finally:
             bar.close()
     run = resolve_run(dataset.workspace, args.run)
@@ -386,7 +386,7 @@ def _add_flag(sub) -> None:
     p = sub.add_parser("flag", help="flag (or --unflag) images by id or path, for scripts",
                        description="Flag images of DATA as defects, saved at once in DATA's "
                                    "workspace (the same flags the GUI sets).")
-    p.add_argument("data", metavar="DATA", help="the dataset folder")
+    _add_data_arguments(p)
     p.add_argument("images", metavar="ID", nargs="+",
                    help="an image's id (file name without extension) or its path in DATA")
     p.add_argument("--unflag", action="store_true", help="remove the flags instead")
@@ -400,7 +400,7 @@ def _cmd_flag(args) -> int:
     bar = TerminalProgress()
     with CtrlC() as cancel:
         try:
-            dataset = _open_dataset_cli(args.data, bar, cancel)
+            dataset = _open_dataset_cli(args, bar, cancel)
         finally:
             bar.close()
     image_ids = _image_ids_for(dataset, args.images)

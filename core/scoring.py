@@ -39,6 +39,7 @@ from core.scores import (  # noqa: F401  (re-exported: the storage half of scori
     store_scores,
 )
 from core.training.data import normalise, prepare_images
+from core.training.trainer import select_device
 
 # Inference keeps no activations for a backward pass, so batches can be larger than in
 # training; these fit the largest registered model (ResNet-50 at 267x275) comfortably.
@@ -71,22 +72,6 @@ class ScoreResult:
         return len(self.image_ids) / self.seconds if self.seconds > 0 else 0.0
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' (CUDA when available), 'cuda' or 'cpu' as a torch device.
-
-    Raises:
-        ValueError: 'cuda' asked for on a machine without a usable CUDA device, or an
-            unknown name.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("CUDA was asked for but no CUDA device is available; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
-    return torch.device(device)
-
-
 def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None = None,
                   device: str = "auto", progress: ProgressFn | None = None,
                   cancel: CancelCheck | None = None) -> ScoreResult:
@@ -113,7 +98,7 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
     image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
     if len(image_ids) == 0:
         raise ValueError(f"{dataset.root} has no readable images to score")
-    torch_device = resolve_device(device)
+    torch_device = select_device(device)
     batch = batch_size or (DEFAULT_BATCH_CUDA if torch_device.type == "cuda"
                            else DEFAULT_BATCH_CPU)
     if batch < 1:

@@ -131,6 +131,8 @@ def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
     missing = tmp_path / "missing"
     assert main(["runs", str(missing)]) == 1
     assert "not a folder" in capsys.readouterr().err
+    assert main(["score", str(missing)]) == 1
+    assert "Folder not found" in capsys.readouterr().err
     fresh = make_lot(tmp_path / "fresh", good=2, bad=2, test=0)
     assert main(["runs", str(fresh)]) == 0
     assert "No runs yet" in capsys.readouterr().out
@@ -138,3 +140,27 @@ def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
     assert "train one first" in capsys.readouterr().err
     assert main(["export", str(fresh)]) == 1
     assert "nothing to export" in capsys.readouterr().err
+
+
+def test_trained_run_scored_and_exported(tmp_path, capsys):
+    """A real (one-epoch, tiny) training run through runs, score and export."""
+    from core.training import TrainConfig, train
+
+    root = make_lot(tmp_path / "lot")
+    dataset = open_dataset(root, workers=1)
+    run = train(dataset, TrainConfig(model="designed_resnet", image_size=64, epochs=1,
+                                     per_class=4, batch_size=8, device="cpu", augment=False))
+    assert run.status == "finished"
+    assert main(["runs", str(root)]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[:4] == [str(run.id), "designed_resnet", f"{run.parameters:,}", "4B"]
+    assert row[4] == f"{run.val_auc:.5f}" and row[5] == f"{run.escapes}/{run.false_calls}"
+
+    assert main(["score", str(root), "--device", "cpu"]) == 0
+    assert f"Scored {len(dataset.image_ids)} images with run {run.id}" in capsys.readouterr().out
+    submission = tmp_path / "submission.csv"
+    assert main(["export", str(root), "--submission", str(submission)]) == 0
+    _, scores = load_scores(dataset.workspace, run.id)
+    test = np.flatnonzero(dataset.splits == "test")
+    assert {r["id"]: float(r["label"]) for r in _rows(submission)} == {
+        dataset.ids[p]: scores[p] for p in test}
