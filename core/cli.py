@@ -298,7 +298,7 @@ def _cmd_runs(args) -> int:
 
 
 def _run_row(workspace, run) -> tuple:
-    from core.scoring import has_scores
+    from core.scores import has_scores
 
     config = run.config
     sampler = (f"{config.per_class}{config.sampler}" if config.sampler in ("B", "S")
