@@ -575,3 +575,41 @@ def _print_run_summary(run, data: str) -> int:
 
 
 _PARSERS.append(_add_train)
+
+
+def _add_scan(sub) -> None:
+    p = sub.add_parser("scan", help="open an image folder and report its layout, counts and "
+                                    "skipped files (decodes new images into the cache)")
+    p.add_argument("data", metavar="DATA", help="the image folder")
+    p.add_argument("--labels", metavar="CSV", default=None,
+                   help="CSV of file names (or paths, or ids) and labels for images the "
+                        "folders leave unlabelled")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: all CPUs)")
+    p.set_defaults(func=_cmd_scan)
+
+
+def _cmd_scan(args) -> int:
+    from core.dataset import DatasetError, open_dataset, summary_lines
+
+    if args.workers is not None and args.workers < 1:
+        print("diesight scan: --workers must be at least 1", file=sys.stderr)
+        return 2
+    bar = TerminalProgress()
+    try:
+        with CtrlC() as cancel:
+            dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
+                                   cancel=cancel, workers=args.workers)
+    except DatasetError as exc:
+        bar.close()
+        print(f"diesight scan: {exc}", file=sys.stderr)
+        for skipped in exc.skipped:
+            print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    print("\n".join(summary_lines(dataset)))
+    return 0
+
+
+_PARSERS.append(_add_scan)

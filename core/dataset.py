@@ -1,0 +1,441 @@
+"""Opening a folder of images as a :class:`Dataset` — the API the rest of DieSight uses.
+
+``open_dataset`` walks the folder, recognises its layout (core.layout), decodes every new
+or changed image once into the workspace's memory-mapped cache (core.cache) and keeps the
+workspace database's ``images`` and ``skipped`` tables in step with the folder:
+
+* an unchanged file (same size and mtime) is never decoded again, so reopening 30,000
+  images costs a scandir and a query;
+* a changed file is re-read into its own row; a new file gets a new row (ids are stable
+  rows of the cache and never reused); a vanished file keeps its row with ``present = 0``;
+* a row is inserted or updated only after its pixels are on disk, so a killed or
+  cancelled open leaves the workspace consistent and the next open finishes the job.
+
+Nothing is ever written into the image folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.cache import (
+    CACHE_FILE_NAME,
+    DecodeResult,
+    ImageCache,
+    Job,
+    decode_into_cache,
+    exclusive_open,
+    most_common_size,
+)
+from core.folderscan import FolderScan, SkippedFile, scan_folder
+from core.imagefile import IMAGE_EXTENSIONS, UnreadableImage, decode_gray
+from core.layout import (
+    UNLABELLED,
+    LabelsCsvError,
+    Layout,
+    LayoutResult,
+    count_by_split,
+    detect_layout,
+)
+from core.progress import CancelCheck, ProgressFn, check_cancel, report
+from core.workspace import Workspace
+
+__all__ = ["Dataset", "DatasetError", "Layout", "OpenStats", "SkippedFile", "open_dataset"]
+
+_META_HEIGHT = "image_height"
+_META_WIDTH = "image_width"
+
+_UPSERT_IMAGE = """
+INSERT INTO images (id, relpath, size_bytes, mtime_ns, label, split, orig_width, orig_height,
+                    present)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+ON CONFLICT(id) DO UPDATE SET
+    size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, label = excluded.label,
+    split = excluded.split, orig_width = excluded.orig_width,
+    orig_height = excluded.orig_height, present = 1
+"""
+
+
+class DatasetError(Exception):
+    """A folder that cannot be opened as a dataset; the message says why.
+
+    Attributes:
+        skipped: files that were skipped on the way (shown with the message).
+    """
+
+    def __init__(self, message: str, skipped: list[SkippedFile] | None = None) -> None:
+        super().__init__(message)
+        self.skipped = skipped or []
+
+
+@dataclass
+class OpenStats:
+    """What one ``open_dataset`` call did (shown by ``diesight scan``, checked by tests)."""
+
+    decoded: int = 0     # files decoded into the cache this time
+    reused: int = 0      # files whose cached pixels were still valid
+    new: int = 0         # files seen for the first time
+    changed: int = 0     # known files re-read because they changed
+    vanished: int = 0    # known files no longer in the folder
+    failed: int = 0      # files that could not be decoded
+    seconds: float = 0.0
+
+
+@dataclass
+class Dataset:
+    """An opened image folder; per-image arrays are aligned by position 0..n-1.
+
+    ``images[image_ids[i]]`` is image ``i``. Scores, flags and embeddings are stored by
+    image id, which stays the same across reopenings.
+    """
+
+    root: Path
+    workspace: Workspace
+    layout: Layout
+    images: np.ndarray          # read-only memmap (rows, H, W) uint8; row = image id
+    image_ids: np.ndarray       # int64 (n,), ascending
+    relpaths: list[str]
+    labels: np.ndarray          # int8 (n,): 1 bad, 0 good, -1 unlabelled (user relabels applied)
+    splits: np.ndarray          # str (n,): 'train' / 'val' / 'test' / 'unlabelled'
+    skipped: list[SkippedFile] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+    stats: OpenStats = field(default_factory=OpenStats)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of every cached image."""
+        return int(self.images.shape[1]), int(self.images.shape[2])
+
+    @property
+    def names(self) -> list[str]:
+        """File names (no folders)."""
+        return [relpath.rpartition("/")[2] for relpath in self.relpaths]
+
+    @property
+    def ids(self) -> list[str]:
+        """File stems, e.g. the Kaggle ids."""
+        return [os.path.splitext(name)[0] for name in self.names]
+
+    def positions(self, image_ids) -> np.ndarray:
+        """Positions (0..n-1) of the given image ids; -1 for ids not present."""
+        wanted = np.asarray(image_ids, dtype=np.int64)
+        if len(self.image_ids) == 0:
+            return np.full(wanted.shape, -1, dtype=np.int64)
+        found = np.clip(np.searchsorted(self.image_ids, wanted), 0, len(self.image_ids) - 1)
+        return np.where(self.image_ids[found] == wanted, found, -1)
+
+    def path(self, position: int) -> Path:
+        """The file of image ``position``."""
+        return self.root / self.relpaths[position]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{split: {'good': n, 'bad': n, 'unlabelled': n}} for the splits that occur."""
+        return count_by_split(self.labels, self.splits)
+
+
+@dataclass
+class _Plan:
+    """What an open must do to bring the workspace in step with the folder."""
+
+    jobs: list[Job] = field(default_factory=list)
+    job_info: dict[int, tuple] = field(default_factory=dict)  # row -> DB values for upsert
+    job_existing: set[int] = field(default_factory=set)       # rows that were valid before
+    updates: list[tuple] = field(default_factory=list)        # (label, split, id) of unchanged
+    vanished: list[int] = field(default_factory=list)
+    # id -> (relpath, label, split) of the images valid in the cache (what the DB says is
+    # present), so the Dataset is built without reading 30,000 rows back.
+    present: dict[int, tuple[str, int | None, str]] = field(default_factory=dict)
+    stats: OpenStats = field(default_factory=OpenStats)
+
+
+def open_dataset(root: str | os.PathLike, *, labels_csv: str | os.PathLike | None = None,
+                 workspace: Workspace | None = None, progress: ProgressFn | None = None,
+                 cancel: CancelCheck | None = None, workers: int | None = None) -> Dataset:
+    """Open a folder of images, decoding what is new or changed into the workspace cache.
+
+    Args:
+        root: the image folder (never written to).
+        labels_csv: a CSV of file names and labels for images the folders leave unlabelled.
+        workspace: where the cache and database live (default: the folder's workspace
+            under ``$DIESIGHT_HOME``).
+        progress: receives 'scan' and 'decode' reports.
+        cancel: checked between steps and chunks; a cancelled open keeps what it finished.
+        workers: decoding processes (default: all CPUs; 1 decodes in this process).
+
+    Returns:
+        The opened dataset.
+
+    Raises:
+        DatasetError: the folder does not exist, holds no readable images, or the labels
+            CSV cannot be used.
+        Cancelled: ``cancel`` returned True (the next open continues where this stopped).
+    """
+    started = time.monotonic()
+    root = _checked_root(root)
+    if labels_csv is not None and not Path(labels_csv).is_file():
+        raise DatasetError(f"Labels file not found: {labels_csv}")
+    workspace = workspace or Workspace.for_dataset(root)
+    # One connection for the whole open: opening and closing one per batch costs a WAL
+    # checkpoint each time.
+    con = workspace.connect()
+    try:
+        with exclusive_open(workspace.path, cancel, progress):
+            return _open_locked(root, labels_csv, workspace, con, progress, cancel, workers,
+                                started)
+    finally:
+        con.close()
+
+
+def _open_locked(root: Path, labels_csv, workspace: Workspace, con: sqlite3.Connection,
+                 progress: ProgressFn | None, cancel: CancelCheck | None, workers: int | None,
+                 started: float) -> Dataset:
+    """The body of :func:`open_dataset`, run while holding the workspace's open lock."""
+    report(progress, "scan", message=f"Scanning {root} ...")
+    scan = _scan(root)
+    check_cancel(cancel)
+    if not scan.images:
+        raise DatasetError(_no_images_message(root, scan), scan.skipped)
+    found = _detect(scan, root, labels_csv)
+    report(progress, "scan", message=f"Found {len(scan.images):,} images: "
+                                     f"{found.layout.description}")
+    cache = _cache_for(workspace, root, scan)
+    if cache is None:
+        skipped = _diagnose_all(root, scan)
+        _save_skipped(con, skipped)
+        raise DatasetError(f"None of the {len(scan.images):,} images in {root} could be read.",
+                           skipped)
+    plan = _plan(con, cache, root, scan, found)
+    _apply_metadata(con, plan)
+    failures = _decode(con, cache, plan, workers, progress, cancel)
+    skipped = sorted(scan.skipped + failures, key=lambda s: s.relpath)
+    _save_skipped(con, skipped)
+    plan.stats.seconds = time.monotonic() - started
+    dataset = _build(con, workspace, root, cache, found.layout, plan, skipped, scan.ignored)
+    if len(dataset) == 0:
+        raise DatasetError(f"None of the {len(scan.images):,} images in {root} could be read.",
+                           skipped)
+    report(progress, "done", message=f"Opened {len(dataset):,} images "
+                                     f"({plan.stats.decoded:,} decoded, "
+                                     f"{plan.stats.reused:,} from the cache)")
+    return dataset
+
+
+def _checked_root(root: str | os.PathLike) -> Path:
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DatasetError(f"Folder not found: {path}")
+    if not path.is_dir():
+        raise DatasetError(f"Not a folder: {path}")
+    return path.resolve()
+
+
+def _scan(root: Path) -> FolderScan:
+    try:
+        return scan_folder(root)
+    except OSError as exc:
+        raise DatasetError(f"Cannot read folder {root}: {exc.strerror or exc}") from exc
+
+
+def _no_images_message(root: Path, scan: FolderScan) -> str:
+    extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+    message = f"No images found in {root} (looked for {extensions} in any case)"
+    if scan.skipped:
+        message += f"; {len(scan.skipped)} unreadable file(s) skipped"
+    ignored = sum(scan.ignored.values())
+    if ignored:
+        message += f"; {ignored} other or hidden file(s) ignored"
+    return message + "."
+
+
+def _detect(scan: FolderScan, root: Path, labels_csv) -> LayoutResult:
+    try:
+        return detect_layout([image.relpath for image in scan.images], root,
+                             labels_csv=labels_csv, root_csv_files=scan.root_csv_files)
+    except LabelsCsvError as exc:
+        raise DatasetError(f"Cannot use the labels file: {exc}") from exc
+
+
+def _cache_for(workspace: Workspace, root: Path, scan: FolderScan) -> ImageCache | None:
+    """The workspace's cache; its image size is fixed by the first open.
+
+    None when the workspace is new and not one image header in the folder is readable.
+    """
+    height = workspace.get_meta(_META_HEIGHT)
+    width = workspace.get_meta(_META_WIDTH)
+    if height is not None and width is not None:
+        return ImageCache(workspace.path / CACHE_FILE_NAME, int(height), int(width))
+    size = most_common_size([os.path.join(root, image.relpath) for image in scan.images])
+    if size is None:
+        return None
+    workspace.set_meta(_META_HEIGHT, str(size[0]))
+    workspace.set_meta(_META_WIDTH, str(size[1]))
+    return ImageCache(workspace.path / CACHE_FILE_NAME, *size)
+
+
+def _diagnose_all(root: Path, scan: FolderScan) -> list[SkippedFile]:
+    """Why each file failed, when none was readable (so the user sees every reason)."""
+    skipped = list(scan.skipped)
+    for image in scan.images:
+        try:
+            decode_gray(root / image.relpath)
+        except UnreadableImage as exc:
+            skipped.append(SkippedFile(image.relpath, str(exc)))
+        else:  # readable after all (it changed since the header check): report it
+            skipped.append(SkippedFile(image.relpath, "became readable while opening; "
+                                                      "open the folder again"))
+    return sorted(skipped, key=lambda s: s.relpath)
+
+
+def _known_images(con: sqlite3.Connection) -> dict[str, tuple]:
+    """relpath -> (id, size_bytes, mtime_ns, present, label, split) of every row."""
+    with con:
+        rows = con.execute("SELECT relpath, id, size_bytes, mtime_ns, present, label, split "
+                           "FROM images").fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def _plan(con: sqlite3.Connection, cache: ImageCache, root: Path, scan: FolderScan,
+          found: LayoutResult) -> _Plan:
+    """Compare the folder with the database: what to decode, update and mark vanished."""
+    known = _known_images(con)
+    rows_stored = cache.rows_stored()
+    next_id = max((old[0] for old in known.values()), default=-1) + 1
+    plan = _Plan()
+    labels = found.labels.tolist()
+    root_prefix = os.path.join(root, "")
+    # One pass over 30,000 files on every reopen: kept to plain tuples and dict lookups.
+    for (relpath, size_bytes, mtime_ns), label, split in zip(scan.images, labels,
+                                                             found.splits, strict=True):
+        db_label = None if label == UNLABELLED else label
+        old = known.get(relpath)
+        if old is not None:
+            row, old_size, old_mtime, old_present, old_label, old_split = old
+            if old_size == size_bytes and old_mtime == mtime_ns and row < rows_stored:
+                plan.stats.reused += 1
+                plan.present[row] = (relpath, db_label, split)
+                if old_present != 1 or old_label != db_label or old_split != split:
+                    plan.updates.append((db_label, split, row))
+                continue
+            plan.job_existing.add(row)
+            plan.stats.changed += 1
+        else:
+            row, next_id = next_id, next_id + 1
+            plan.stats.new += 1
+        plan.jobs.append((row, root_prefix + relpath))
+        plan.job_info[row] = (relpath, size_bytes, mtime_ns, db_label, split)
+    seen = {image.relpath for image in scan.images}
+    plan.vanished = [old[0] for relpath, old in known.items() if old[3] and relpath not in seen]
+    plan.stats.vanished = len(plan.vanished)
+    return plan
+
+
+def _apply_metadata(con: sqlite3.Connection, plan: _Plan) -> None:
+    """Labels/splits of unchanged images and vanished files, in one transaction."""
+    if not plan.updates and not plan.vanished:
+        return
+    with con:
+        con.executemany("UPDATE images SET label = ?, split = ?, present = 1 WHERE id = ?",
+                        plan.updates)
+        con.executemany("UPDATE images SET present = 0 WHERE id = ?",
+                        [(row,) for row in plan.vanished])
+
+
+def _decode(con: sqlite3.Connection, cache: ImageCache, plan: _Plan,
+            workers: int | None, progress: ProgressFn | None,
+            cancel: CancelCheck | None) -> list[SkippedFile]:
+    """Decode the plan's jobs into the cache; returns the files that failed."""
+    if not plan.jobs:
+        return []
+    cache.ensure_rows(max(row for row, _ in plan.jobs) + 1)
+    failures: list[SkippedFile] = []
+
+    def commit(results: list[DecodeResult]) -> None:
+        rows, gone = [], []
+        for result in results:
+            relpath, size_bytes, mtime_ns, label, split = plan.job_info[result.row]
+            if result.reason is None:
+                rows.append((result.row, relpath, size_bytes, mtime_ns, label, split,
+                             result.orig_width, result.orig_height))
+                plan.present[result.row] = (relpath, label, split)
+            else:
+                failures.append(SkippedFile(relpath, result.reason))
+                if result.row in plan.job_existing:
+                    gone.append((result.row,))
+        with con:
+            con.executemany(_UPSERT_IMAGE, rows)
+            con.executemany("UPDATE images SET present = 0 WHERE id = ?", gone)
+        plan.stats.decoded += len(rows)
+        plan.stats.failed += len(results) - len(rows)
+
+    decode_into_cache(cache, plan.jobs, commit, workers=workers, progress=progress, cancel=cancel)
+    return failures
+
+
+def _save_skipped(con: sqlite3.Connection, skipped: list[SkippedFile]) -> None:
+    with con:
+        con.execute("DELETE FROM skipped")
+        con.executemany("INSERT OR REPLACE INTO skipped (relpath, reason) VALUES (?, ?)",
+                        [(s.relpath, s.reason) for s in skipped])
+
+
+def _build(con: sqlite3.Connection, workspace: Workspace, root: Path, cache: ImageCache,
+           layout: Layout, plan: _Plan, skipped: list[SkippedFile],
+           ignored: dict[str, int]) -> Dataset:
+    """The Dataset of the images present in the cache, with the user's relabels applied."""
+    with con:
+        relabels = dict(con.execute("SELECT image_id, user_label FROM annotations "
+                                    "WHERE user_label IS NOT NULL").fetchall())
+    ids = sorted(plan.present)
+    entries = [plan.present[row] for row in ids]
+    labels = [relabels.get(row, entry[1]) for row, entry in zip(ids, entries, strict=True)]
+    return Dataset(root=root, workspace=workspace, layout=layout, images=cache.open_readonly(),
+                   image_ids=np.array(ids, dtype=np.int64),
+                   relpaths=[entry[0] for entry in entries],
+                   labels=np.array([UNLABELLED if label is None else label for label in labels],
+                                   dtype=np.int8),
+                   splits=np.array([entry[2] for entry in entries], dtype="<U10"),
+                   skipped=skipped, ignored=dict(ignored), stats=plan.stats)
+
+
+def summary_lines(dataset: Dataset) -> list[str]:
+    """A plain-text report of an opened dataset: layout, counts, workspace, skipped files."""
+    height, width = dataset.image_size
+    stats = dataset.stats
+    lines = [f"Folder:    {dataset.root}",
+             f"Layout:    {dataset.layout.description}"]
+    lines += [f"Note:      {note}" for note in dataset.layout.notes]
+    lines += [f"Workspace: {dataset.workspace.path}",
+              f"Images:    {len(dataset):,} of {height} x {width} pixels "
+              f"({stats.decoded:,} decoded, {stats.reused:,} from the cache, "
+              f"{stats.seconds:.1f} s)", ""]
+    lines += _count_table(dataset.counts())
+    if dataset.ignored:
+        parts = ", ".join(f"{n:,} {why}" for why, n in sorted(dataset.ignored.items()))
+        lines += ["", f"Ignored:   {parts}"]
+    if dataset.skipped:
+        lines += ["", f"Skipped {len(dataset.skipped):,} file(s):"]
+        lines += [f"  {s.relpath}: {s.reason}" for s in dataset.skipped]
+    return lines
+
+
+def _count_table(counts: dict[str, dict[str, int]]) -> list[str]:
+    header = f"{'split':<12}{'good':>8}{'bad':>8}{'unlabelled':>12}{'total':>8}"
+    lines = [header]
+    totals = {"good": 0, "bad": 0, "unlabelled": 0}
+    for split, row in counts.items():
+        lines.append(f"{split:<12}{row['good']:>8,}{row['bad']:>8,}{row['unlabelled']:>12,}"
+                     f"{sum(row.values()):>8,}")
+        for key in totals:
+            totals[key] += row[key]
+    lines.append(f"{'all':<12}{totals['good']:>8,}{totals['bad']:>8,}{totals['unlabelled']:>12,}"
+                 f"{sum(totals.values()):>8,}")
+    return lines
