@@ -162,6 +162,16 @@ def _open_dataset_cli(args, progress, cancel):
     return open_dataset(args.data, labels_csv=args.labels, progress=progress, cancel=cancel)
 
 
+def _open_dataset_with_bar(args):
+    """Open DATA with a progress bar; Ctrl-C stops the opening cleanly."""
+    bar = TerminalProgress()
+    with CtrlC() as cancel:
+        try:
+            return _open_dataset_cli(args, bar, cancel)
+        finally:
+            bar.close()
+
+
 def _add_data_arguments(p) -> None:
     p.add_argument("data", metavar="DATA", help="the dataset folder")
     p.add_argument("--labels", metavar="CSV", default=None,
@@ -357,12 +367,7 @@ def _cmd_export(args) -> int:
 
     if not (args.flagged or args.scores or args.submission):
         raise ValueError("nothing to export: give --flagged, --scores and/or --submission")
-    bar = TerminalProgress()
-    with CtrlC() as cancel:
-        try:
-            dataset = _open_dataset_cli(args, bar, cancel)
-        finally:
-            bar.close()
+    dataset = _open_dataset_with_bar(args)
     run = resolve_run(dataset.workspace, args.run)
     if not has_scores(dataset.workspace, run.id):
         raise NoScoresError(no_scores_message(run.id, args.data))
@@ -397,12 +402,7 @@ def _add_flag(sub) -> None:
 def _cmd_flag(args) -> int:
     from core.annotations import set_flag
 
-    bar = TerminalProgress()
-    with CtrlC() as cancel:
-        try:
-            dataset = _open_dataset_cli(args, bar, cancel)
-        finally:
-            bar.close()
+    dataset = _open_dataset_with_bar(args)
     image_ids = _image_ids_for(dataset, args.images)
     set_flag(dataset.workspace, image_ids, not args.unflag)
     print(f"{'Unflagged' if args.unflag else 'Flagged'} {len(set(image_ids))} image(s).")

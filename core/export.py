@@ -36,6 +36,14 @@ def run_threshold(run: RunRecord, threshold: float | None = None) -> float:
     return float(run.threshold) if run.threshold is not None else DEFAULT_THRESHOLD
 
 
+def _run_results(dataset, run, threshold: float | None
+                 ) -> tuple[RunRecord, float, np.ndarray, np.ndarray]:
+    """(run record, threshold, aligned scores, current labels) that an export writes."""
+    run = as_run(dataset.workspace, run)
+    return (run, run_threshold(run, threshold), aligned_scores(dataset, run.id),
+            current_labels(dataset.workspace, dataset.image_ids))
+
+
 def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
                    threshold: float | None = None, *, include_predicted: bool = True) -> int:
     """Write the flagged-defect list, highest score first.
@@ -55,12 +63,9 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
         The number of rows written.
 
     Raises:
-        core.scoring.NoScoresError: the run has not scored this dataset.
+        core.scores.NoScoresError: the run has not scored this dataset.
     """
-    run = as_run(dataset.workspace, run)
-    threshold = run_threshold(run, threshold)
-    scores = aligned_scores(dataset, run.id)
-    labels = current_labels(dataset.workspace, dataset.image_ids)
+    run, threshold, scores, labels = _run_results(dataset, run, threshold)
     flagged_at = flags(dataset.workspace)
     user_flagged = np.isin(dataset.image_ids, np.fromiter(flagged_at, dtype=np.int64))
     chosen = user_flagged | (include_predicted & (scores >= threshold))
@@ -86,12 +91,9 @@ def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
         The number of rows written.
 
     Raises:
-        core.scoring.NoScoresError: the run has not scored this dataset.
+        core.scores.NoScoresError: the run has not scored this dataset.
     """
-    run = as_run(dataset.workspace, run)
-    threshold = run_threshold(run, threshold)
-    scores = aligned_scores(dataset, run.id)
-    labels = current_labels(dataset.workspace, dataset.image_ids)
+    run, threshold, scores, labels = _run_results(dataset, run, threshold)
     ids, splits = dataset.ids, dataset.splits
     rows = ([ids[p], dataset.relpaths[p], splits[p], _label(labels[p]), _number(scores[p]),
              "" if math.isnan(scores[p]) else int(scores[p] >= threshold)]
@@ -109,7 +111,7 @@ def export_submission(dataset, run: RunRecord | int | str, path: str | os.PathLi
         The number of rows written.
 
     Raises:
-        core.scoring.NoScoresError: the run has not scored this dataset.
+        core.scores.NoScoresError: the run has not scored this dataset.
         ValueError: the dataset has no test/unlabelled images, or some have no score yet.
     """
     run = as_run(dataset.workspace, run)

@@ -112,7 +112,7 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
         The :class:`Ranking`.
 
     Raises:
-        core.scoring.NoScoresError: the run has not scored this dataset.
+        core.scores.NoScoresError: the run has not scored this dataset.
         ValueError: unknown filter or split.
     """
     if filter not in FILTERS:
