@@ -199,12 +199,16 @@ class _Committer:
         if self.pending:
             fd = os.open(self.cache.path, os.O_RDONLY)
             try:
-                os.fdatasync(fd)  # pixels reach the disk before the rows are marked valid
+                _sync(fd)  # pixels reach the disk before the rows are marked valid
             finally:
                 os.close(fd)
             batch, self.pending = self.pending, []
             self.commit(batch)
         self.last_commit = time.monotonic()
+
+
+# fdatasync skips the metadata flush fsync also does; macOS only has fsync.
+_sync = getattr(os, "fdatasync", os.fsync)
 
 
 def decode_into_cache(cache: ImageCache, jobs: list[Job], commit: CommitFn, *,

@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,19 +100,54 @@ def cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@dataclass
+class OpenTiming:
+    wall: float
+    parent_cpu: float
+    children_cpu: float
+    peak_rss: int
+
+
+def timed_open(data: Path, workspace_path: Path, workers: int) -> tuple[OpenTiming, object]:
+    """A first open into a fresh workspace, with its wall time, CPU time and peak RSS."""
+    from core.dataset import open_dataset
+    from core.workspace import Workspace
+
+    workspace = Workspace(workspace_path, data)
+    reset_peak_rss()
+    parent_cpu = cpu_seconds(resource.RUSAGE_SELF)
+    children_cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    dataset = open_dataset(data, workspace=workspace, workers=workers)
+    wall = time.perf_counter() - started
+    return OpenTiming(wall, cpu_seconds(resource.RUSAGE_SELF) - parent_cpu,
+                      cpu_seconds(resource.RUSAGE_CHILDREN) - children_cpu,
+                      peak_rss_bytes()), dataset
+
+
+def check_same_pixels(dataset, data: Path, paths: list[Path], arrays: list[np.ndarray]) -> None:
+    """The cache must hold what Pillow decodes (demo images need no resizing)."""
+    position = {relpath: i for i, relpath in enumerate(dataset.relpaths)}
+    for k in np.linspace(0, len(paths) - 1, 50).astype(int):
+        i = position[paths[k].relative_to(data).as_posix()]
+        assert np.array_equal(dataset.images[dataset.image_ids[i]], arrays[k]), paths[k]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None,
                         help="image folder to reuse (filled with demo data when empty)")
     parser.add_argument("--n", type=int, default=30_000, help="demo images to generate")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="loop/open pairs, alternating which goes first (noise check)")
     parser.add_argument("--reopens", type=int, default=3, help="reopen repetitions")
     args = parser.parse_args()
 
     data = args.data or Path(tempfile.gettempdir()) / f"diesight-bench-{args.n}"
     data = ensure_data(data, args.n)
     home = Path(tempfile.mkdtemp(prefix="diesight-bench-home-"))
-    os.environ["DIESIGHT_HOME"] = str(home)  # a fresh workspace, never the user's
+    os.environ["DIESIGHT_HOME"] = str(home)  # fresh workspaces, never the user's
 
     from core.cache import default_workers
     from core.dataset import open_dataset
@@ -121,62 +158,77 @@ def main() -> int:
     print(f"data: {data} ({len(paths):,} images), workers: {workers}, "
           f"cpus: {os.cpu_count()}, workspace home: {home}")
     print(f"warm page cache: {warm_page_cache(paths):.2f} s")
-
     can_reset = reset_peak_rss()
-    rss_before = peak_rss_bytes()
-    parent_cpu, children_cpu = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(
-        resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    dataset = open_dataset(data, workers=workers)
-    first_open = time.perf_counter() - started
-    parent_cpu = cpu_seconds(resource.RUSAGE_SELF) - parent_cpu
-    children_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - children_cpu
-    rss_open = peak_rss_bytes()
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+    opens: list[OpenTiming] = []
+    loops: list[tuple[float, float, int]] = []
+    for repeat in range(args.repeats):
+        open_first = repeat % 2 == 0
+        if open_first:
+            timing, dataset = timed_open(data, home / f"workspace-{repeat}", workers)
+        reset_peak_rss()
+        loop_s, loop_cpu, arrays = plain_loop(paths)
+        loops.append((loop_s, loop_cpu, peak_rss_bytes()))
+        if open_first:
+            check_same_pixels(dataset, data, paths, arrays)
+        # Free the loop's 2 GB before an open runs (forked workers would inherit it).
+        del arrays
+        if not open_first:
+            timing, dataset = timed_open(data, home / f"workspace-{repeat}", workers)
+        opens.append(timing)
+        print(f"  round {repeat + 1}: open {timing.wall:6.2f} s, loop {loop_s:6.2f} s "
+              f"({'open' if open_first else 'loop'} first)", flush=True)
+        if repeat < args.repeats - 1:
+            shutil.rmtree(home / f"workspace-{repeat}")  # 2 GB each
 
     reopen_times = []
     for _ in range(args.reopens):
         started = time.perf_counter()
-        reopened = open_dataset(data, workers=workers)
+        reopened = open_dataset(data, workspace=dataset.workspace, workers=workers)
         reopen_times.append(time.perf_counter() - started)
     assert reopened.stats.decoded == 0, "reopen decoded images: the cache was not reused"
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    report(len(dataset), len(dataset.skipped), workers, opens, loops, reopen_times, child_rss,
+           can_reset)
+    shutil.rmtree(home)
+    return 0
 
-    reset_peak_rss()
-    loop_s, loop_cpu, arrays = plain_loop(paths)
-    rss_loop = peak_rss_bytes()
 
-    # The cache must hold what Pillow decodes (same size here, so no resizing).
-    position = {relpath: i for i, relpath in enumerate(dataset.relpaths)}
-    for k in np.linspace(0, len(paths) - 1, 50).astype(int):
-        i = position[paths[k].relative_to(data).as_posix()]
-        assert np.array_equal(dataset.images[dataset.image_ids[i]], arrays[k]), paths[k]
-
-    n = len(dataset)
-    speedup = loop_s / first_open
+def report(n: int, skipped: int, workers: int, opens: list[OpenTiming],
+           loops: list[tuple[float, float, int]], reopen_times: list[float], child_rss: int,
+           can_reset: bool) -> None:
+    ratios = [loop[0] / timing.wall for loop, timing in zip(loops, opens, strict=True)]
+    speedup = statistics.median(ratios)
+    open_s = statistics.median(t.wall for t in opens)
+    loop_s = statistics.median(loop[0] for loop in loops)
     reopen = statistics.median(reopen_times)
-    print(f"images opened:          {n:,} ({len(dataset.skipped)} skipped)")
-    print(f"plain Pillow loop:      {loop_s:7.2f} s  ({len(paths) / loop_s:,.0f} images/s)")
-    print(f"first open_dataset:     {first_open:7.2f} s  ({n / first_open:,.0f} images/s)  "
-          f"speed-up {speedup:.2f}x  (goal >= {GOAL_SPEEDUP}x) "
-          f"{'OK' if speedup >= GOAL_SPEEDUP else 'MISSED'}")
+    print(f"images opened:          {n:,} ({skipped} skipped)")
+    print(f"plain Pillow loop:      {loop_s:7.2f} s  ({n / loop_s:,.0f} images/s)")
+    print(f"first open_dataset:     {open_s:7.2f} s  ({n / open_s:,.0f} images/s)  "
+          f"speed-up {speedup:.2f}x [{', '.join(f'{r:.2f}' for r in ratios)}] "
+          f"(goal >= {GOAL_SPEEDUP}x) {'OK' if speedup >= GOAL_SPEEDUP else 'MISSED'}")
     print(f"reopen (median of {len(reopen_times)}): {reopen:7.3f} s  "
           f"[{', '.join(f'{t:.3f}' for t in reopen_times)}]  (goal < {GOAL_REOPEN_S} s) "
           f"{'OK' if reopen < GOAL_REOPEN_S else 'MISSED'}")
     # Other people's processes share the CPUs, so wall-clock ratios swing between runs.
     # CPU seconds do not: the open's critical path on `workers` idle cores is at least its
     # parent's CPU and its total CPU spread over the workers (the parent shares the cores).
+    loop_cpu = statistics.median(loop[1] for loop in loops)
+    parent_cpu = statistics.median(t.parent_cpu for t in opens)
+    children_cpu = statistics.median(t.children_cpu for t in opens)
     ideal_open = max(parent_cpu, (parent_cpu + children_cpu) / workers)
     print(f"CPU seconds:            plain loop {loop_cpu:.2f}; open: parent {parent_cpu:.2f} + "
           f"workers {children_cpu:.2f}  -> speed-up on {workers} idle cores at best "
           f"{loop_cpu / ideal_open:.2f}x")
-    note = "" if can_reset else " (VmHWM could not be reset: includes start-up)"
-    print(f"peak RSS during open:   {rss_open / 2**20:7.0f} MiB (before: "
-          f"{rss_before / 2**20:.0f} MiB; goal < {GOAL_RSS_BYTES / 2**30:.0f} GiB) "
-          f"{'OK' if rss_open < GOAL_RSS_BYTES else 'MISSED'}{note}")
+    rss_open = max(t.peak_rss for t in opens)
+    note = "" if can_reset else " (VmHWM could not be reset: includes earlier phases)"
+    print(f"peak RSS during open:   {rss_open / 2**20:7.0f} MiB (goal < "
+          f"{GOAL_RSS_BYTES / 2**30:.0f} GiB) {'OK' if rss_open < GOAL_RSS_BYTES else 'MISSED'}"
+          f"{note}")
     print(f"peak RSS of a worker:   {child_rss / 2**20:7.0f} MiB")
-    print(f"peak RSS of plain loop: {rss_loop / 2**20:7.0f} MiB (holds every array)")
+    print(f"peak RSS of plain loop: {max(loop[2] for loop in loops) / 2**20:7.0f} MiB "
+          "(holds every array)")
     print("note: the machine is shared; timings are noisy, compare runs.")
-    return 0
 
 
 if __name__ == "__main__":
