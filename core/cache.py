@@ -34,8 +34,8 @@ from core.progress import CancelCheck, Cancelled, ProgressFn, Throttle, check_ca
 CACHE_FILE_NAME = "images.u8"
 LOCK_FILE_NAME = "open.lock"
 
-# Below this many files a pool costs more to start (a fresh interpreter per worker) than it
-# saves, so the parent decodes them itself.
+# Below this many files a pool costs more to start (a fork, or a fresh interpreter per
+# worker under 'spawn') than it saves, so the parent decodes them itself.
 IN_PROCESS_LIMIT = 256
 MAX_CHUNK = 256
 MIN_CHUNK = 16

@@ -423,6 +423,21 @@ def test_cancelled_pool_keeps_finished_chunks(tmp_path, small_pool_limits):
     assert_pixels_match_files(again)
 
 
+def dying_worker(jobs):
+    os._exit(3)  # a worker killed mid-chunk (out of memory, kill -9, ...)
+
+
+def test_dead_worker_process_does_not_fail_the_open(tmp_path, small_pool_limits, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(core.cache, "_pool_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(core.cache, "_decode_chunk_in_worker", dying_worker)
+    root = many_images(tmp_path / "lot", 40)
+    ds = open_dataset(root, workers=2)
+    assert len(ds) == 40 and ds.stats.decoded == 40
+    assert_pixels_match_files(ds)
+
+
 # --- the demo data -----------------------------------------------------------------------
 
 
