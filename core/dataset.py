@@ -20,6 +20,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ class OpenStats:
     seconds: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Dataset:
     """An opened image folder; per-image arrays are aligned by position 0..n-1.
 
@@ -110,17 +111,21 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def __repr__(self) -> str:  # the default would print 30,000 paths
+        return (f"Dataset(root={str(self.root)!r}, layout={self.layout.kind!r}, "
+                f"images={len(self)}, size={self.image_size}, skipped={len(self.skipped)})")
+
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of every cached image."""
         return int(self.images.shape[1]), int(self.images.shape[2])
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
         """File names (no folders)."""
         return [relpath.rpartition("/")[2] for relpath in self.relpaths]
 
-    @property
+    @cached_property
     def ids(self) -> list[str]:
         """File stems, e.g. the Kaggle ids."""
         return [os.path.splitext(name)[0] for name in self.names]
