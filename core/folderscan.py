@@ -86,7 +86,20 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
             result.skipped.append(SkippedFile(prefix.rstrip("/") + "/",
                                               f"folder cannot be read ({_strerror(exc)})"))
             continue
+        images = result.images
         for entry in entries:
+            # Fast path for the common entry, a plain non-empty image file (one stat, no
+            # further calls: this loop runs 30,000 times on every reopen).
+            name = entry.name
+            if (name[0] != "." and is_image_name(name)
+                    and entry.is_file(follow_symlinks=False)):
+                try:
+                    info = entry.stat()
+                except OSError:
+                    info = None  # _visit stats again and says why
+                if info is not None and info.st_size > 0:
+                    images.append(FoundImage(prefix + name, info.st_size, info.st_mtime_ns))
+                    continue
             _visit(entry, prefix, result, pending, visited)
     result.images.sort()  # by relpath: it comes first in the tuple and is unique
     result.skipped.sort(key=lambda skipped: skipped.relpath)
