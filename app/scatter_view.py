@@ -365,10 +365,18 @@ class ActivationScatter(QWidget):
 
     # -- construction ------------------------------------------------------------------
     def _build_toolbar(self) -> None:
+        # Two rows: what is shown (map, colours, mouse mode) and what to do with a selection,
+        # so the whole bar fits a 700-pixel-wide tab with the application's style sheet.
         self.toolbar = QWidget(objectName="scatterToolbar")
-        bar = QHBoxLayout(self.toolbar)
-        bar.setContentsMargins(4, 2, 4, 2)
-        bar.setSpacing(6)
+        rows = QVBoxLayout(self.toolbar)
+        rows.setContentsMargins(4, 2, 4, 2)
+        rows.setSpacing(2)
+        rows.addLayout(self._build_view_row())
+        rows.addLayout(self._build_action_row())
+
+    def _build_view_row(self) -> QHBoxLayout:
+        bar = QHBoxLayout()
+        bar.setSpacing(4)
         self.method_combo = QComboBox(objectName="scatterMethod")
         for method, title in METHOD_TITLES.items():
             self.method_combo.addItem(title, method)
@@ -381,9 +389,10 @@ class ActivationScatter(QWidget):
         self.color_combo.currentIndexChanged.connect(self._on_color_combo_change)
         bar.addWidget(QLabel("Map"))
         bar.addWidget(self.method_combo)
+        bar.addSpacing(6)
         bar.addWidget(QLabel("Colour by"))
         bar.addWidget(self.color_combo)
-        bar.addSpacing(8)
+        bar.addSpacing(12)
         self.mode_buttons = QButtonGroup(self)
         self.mode_buttons.setExclusive(True)
         tips = {"pointer": "Pointer: click a point to open its image; drag to pan",
@@ -396,21 +405,29 @@ class ActivationScatter(QWidget):
             button.toggled.connect(lambda on, m=mode: on and self.set_selection_mode(m))
             bar.addWidget(button)
         self.mode_buttons.buttons()[0].setChecked(True)
-        bar.addSpacing(8)
+        bar.addStretch(1)
+        return bar
+
+    def _build_action_row(self) -> QHBoxLayout:
+        bar = QHBoxLayout()
+        bar.setSpacing(4)
         self.selection_label = QLabel("", objectName="scatterSelectionCount")
+        self.selection_label.setMinimumWidth(110)
         bar.addWidget(self.selection_label)
-        self.action_buttons: dict[str, QPushButton] = {}
+        self.action_buttons: dict[str, QToolButton] = {}
         actions = (("flag", "Flag", self.flag_requested),
                    ("unflag", "Unflag", self.unflag_requested),
                    ("label_bad", "Label bad", self.label_bad_requested),
                    ("label_good", "Label good", self.label_good_requested),
                    ("show_in_list", "Show in list", self.show_in_list_requested))
-        bar.addStretch(1)
         for key, text, signal in actions:
-            button = QPushButton(text, objectName=f"scatterAction_{key}")
+            button = QToolButton(text=text, objectName=f"scatterAction_{key}",
+                                 toolTip=f"{text}: the selected images")
             button.clicked.connect(lambda _c=False, s=signal: s.emit(self.selected_ids()))
             self.action_buttons[key] = button
             bar.addWidget(button)
+        bar.addStretch(1)
+        return bar
 
     def _build_progress_row(self) -> None:
         self.progress_row = QWidget(objectName="scatterProgress")
@@ -900,7 +917,7 @@ class ActivationScatter(QWidget):
 
     def _update_actions(self) -> None:
         count = len(self._selected)
-        self.selection_label.setText(f"{count:,} selected" if count else "")
+        self.selection_label.setText(f"{count:,} selected" if count else "No selection")
         for button in self.action_buttons.values():
             button.setEnabled(count > 0)
 
