@@ -982,7 +982,7 @@ class ProjectionController(QObject):
         self._ids = np.zeros(0, dtype=np.int64)
         self._names: Sequence[str] | None = None
         self._cache = None
-        self._generation = 0
+        self._task_method = ""
         self._maps: dict[str, np.ndarray] = {}
         view.method_changed.connect(self.show_method)
         view.tsne_cancel_requested.connect(self.cancel)
@@ -990,8 +990,10 @@ class ProjectionController(QObject):
     def set_embeddings(self, image_ids: np.ndarray, embeddings: np.ndarray, *, cache=None,
                        names: Sequence[str] | None = None) -> None:
         """Start over with a run's embeddings; shows the map of the view's current method."""
-        self.cancel()
-        self._generation += 1
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None  # whatever it still sends is for the old embeddings
+        self.view.finish_progress()
         self._ids = np.asarray(image_ids, dtype=np.int64)
         self._embeddings = embeddings
         self._names = names
@@ -1007,23 +1009,27 @@ class ProjectionController(QObject):
         if self._embeddings is None:
             return
         self.view.set_method(method)
+        if self.task is not None and self.task.is_running:
+            if self._task_method == method:
+                return  # already on its way
+            self.task.cancel()  # its late signals are ignored: it is no longer self.task
+            self.task = None
+            self.view.finish_progress()
         if method in self._maps:
             self._show(method, self._maps[method])
             return
-        self.cancel()
-        generation = self._generation
         task = Task(compute_projection, self._embeddings, self._ids, method, self.settings,
                     cache=self._cache, title=f"{METHOD_TITLES[method]} map")
-        task.progress.connect(lambda p: self._on_progress(generation, p))
-        task.done.connect(lambda coords: self._on_done(generation, method, coords))
-        task.failed.connect(lambda error, _trace: self._on_failed(generation, method, error))
-        task.cancelled.connect(lambda: self._on_cancelled(generation, method))
-        self.task = task
+        task.progress.connect(lambda p: self._on_progress(task, p))
+        task.done.connect(lambda coords: self._on_done(task, method, coords))
+        task.failed.connect(lambda error, _trace: self._on_failed(task, method, error))
+        task.cancelled.connect(lambda: self._on_cancelled(task, method))
+        self.task, self._task_method = task, method
         self.status.emit(f"Computing the {METHOD_TITLES[method]} map…")
         task.start()
 
     def cancel(self) -> None:
-        """Stop a running computation (its results are then ignored)."""
+        """Stop a running computation; the view falls back to the PCA map."""
         if self.task is not None and self.task.is_running:
             self.task.cancel()
 
@@ -1032,35 +1038,38 @@ class ProjectionController(QObject):
         self.view.finish_progress()
         self.status.emit(f"{METHOD_TITLES[method]} map of {len(self._ids):,} images")
 
-    def _on_progress(self, generation: int, progress: Progress) -> None:
-        if generation != self._generation or progress.stage != "tsne":
+    def _on_progress(self, task, progress: Progress) -> None:
+        if task is not self.task or progress.stage != "tsne":
             return
         # The first frame needs the points themselves; later frames only move them.
         if "coords" in progress.data and not np.array_equal(self.view.image_ids, self._ids):
             self.view.set_points(progress.data["coords"], self._ids, names=self._names)
         self.view.on_projection_progress(progress)
 
-    def _on_done(self, generation: int, method: str, coords: np.ndarray) -> None:
-        if generation != self._generation:
+    def _on_done(self, task, method: str, coords: np.ndarray) -> None:
+        if task is not self.task:
             return
+        self.task = None
         self._maps[method] = coords
         if self.view.method == method:
             self._show(method, coords)
 
-    def _on_failed(self, generation: int, method: str, error: BaseException) -> None:
-        if generation != self._generation:
+    def _on_failed(self, task, method: str, error: BaseException) -> None:
+        if task is not self.task:
             return
         from app.workers import describe_error
 
+        self.task = None
         self.view.finish_progress()
         self.failed.emit(f"The {METHOD_TITLES[method]} map failed: {describe_error(error)}")
         if method != "pca":
             self.show_method("pca")
 
-    def _on_cancelled(self, generation: int, method: str) -> None:
-        if generation != self._generation:
+    def _on_cancelled(self, task, method: str) -> None:
+        if task is not self.task:
             return
+        self.task = None
         self.view.finish_progress()
         self.status.emit(f"{METHOD_TITLES[method]} map cancelled")
-        if method != "pca" and self.view.method == method:
+        if method != "pca":
             self.show_method("pca")

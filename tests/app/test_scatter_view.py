@@ -351,28 +351,55 @@ def test_progress_row_and_cancel(view, qtbot):
     assert not view.progress_row.isVisible()
 
 
-def test_controller_animates_tsne_then_caches_the_map(qtbot, tmp_path):
+def _controller(qtbot, tmp_path, settings):
     rng = np.random.default_rng(3)
     emb = (np.repeat(rng.normal(0, 8, (3, 16)), 60, axis=0)
            + rng.normal(0, 1, (180, 16))).astype(np.float32)
     ids = np.arange(180, dtype=np.int64) + 5
     view = ActivationScatter()
     qtbot.addWidget(view)
+    view.show()
+    controller = ProjectionController(view, settings, parent=view)
+    controller.set_embeddings(ids, emb, cache=ProjectionCache(tmp_path))
+    pca_task = controller.task
+    qtbot.waitUntil(lambda: pca_task.state == "done", timeout=10000)
+    np.testing.assert_array_equal(view.image_ids, ids)  # the PCA map is shown
+    return view, controller
+
+
+def test_controller_animates_tsne_then_caches_the_map(qtbot, tmp_path):
     settings = TSNESettings(perplexity=10, early_exaggeration_iter=30, n_iter=30,
                             step_iters=10, n_jobs=1)
-    controller = ProjectionController(view, settings, parent=view)
-    cache = ProjectionCache(tmp_path)
-    controller.set_embeddings(ids, emb, cache=cache)
-    qtbot.waitUntil(lambda: controller.task is not None and not controller.task.is_running,
-                    timeout=10000)
-    np.testing.assert_array_equal(view.image_ids, ids)  # PCA map shown
+    view, controller = _controller(qtbot, tmp_path, settings)
     frames = []
     original = view.show_partial
     view.show_partial = lambda c: frames.append(c) or original(c)
     view.method_combo.setCurrentIndex(view.method_combo.findData("tsne"))
-    qtbot.waitUntil(lambda: not controller.task.is_running, timeout=30000)
-    assert controller.task.state == "done"
+    task = controller.task
+    qtbot.waitUntil(lambda: task.state == "done", timeout=30000)
     assert frames  # the plot animated
-    np.testing.assert_array_equal(view.coords, controller.task.result)
+    np.testing.assert_array_equal(view.coords, task.result)
     assert len(list((tmp_path / "projections").glob("tsne-*.npy"))) == 1
     assert not view.progress_row.isVisible()
+    # Back to PCA and to t-SNE again: both come from memory, no new task.
+    view.method_combo.setCurrentIndex(view.method_combo.findData("pca"))
+    view.method_combo.setCurrentIndex(view.method_combo.findData("tsne"))
+    assert controller.task is None
+    np.testing.assert_array_equal(view.coords, task.result)
+
+
+def test_controller_cancel_falls_back_to_pca_and_ignores_late_frames(qtbot, tmp_path):
+    settings = TSNESettings(perplexity=10, early_exaggeration_iter=250, n_iter=2000,
+                            step_iters=5, n_jobs=1)
+    view, controller = _controller(qtbot, tmp_path, settings)
+    pca = view.coords.copy()
+    view.method_combo.setCurrentIndex(view.method_combo.findData("tsne"))
+    task = controller.task
+    try:
+        qtbot.waitUntil(view.progress_row.isVisible, timeout=10000)
+    finally:
+        view.cancel_button.click()  # never leave a long t-SNE running after the test
+    qtbot.waitUntil(lambda: task.state == "cancelled", timeout=10000)
+    assert view.method == "pca" and not view.progress_row.isVisible()
+    np.testing.assert_array_equal(view.coords, pca)
+    assert not list((tmp_path / "projections").glob("tsne-*.npy"))  # nothing half-done cached
