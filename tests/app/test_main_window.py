@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
@@ -180,7 +180,7 @@ def test_recent_list_is_capped(settings, tmp_path):
 def test_dropping_a_folder_opens_it(qtbot, window, demo_folder):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(demo_folder))])
-    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime,
                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dragEnterEvent(enter)
     assert enter.isAccepted()
@@ -194,7 +194,7 @@ def test_dropping_a_folder_opens_it(qtbot, window, demo_folder):
 def test_dropping_a_file_is_refused(window, demo_folder):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(demo_folder / "ground_truth.csv"))])
-    enter = QDragEnterEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime,
+    enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime,
                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dragEnterEvent(enter)
     assert not enter.isAccepted()
