@@ -18,6 +18,8 @@ Measured choices (30,000 x 32-d clustered embeddings, 2 shared CPU cores; see
 took 2.1-2.6 s against 8.9 s for openTSNE's Annoy (its per-point Python loop dominates at this
 size), and 25 iterations of FFT-accelerated gradients took 0.6 s against 3.3 s for
 Barnes-Hut. Hence ``neighbors='exact'`` and ``negative_gradient_method='fft'`` by default.
+End to end (1,000 iterations, load average 4-8 on the 2 cores): 137 s against 475 s for
+scikit-learn's TSNE, with a lower KL divergence under the same P (3.789 against 3.806).
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ NEIGHBOR_METHODS = ("exact", "annoy")
 GRADIENT_METHODS = ("fft", "bh", "auto")
 PROJECTIONS_DIR = "projections"
 
-# Brute-force neighbour search holds one (chunk, n) float64 distance block at a time;
-# this caps the block at about 256 MB whatever the number of images.
-_KNN_BLOCK_ELEMENTS = 32_000_000
+# Rows per neighbour-search call: scikit-learn's brute-force k-NN reduces distances in its
+# own small blocks, so this only sets how often progress is reported and cancel checked
+# (about 20 times per search); bigger calls have less per-call overhead.
+_KNN_MIN_CHUNK = 2048
+_KNN_CALLS = 20
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ def exact_neighbors(x: np.ndarray, k: int, *, n_jobs: int = 1,
                     cancel: CancelCheck | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest neighbours of every row (itself excluded), by brute force in chunks.
 
-    Chunking bounds memory and lets a long search report progress and stop when asked.
+    Chunking lets a long search report progress and stop when asked.
 
     Returns:
         (indices int64 (n, k), euclidean distances float64 (n, k)), nearest first.
@@ -216,7 +220,7 @@ def exact_neighbors(x: np.ndarray, k: int, *, n_jobs: int = 1,
 
     n = len(x)
     index = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", n_jobs=n_jobs).fit(x)
-    chunk = int(max(64, min(n, _KNN_BLOCK_ELEMENTS // max(n, 1))))
+    chunk = max(_KNN_MIN_CHUNK, -(-n // _KNN_CALLS))
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float64)
     for start in range(0, n, chunk):

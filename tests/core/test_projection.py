@@ -78,11 +78,15 @@ def test_reduce_dims_narrows_wide_embeddings_only():
 
 # -- neighbours -------------------------------------------------------------------------
 
-def test_exact_neighbors_match_a_brute_force_reference_and_never_include_the_point_itself():
+def test_exact_neighbors_match_a_brute_force_reference_and_never_include_the_point_itself(
+        monkeypatch):
+    monkeypatch.setattr(projection, "_KNN_MIN_CHUNK", 16)  # several chunks, as at 30,000
     rng = np.random.default_rng(3)
     x = rng.normal(size=(150, 5)).astype(np.float32)
     x[10] = x[11]  # an exact duplicate may sort before the point itself
-    indices, distances = exact_neighbors(x, 7)
+    reports = []
+    indices, distances = exact_neighbors(x, 7, progress=reports.append)
+    assert [r.done for r in reports] == [16, 32, 48, 64, 80, 96, 112, 128, 144, 150]
     d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
     np.fill_diagonal(d, np.inf)
     assert not (indices == np.arange(len(x))[:, None]).any()
