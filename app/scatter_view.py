@@ -314,7 +314,8 @@ class ActivationScatter(QWidget):
         point_clicked(int): image id of the point clicked (pointer mode).
         selection_changed(object): int64 array of the selected image ids.
         method_changed(str): the user picked 'pca' or 'tsne' in the toolbar.
-        coloring_requested(str): the user picked a colour mode whose values were never given.
+        coloring_requested(str): the view needs values for this colour mode (new points, or
+            the user picked a mode whose values were never given).
         tsne_cancel_requested(): the Cancel button next to the t-SNE progress.
         flag_requested(object), unflag_requested(object), label_bad_requested(object),
         label_good_requested(object), show_in_list_requested(object): an action button,
@@ -525,8 +526,9 @@ class ActivationScatter(QWidget):
         """Show a new layout: one point per image.
 
         Colour values given before are kept when the image ids are the same (a new map of the
-        same run); otherwise they are dropped, and the points are grey until
-        :meth:`set_coloring`. The selection and highlight survive when the ids match.
+        same run); otherwise they are dropped, the points are grey, and
+        :attr:`coloring_requested` asks for the current mode's values (answer with
+        :meth:`set_coloring`). The selection and highlight survive when the ids match.
 
         Args:
             coords: (n, 2) x, y.
@@ -558,6 +560,8 @@ class ActivationScatter(QWidget):
         self._recolour(self.color_mode)
         self.view_box.autoRange(padding=0.04)
         self._refresh_overlays()
+        if self.color_mode not in self._values:
+            self.coloring_requested.emit(self.color_mode)
 
     def show_partial(self, coords: np.ndarray) -> None:
         """Move the current points to a new layout (a t-SNE animation frame).

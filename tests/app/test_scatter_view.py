@@ -152,6 +152,20 @@ def test_combo_asks_for_values_it_does_not_have(view, qtbot):
     assert view.coloring.names == ["no values"]  # grey until the values come
 
 
+def test_new_points_ask_for_the_current_modes_values(qtbot):
+    widget = ActivationScatter()
+    qtbot.addWidget(widget)
+    requests = []
+    widget.coloring_requested.connect(requests.append)
+    # The owner answers the request at once, the way the main window will.
+    widget.coloring_requested.connect(
+        lambda mode: widget.set_coloring(mode, np.zeros(len(widget.image_ids), dtype=int)))
+    widget.set_points(np.zeros((4, 2)), np.arange(4))
+    assert requests == ["label"] and widget.coloring.counts()[1] == 4  # all "good"
+    widget.set_points(np.ones((4, 2)), np.arange(4))  # same ids: values kept, no request
+    assert requests == ["label"]
+
+
 def test_wrong_inputs_are_refused_with_a_message(view):
     with pytest.raises(ValueError, match="unknown colour mode"):
         view.set_coloring("colour")
