@@ -24,7 +24,8 @@ class AugmentSettings:
     """Ranges of the random changes (per image, uniform unless noted).
 
     Attributes:
-        max_shift: largest translation in pixels, rows and columns independently.
+        max_shift: largest translation in pixels, rows and columns independently (see
+            :func:`settings_for_rows` for the default at a given resolution).
         brightness: added offset in [-brightness, +brightness] (image range 0..1).
         contrast: contrast factor in [1 - contrast, 1 + contrast] around the image mean.
         gamma: gamma exponent exp(u), u in [-gamma, +gamma].
@@ -39,6 +40,18 @@ class AugmentSettings:
 
 
 DEFAULT_AUGMENT = AugmentSettings()
+
+
+def settings_for_rows(rows: int, native_rows: int = 267) -> AugmentSettings:
+    """Default settings with the shift scaled to the working resolution.
+
+    ``max_shift`` is meant in native (267-row) pixels, where good parts already wander by a
+    few pixels; at 128 rows the same physical wobble is about half as many pixels.
+    """
+    shift = max(1, round(DEFAULT_AUGMENT.max_shift * rows / native_rows))
+    return AugmentSettings(max_shift=shift, brightness=DEFAULT_AUGMENT.brightness,
+                           contrast=DEFAULT_AUGMENT.contrast, gamma=DEFAULT_AUGMENT.gamma,
+                           noise=DEFAULT_AUGMENT.noise)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator,

@@ -59,7 +59,8 @@ from core.runs import (
     update_run,
     validation_ids,
 )
-from core.training.augment import augment_batch
+from core.runs import epochs as recorded_epochs
+from core.training.augment import AugmentSettings, augment_batch, settings_for_rows
 from core.training.config import TrainConfig
 from core.training.data import (
     Split,
@@ -240,12 +241,13 @@ class Context:
     cancel: object = None
     channels_last: bool = False
     epoch_seconds: list[float] = field(default_factory=list)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def inputs(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """uint8 batch -> network input; augmented when a generator is given."""
         x = to_unit(batch)
         if generator is not None:
-            x = augment_batch(x, generator)
+            x = augment_batch(x, generator, self.augment)
         x = normalise_unit(x)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -350,7 +352,6 @@ class _State:
     best_epoch: int | None = None
     stale_epochs: int = 0
     history: list[EpochRecord] = field(default_factory=list)
-    previous_seconds: float = 0.0
 
 
 def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=None,
@@ -374,10 +375,11 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
         CheckpointError: the run's last.pt cannot be read.
     """
     workspace = dataset.workspace
+    previous_seconds = 0.0
     if resume_run is not None:
         run = _claim_for_resume(workspace, resume_run)
         config = _resume_config(run.config, config)
-        run_id = run.id
+        run_id, previous_seconds = run.id, run.train_seconds or 0.0
     elif config is None:
         raise ValueError("train() needs a TrainConfig (or resume_run).")
     torch.manual_seed(config.seed)  # weight initialisation
@@ -390,29 +392,40 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
     else:
         update_run(workspace, run_id, status="running", message=None, device=device_name)
     started = time.perf_counter()
-    state = _State()
+
+    def seconds() -> float:
+        return previous_seconds + time.perf_counter() - started
+
     try:
         split = _split_for(dataset, config, run_id, resumed=resume_run is not None)
         ctx = _build_context(dataset, config, device, model, split, progress, cancel)
+        state = _State()
         if resume_run is not None:
             state = _restore(model, ctx, workspace.run_dir(run_id) / LAST, run_id, workspace)
         _announce(progress, run_id, config, device_name, parameters, split, state, ctx)
         _run_epochs(model, ctx, workspace, run_id, state)
-        reason = _finish_message(state, config)
-        update_run(workspace, run_id, status="finished", message=reason,
-                   train_seconds=state.previous_seconds + time.perf_counter() - started)
+        update_run(workspace, run_id, status="finished", train_seconds=seconds(),
+                   message=_finish_message(state, config))
     except Cancelled:
-        done = state.history[-1].epoch if state.history else 0
-        update_run(workspace, run_id, status="cancelled",
-                   train_seconds=state.previous_seconds + time.perf_counter() - started,
-                   message=f"Cancelled during epoch {done + 1}; last.pt holds epoch {done}. "
-                           f"Resume with --resume {run_id}.")
+        update_run(workspace, run_id, status="cancelled", train_seconds=seconds(),
+                   message=_stop_message("Cancelled", workspace, run_id))
     except BaseException as exc:
-        status = "failed" if isinstance(exc, Exception) else "cancelled"
-        update_run(workspace, run_id, status=status, message=f"{type(exc).__name__}: {exc}",
-                   train_seconds=state.previous_seconds + time.perf_counter() - started)
+        # KeyboardInterrupt (a second Ctrl-C) and the like: the run can still be resumed.
+        failed = isinstance(exc, Exception)
+        message = f"{type(exc).__name__}: {exc}" if failed else \
+            _stop_message(f"Aborted ({type(exc).__name__})", workspace, run_id)
+        update_run(workspace, run_id, status="failed" if failed else "cancelled",
+                   train_seconds=seconds(), message=message)
         raise
     return get_run(workspace, run_id)
+
+
+def _stop_message(what: str, workspace, run_id: int) -> str:
+    done = [e.epoch for e in recorded_epochs(workspace, run_id)]
+    if not done:
+        return f"{what} before epoch 1 finished (nothing kept; resuming starts over)."
+    return (f"{what} during epoch {max(done) + 1}; last.pt holds epoch {max(done)}. "
+            f"Resume with --resume {run_id}.")
 
 
 def _claim_for_resume(workspace, run_id: int) -> RunRecord:
@@ -470,7 +483,8 @@ def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn
                    val_rows=np.arange(len(split.train), len(positions)),
                    train_labels=train_labels, step=step,
                    scheduler=build_scheduler(optimizer, config, steps), progress=progress,
-                   cancel=cancel, channels_last=channels_last)
+                   cancel=cancel, channels_last=channels_last,
+                   augment=settings_for_rows(config.image_size))
 
 
 def _epoch_length(config: TrainConfig, train_labels: np.ndarray) -> int:
@@ -578,8 +592,7 @@ def _checkpoint(model: nn.Module, ctx: Context, epoch: int, state: _State) -> di
 
 def _restore(model: nn.Module, ctx: Context, path, run_id: int, workspace) -> _State:
     """Load last.pt into the model/optimizer/scheduler; the state to continue from."""
-    run = get_run(workspace, run_id)
-    state = _State(previous_seconds=run.train_seconds or 0.0)
+    state = _State()
     if not path.is_file():
         report(ctx.progress, "notice", message=f"Run {run_id} had not finished an epoch: "
                                                f"starting it again from epoch 1.")
