@@ -966,6 +966,13 @@ class ProjectionController(QObject):
     folder (``core.projection.ProjectionCache``), so switching back and forth is instant.
     A cancelled or failed t-SNE falls back to the PCA map (a half-converged t-SNE misleads).
 
+    Args:
+        view: the scatter it feeds.
+        settings: ``core.projection.TSNESettings`` (defaults if None).
+        parent: Qt parent.
+        track: called with each task before it starts (e.g. a status bar's task tracker,
+            which shows its progress and cancels it with Esc).
+
     Signals:
         status(str): one line for a status bar.
         failed(str): a message for the user.
@@ -975,13 +982,14 @@ class ProjectionController(QObject):
     failed = Signal(str)
 
     def __init__(self, view: ActivationScatter, settings=None,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, *, track=None) -> None:
         super().__init__(parent)
         from core.projection import TSNESettings
 
         self.view = view
         self.settings = settings or TSNESettings()
         self.task = None
+        self._track = track
         self._embeddings: np.ndarray | None = None
         self._ids = np.zeros(0, dtype=np.int64)
         self._names: Sequence[str] | None = None
@@ -1004,6 +1012,16 @@ class ProjectionController(QObject):
         self._cache = cache
         self._maps = {}
         self.show_method(self.view.method)
+
+    def clear(self) -> None:
+        """Forget the embeddings (no run to show): stops a computation, empties the view."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None  # whatever it still sends is for the old embeddings
+        self.view.finish_progress()
+        self._embeddings, self._names, self._cache, self._maps = None, None, None, {}
+        self._ids = np.zeros(0, dtype=np.int64)
+        self.view.set_points(np.zeros((0, 2), dtype=np.float32), self._ids)
 
     def show_method(self, method: str) -> None:
         """Show the ``method`` map: at once when known, else computed in a task."""
@@ -1030,6 +1048,8 @@ class ProjectionController(QObject):
         task.cancelled.connect(lambda: self._on_cancelled(task, method))
         self.task, self._task_method = task, method
         self.status.emit(f"Computing the {METHOD_TITLES[method]} map…")
+        if self._track is not None:
+            self._track(task)
         task.start()
 
     def cancel(self) -> None:

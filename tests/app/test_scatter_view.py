@@ -365,7 +365,7 @@ def test_progress_row_and_cancel(view, qtbot):
     assert not view.progress_row.isVisible()
 
 
-def _controller(qtbot, tmp_path, settings):
+def _controller(qtbot, tmp_path, settings, track=None):
     rng = np.random.default_rng(3)
     emb = (np.repeat(rng.normal(0, 8, (3, 16)), 60, axis=0)
            + rng.normal(0, 1, (180, 16))).astype(np.float32)
@@ -373,7 +373,7 @@ def _controller(qtbot, tmp_path, settings):
     view = ActivationScatter()
     qtbot.addWidget(view)
     view.show()
-    controller = ProjectionController(view, settings, parent=view)
+    controller = ProjectionController(view, settings, parent=view, track=track)
     controller.set_embeddings(ids, emb, cache=ProjectionCache(tmp_path))
     pca_task = controller.task
     qtbot.waitUntil(lambda: pca_task.state == "done", timeout=10000)
@@ -417,3 +417,21 @@ def test_controller_cancel_falls_back_to_pca_and_ignores_late_frames(qtbot, tmp_
     assert view.method == "pca" and not view.progress_row.isVisible()
     np.testing.assert_array_equal(view.coords, pca)
     assert not list((tmp_path / "projections").glob("tsne-*.npy"))  # nothing half-done cached
+
+
+def test_controller_tracks_its_tasks_and_clear_empties_the_view(qtbot, tmp_path):
+    settings = TSNESettings(perplexity=10, early_exaggeration_iter=250, n_iter=2000,
+                            step_iters=5, n_jobs=1)
+    tracked = []
+    view, controller = _controller(qtbot, tmp_path, settings, track=tracked.append)
+    assert [t.title for t in tracked] == ["PCA map"]
+    view.method_combo.setCurrentIndex(view.method_combo.findData("tsne"))
+    task = controller.task
+    assert tracked[-1] is task and task.title == "t-SNE map"
+    qtbot.waitUntil(view.progress_row.isVisible, timeout=10000)
+    controller.clear()
+    qtbot.waitUntil(lambda: task.state == "cancelled", timeout=10000)
+    assert controller.task is None and not view.progress_row.isVisible()
+    assert len(view.image_ids) == 0 and len(view.coords) == 0
+    controller.show_method("pca")  # nothing to show: no task, no error
+    assert controller.task is None and len(view.image_ids) == 0
