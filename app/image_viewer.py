@@ -3,20 +3,26 @@
 A pyqtgraph ``ImageItem`` in a ``ViewBox`` with locked aspect: the wheel zooms around the
 cursor, a left drag pans, *Fit* shows the whole image again. Levels are fixed to 0..255 so
 what the user sees is the cached grey value, not an auto-stretched one (a faint defect must
-look faint). Above the image: file name, label and sizes; below: the pixel under the cursor
-and :attr:`ImageViewer.actions_layout`, the row later work fills with score, flag and
-previous/next controls.
+look faint). Above the image: file name, label (as it stands after the user's relabels),
+sizes, and the current run's score with the call at the shared threshold and the flag.
+Below it: previous/next through the list the user is browsing (the ranked list's order
+when the Ranked tab published one, :attr:`AppState.browse_order`, else the thumbnail
+grid's filtered order), Flag/Unflag and Label good/bad buttons (saved at once through
+:class:`AppState`), then the zoom controls, the pixel under the cursor and
+:attr:`ImageViewer.actions_layout` for later buttons.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from app.icons import icon
@@ -50,6 +56,10 @@ class ImageViewer(QWidget):
         image_item: the pyqtgraph item holding the shown array (row-major, uint8).
         view_box: its view box (zoom/pan state).
         actions_layout: a row for action buttons (Fit is first); later work appends to it.
+        score_label: the current run's score, the call at the threshold and the flag.
+        previous_button, next_button, browse_label: stepping through the current list
+            (also ``,`` / ``.`` anywhere in the window, PageUp / PageDown in the viewer).
+        flag_button, good_button, bad_button: flag and label the shown image.
     """
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
@@ -62,6 +72,9 @@ class ImageViewer(QWidget):
         self.name_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.label_chip = QLabel(objectName="labelChip")
         self.info_label = QLabel(objectName="viewerInfo")
+        self.score_label = QLabel(objectName="viewerScore")
+        self._fallback_order: Callable[[], np.ndarray] | None = None
+        self._build_review_row()
         self.pixel_label = QLabel(objectName="pixelReadout")
         self._build_view()
         self.actions_layout = QHBoxLayout()
@@ -75,6 +88,10 @@ class ImageViewer(QWidget):
         self._build_layout()
         state.dataset_changed.connect(self._on_dataset_change)
         state.current_image_changed.connect(self._on_current_image_change)
+        state.annotations_changed.connect(self._on_annotations_change)
+        state.current_run_changed.connect(self._refresh_review)
+        state.threshold_changed.connect(self._refresh_review)
+        state.browse_order_changed.connect(self._refresh_browse)
         self._on_current_image_change(state.current_image)
 
     # -- construction --------------------------------------------------------------
@@ -99,6 +116,38 @@ class ImageViewer(QWidget):
         button.clicked.connect(slot)
         return button
 
+    def _build_review_row(self) -> None:
+        self.previous_button = self._tool_button("previous", "", "Previous image in the list "
+                                                 "(, or PageUp)", lambda: self.step(-1))
+        self.next_button = self._tool_button("next", "", "Next image in the list (. or PageDown)",
+                                             lambda: self.step(1))
+        self.previous_button.setShortcut(",")
+        self.next_button.setShortcut(".")
+        for key, delta in ((QKeySequence.StandardKey.MoveToPreviousPage, -1),
+                           (QKeySequence.StandardKey.MoveToNextPage, 1)):
+            # Only while the viewer has focus: elsewhere PageUp/PageDown scroll lists.
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(lambda d=delta: self.step(d))
+        self.browse_label = QLabel(objectName="browseLabel")
+        self.browse_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.browse_label.setMinimumWidth(90)
+        self.flag_button = self._tool_button("flag", "Flag", "Flag this image (saved at once)",
+                                             self._on_flag_click)
+        self.good_button = self._tool_button("label-good", "Good", "Label this image good "
+                                             "(saved at once)", lambda: self._set_label(0))
+        self.bad_button = self._tool_button("label-bad", "Bad", "Label this image bad "
+                                            "(saved at once)", lambda: self._set_label(1))
+        for button in (self.flag_button, self.good_button, self.bad_button):
+            button.setCheckable(True)  # checked shows the image's state; a click sets it
+        self.review_layout = QHBoxLayout()
+        self.review_layout.setSpacing(4)
+        for widget in (self.previous_button, self.browse_label, self.next_button):
+            self.review_layout.addWidget(widget)
+        self.review_layout.addStretch(1)
+        for widget in (self.flag_button, self.good_button, self.bad_button):
+            self.review_layout.addWidget(widget)
+
     def _build_layout(self) -> None:
         header = QHBoxLayout()
         header.setSpacing(8)
@@ -116,7 +165,9 @@ class ImageViewer(QWidget):
         layout.setSpacing(6)
         layout.addLayout(header)
         layout.addWidget(self.info_label)
+        layout.addWidget(self.score_label)
         layout.addWidget(self.graphics, 1)
+        layout.addLayout(self.review_layout)
         layout.addLayout(footer)
 
     # -- public --------------------------------------------------------------------
@@ -135,9 +186,121 @@ class ImageViewer(QWidget):
         if self._array is not None:
             self.view_box.scaleBy((factor, factor))
 
+    def set_fallback_order(self, order: Callable[[], np.ndarray] | None, changed=None) -> None:
+        """The list previous/next follows when no view published :attr:`AppState.browse_order`.
+
+        Args:
+            order: returns positions in list order (the main window passes the thumbnail
+                grid's filtered rows).
+            changed: a signal emitted when that order changes (to refresh "12 of 245").
+        """
+        self._fallback_order = order
+        if changed is not None:
+            changed.connect(self._refresh_browse)
+        self._refresh_browse()
+
+    def browse_list(self) -> np.ndarray:
+        """The positions previous/next steps through, in order.
+
+        The published browse order if it holds the current image, else the fallback
+        order if it does, else every image in dataset order.
+        """
+        dataset = self.state.dataset
+        if dataset is None:
+            return np.zeros(0, dtype=np.int64)
+        current = self.state.current_image
+        fallback = self._fallback_order() if self._fallback_order is not None else None
+        for order in (self.state.browse_order, fallback):
+            if order is not None and len(order) and (current < 0 or (order == current).any()):
+                return np.asarray(order, dtype=np.int64)
+        return np.arange(len(dataset.image_ids), dtype=np.int64)
+
+    def step(self, delta: int) -> None:
+        """Show the image ``delta`` rows further in :meth:`browse_list` (stops at the ends)."""
+        order = self.browse_list()
+        if len(order) == 0:
+            return
+        index = self._index_in(order)
+        if index is None:
+            target = 0 if delta > 0 else len(order) - 1
+        else:
+            target = index + delta
+            if not 0 <= target < len(order):
+                return
+        self.state.set_current_image(int(order[target]))
+
+    def _index_in(self, order: np.ndarray) -> int | None:
+        hits = np.flatnonzero(order == self.state.current_image)
+        return int(hits[0]) if len(hits) and self.state.current_image >= 0 else None
+
     # -- handlers ------------------------------------------------------------------
     def _on_dataset_change(self) -> None:
         self._show_none()
+
+    def _on_annotations_change(self, positions) -> None:
+        if self.state.current_image in np.asarray(positions).tolist():
+            self._refresh_review()
+
+    def _on_flag_click(self) -> None:
+        if self.state.current_image >= 0:
+            self.state.toggle_flag(self.state.current_image)
+        self._refresh_review()  # a click toggles the check; the state decides it
+
+    def _set_label(self, label: int) -> None:
+        if self.state.current_image >= 0:
+            self.state.set_label([self.state.current_image], label)
+        self._refresh_review()
+
+    def _refresh_review(self, *_args) -> None:
+        """Label chip, score line and the review buttons for the current image."""
+        position = self.state.current_image
+        has_image = self.state.dataset is not None and position >= 0
+        for button in (self.flag_button, self.good_button, self.bad_button):
+            button.setEnabled(has_image)
+        if not has_image:
+            for button in (self.flag_button, self.good_button, self.bad_button):
+                button.setChecked(False)
+            self.score_label.setText("")
+            self._refresh_browse()
+            return
+        label = int(self.state.labels[position])
+        self._show_label_chip(label)
+        flagged = bool(self.state.flagged[position])
+        self.flag_button.setChecked(flagged)
+        self.flag_button.setText("Unflag" if flagged else "Flag")
+        self.flag_button.setToolTip("Remove the flag (saved at once)" if flagged
+                                    else "Flag this image (saved at once)")
+        self.good_button.setChecked(label == 0)
+        self.bad_button.setChecked(label == 1)
+        self.score_label.setText(self._score_text(position, flagged))
+        self._refresh_browse()
+
+    def _score_text(self, position: int, flagged: bool) -> str:
+        state = self.state
+        parts = []
+        if state.current_run is None:
+            parts.append("no run selected")
+        elif state.scores is None or np.isnan(state.scores[position]):
+            parts.append(f"not scored by run {state.current_run.id}")
+        else:
+            score = float(state.scores[position])
+            call = "bad" if score >= state.threshold else "good"
+            parts.append(f"score {score:.4f}  →  {call} at {state.threshold:.3f}")
+        parts.append("flagged" if flagged else "not flagged")
+        return "   ·   ".join(parts)
+
+    def _refresh_browse(self, *_args) -> None:
+        order = self.browse_list()
+        index = self._index_in(order) if len(order) else None
+        has_list = len(order) > 0
+        self.previous_button.setEnabled(has_list and (index is None or index > 0))
+        self.next_button.setEnabled(has_list and (index is None or index < len(order) - 1))
+        if not has_list:
+            self.browse_label.setText("")
+        elif index is None:
+            self.browse_label.setText(f"– of {len(order):,}")
+        else:
+            self.browse_label.setText(f"{index + 1:,} of {len(order):,}")
 
     def _on_current_image_change(self, position: int) -> None:
         dataset = self.state.dataset
@@ -163,16 +326,11 @@ class ImageViewer(QWidget):
         self.info_label.setText("Select a thumbnail to inspect it here."
                                 if self.state.dataset is not None else "No dataset open.")
         self.pixel_label.setText("")
+        self._refresh_review()
 
     def _show_info(self, dataset: Dataset, position: int, image_id: int) -> None:
         self.name_label.setText(dataset.names[position])
         self.name_label.setToolTip(str(dataset.root / dataset.relpaths[position]))
-        label = label_name(dataset.labels[position])
-        self.label_chip.setText(label.upper())
-        self.label_chip.setProperty("label", label)
-        self.label_chip.style().unpolish(self.label_chip)  # re-apply the [label=...] rule
-        self.label_chip.style().polish(self.label_chip)
-        self.label_chip.show()
         h, w = self._array.shape
         parts = [f"split {dataset.splits[position]}", f"{w} × {h} px"]
         original = original_size(dataset, image_id)
@@ -182,6 +340,15 @@ class ImageViewer(QWidget):
             parts[-1] += " (original size)"
         self.info_label.setText("   ·   ".join(parts))
         self.pixel_label.setText("")
+        self._refresh_review()
+
+    def _show_label_chip(self, label_code: int) -> None:
+        label = label_name(label_code)
+        self.label_chip.setText(label.upper())
+        self.label_chip.setProperty("label", label)
+        self.label_chip.style().unpolish(self.label_chip)  # re-apply the [label=...] rule
+        self.label_chip.style().polish(self.label_chip)
+        self.label_chip.show()
 
     def _limit_view(self, shape: tuple[int, ...]) -> None:
         h, w = shape[:2]

@@ -36,8 +36,10 @@ from PySide6.QtWidgets import (
 
 from app.dataset_panel import DatasetPanel
 from app.demo_dialog import DemoDataDialog
+from app.export_dialog import ExportDialog
 from app.icons import app_icon, icon, style_sheet
 from app.image_viewer import ImageViewer
+from app.ranked_view import RankedView
 from app.settings import (
     RecentFolders,
     default_settings,
@@ -46,6 +48,7 @@ from app.settings import (
 )
 from app.state import AppState
 from app.task_status import TaskStatus
+from app.threshold_bar import ThresholdBar
 from app.thumbnail_grid import ThumbnailGrid
 from app.workers import Task, describe_error, running_tasks, task_pool
 from core.dataset import Dataset, open_dataset
@@ -128,6 +131,10 @@ class MainWindow(QMainWindow):
         self.demo_action = self._action("&Generate Demo Data…", "demo",
                                         self._on_demo_triggered,
                                         tip="Write synthetic part images and open them")
+        self.export_action = self._action("&Export…", "export", self._on_export_triggered,
+                                          QKeySequence("Ctrl+E"),
+                                          "Export flagged defects, all scores or a Kaggle "
+                                          "submission as CSV (Ctrl+E)")
         self.cancel_action = self._action("&Cancel Task", "cancel", self._on_cancel_triggered,
                                           "Esc", "Stop the running task (Esc)")
         self.cancel_action.setEnabled(False)
@@ -143,6 +150,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_action)
         file_menu.addMenu(self.recent_menu)
         file_menu.addAction(self.demo_action)
+        file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.cancel_action)
         file_menu.addSeparator()
@@ -169,12 +177,27 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addAction(self.cancel_action)
         self.toolbar = bar
+        self._build_threshold_bar()
+
+    def _build_threshold_bar(self) -> None:
+        """The shared decision threshold, on its own row so every tab sees it."""
+        self.addToolBarBreak()
+        bar = self.addToolBar("Threshold")
+        bar.setObjectName("thresholdToolbar")
+        bar.setMovable(False)
+        self.threshold_bar = ThresholdBar(self.state)
+        bar.addWidget(self.threshold_bar)
+        self.threshold_toolbar = bar
 
     def _build_tabs(self) -> None:
         self.tabs = QTabWidget(objectName="mainTabs")
         self.tabs.setDocumentMode(True)
         self.grid = ThumbnailGrid(self.state)
         self.add_tab(self.grid, "Images", "images")
+        self.ranked = RankedView(self.state, thumbnails=self.grid.model)
+        self.add_tab(self.ranked, "Ranked", "ranked")
+        self.tabs.currentChanged.connect(self._on_tab_change)
+        self.state.list_filter_requested.connect(self._on_list_filter_request)
         self.setCentralWidget(self.tabs)
 
     def _build_docks(self) -> None:
@@ -182,6 +205,9 @@ class MainWindow(QMainWindow):
         self.dataset_dock = self._dock("Dataset", "datasetDock", self.dataset_panel,
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
         self.viewer = ImageViewer(self.state)
+        # Without a ranked order, previous/next follow the thumbnail grid's filtered rows.
+        self.viewer.set_fallback_order(lambda: self.grid.model.positions,
+                                       self.grid.model.modelReset)
         self.viewer_dock = self._dock("Image", "viewerDock", self.viewer,
                                       Qt.DockWidgetArea.RightDockWidgetArea)
 
@@ -372,6 +398,22 @@ class MainWindow(QMainWindow):
         request = dialog.request()
         remember_dialog_folder(self.settings, "demo", request.folder.parent)
         self.generate_demo_data(request.folder, request.n, request.bad_fraction, request.seed)
+
+    def _on_export_triggered(self) -> ExportDialog:
+        dialog = ExportDialog(self.state, self.settings, self, track=self.task_status.track)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()  # window-modal, does not block the caller
+        self.export_dialog = dialog
+        return dialog
+
+    def _on_tab_change(self, _index: int) -> None:
+        # Previous/next in the viewer follow the list the user looks at: the ranked
+        # list publishes its order when shown; the grid is the viewer's fallback.
+        if self.tabs.currentWidget() is self.grid:
+            self.state.set_browse_order(None)
+
+    def _on_list_filter_request(self, _positions) -> None:
+        self.tabs.setCurrentWidget(self.ranked)  # the ranked list shows the selection
 
     def _on_cancel_triggered(self) -> None:
         self.task_status.cancel_current()

@@ -39,6 +39,7 @@ class AppState(QObject):
         threshold_changed(float): the decision threshold every view shares.
         annotations_changed(object): positions (int64 array) whose flag or label changed.
         list_filter_requested(object): positions a view asks the ranked list to show.
+        browse_order_changed: the list that previous/next steps through changed.
     """
 
     dataset_changed = Signal()
@@ -48,6 +49,7 @@ class AppState(QObject):
     threshold_changed = Signal(float)
     annotations_changed = Signal(object)
     list_filter_requested = Signal(object)
+    browse_order_changed = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +60,7 @@ class AppState(QObject):
         self._threshold = DEFAULT_THRESHOLD
         self._labels = np.zeros(0, dtype=np.int8)
         self._flagged = np.zeros(0, dtype=bool)
+        self._browse_order: np.ndarray | None = None
 
     # -- dataset and image ---------------------------------------------------------
     @property
@@ -75,6 +78,7 @@ class AppState(QObject):
         self._dataset = dataset
         self._current_image = -1
         self._run, self._scores = None, None
+        self._browse_order = None
         self._load_annotations()
         self.dataset_changed.emit()
         self.current_image_changed.emit(-1)
@@ -192,6 +196,34 @@ class AppState(QObject):
     def request_list_filter(self, positions) -> None:
         """Ask the ranked list to show just these positions (e.g. a lasso selection)."""
         self.list_filter_requested.emit(self._checked_positions(positions))
+
+    # -- the list previous/next steps through ------------------------------------------
+    @property
+    def browse_order(self) -> np.ndarray | None:
+        """Positions in the order of the list the user browses (e.g. the ranked list).
+
+        None when no list claims it; the image viewer then follows the thumbnail grid.
+        """
+        return self._browse_order
+
+    def set_browse_order(self, positions) -> None:
+        """Publish the order previous/next should follow (None: no list claims it).
+
+        Unlike other positions, the order is kept as given (not sorted, not deduplicated).
+        """
+        if positions is not None:
+            # A copy: the caller's array may change later, the published order must not.
+            positions = np.array(positions, dtype=np.int64).ravel()
+            n = 0 if self._dataset is None else len(self._dataset.image_ids)
+            if len(positions) and (positions.min() < 0 or positions.max() >= n):
+                raise IndexError(f"image positions must lie in 0..{n - 1}")
+        old = self._browse_order
+        if old is None and positions is None:
+            return
+        if old is not None and positions is not None and np.array_equal(old, positions):
+            return
+        self._browse_order = positions
+        self.browse_order_changed.emit()
 
     def _checked_positions(self, positions) -> np.ndarray:
         if self._dataset is None:

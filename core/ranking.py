@@ -125,8 +125,8 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
     flagged = flagged_mask(workspace, image_ids)
     predictions = (scores >= threshold).astype(np.int8)
 
-    selected = _filter_mask(filter, labels, predictions, flagged)
-    selected &= _split_mask(dataset, run_id, split)
+    selected = filter_mask(filter, labels, predictions, flagged)
+    selected &= split_mask(dataset, run_id, split)
     scored = ~np.isnan(scores)
     positions = np.flatnonzero(selected & scored)
     order = np.lexsort((image_ids[positions], -scores[positions]))
@@ -136,8 +136,13 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
                    int(np.count_nonzero(selected & ~scored)), dataset.relpaths)
 
 
-def _filter_mask(name: str, labels: np.ndarray, predictions: np.ndarray,
-                 flagged: np.ndarray) -> np.ndarray:
+def filter_mask(name: str, labels: np.ndarray, predictions: np.ndarray,
+                flagged: np.ndarray) -> np.ndarray:
+    """Boolean mask of the images one of :data:`FILTERS` keeps (arrays aligned by position).
+
+    Public so the GUI's ranked list, which keeps these arrays in memory, filters exactly
+    as :func:`ranked_images` does.
+    """
     if name == "all":
         return np.ones(len(labels), dtype=bool)
     if name == "bad":
@@ -151,7 +156,8 @@ def _filter_mask(name: str, labels: np.ndarray, predictions: np.ndarray,
     return (labels != UNLABELLED) & (labels != predictions)  # disagreements
 
 
-def _split_mask(dataset, run_id: int, split: str | None) -> np.ndarray:
+def split_mask(dataset, run_id: int, split: str | None) -> np.ndarray:
+    """Boolean mask (by position) of a split: None/'all', a split name, or 'validation'."""
     n = len(dataset.image_ids)
     if split is None or split == "all":
         return np.ones(n, dtype=bool)

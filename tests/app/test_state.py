@@ -123,3 +123,30 @@ def test_annotations_need_a_dataset_and_valid_positions(dataset):
     state.set_dataset(dataset)
     with pytest.raises(IndexError):
         state.set_flagged([len(dataset.image_ids)], True)
+
+
+# --- the order previous/next follows ---------------------------------------------------
+
+def test_browse_order_keeps_the_given_order_and_emits_on_change(qtbot, dataset):
+    state = AppState()
+    state.set_dataset(dataset)
+    assert state.browse_order is None
+    seen = []
+    state.browse_order_changed.connect(lambda: seen.append(state.browse_order))
+    order = np.array([5, 2, 9])
+    state.set_browse_order(order)
+    order[0] = 0  # the caller's array changing later must not change the published order
+    state.set_browse_order([5, 2, 9])  # same order: no signal
+    state.set_browse_order(None)
+    state.set_browse_order(None)
+    assert [None if s is None else list(s) for s in seen] == [[5, 2, 9], None]
+    with pytest.raises(IndexError):
+        state.set_browse_order([len(dataset.image_ids)])
+
+
+def test_a_new_dataset_drops_the_browse_order(qtbot, dataset):
+    state = AppState()
+    state.set_dataset(dataset)
+    state.set_browse_order([3, 1])
+    state.set_dataset(dataset)
+    assert state.browse_order is None
