@@ -199,15 +199,34 @@ def _cmd_models(args) -> int:
 _PARSERS.append(_add_models)
 
 
+LOT_EPILOG = """\
+Scoring a new lot:
+  diesight score DATA --run 3 --lot /data/lot8
+      adds /data/lot8 to DATA as lot 'lot8' and scores only its images: they join DATA's
+      ranked list, exports and activation space as unlabelled images of split 'lot lot8'
+      (DATA's other scores stay as they were). Later opens of DATA include the lot.
+  diesight score /data/lot8 --run DATA@3
+      opens /data/lot8 as a dataset of its own (its own workspace, ranked list and plots)
+      and scores it with DATA's run 3.
+"""
+
+
 def _add_score(sub) -> None:
     p = sub.add_parser(
-        "score", help="score every image of a dataset with a trained run",
+        "score", help="score every image of a dataset (or a new lot) with a trained run",
         description="Score every image of DATA (train, validation, test, unlabelled) with a\n"
                     "run's best checkpoint: a defect probability and an embedding per image,\n"
-                    "stored in DATA's workspace for ranking, plots and export.",
-        epilog=RUN_NAMING_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                    "stored in DATA's workspace for ranking, plots and export. With --lot,\n"
+                    "add a new folder to DATA as a lot and score just its images.",
+        epilog=RUN_NAMING_EPILOG + "\n" + LOT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_arguments(p)
     p.add_argument("--run", default="latest", help=RUN_HELP)
+    p.add_argument("--lot", metavar="FOLDER", default=None,
+                   help="add FOLDER to DATA as a lot (unlabelled production images) and score "
+                        "only its images, merged into the run's scores")
+    p.add_argument("--lot-name", metavar="NAME", default=None,
+                   help="with --lot: the lot's name (default: the folder's name)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per forward pass (default: 256 on CUDA, 64 on the CPU)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
@@ -221,17 +240,36 @@ def _cmd_score(args) -> int:
     from core.runs import resolve_run
     from core.scoring import score_dataset
 
+    if args.lot_name is not None and args.lot is None:
+        raise ValueError("--lot-name needs --lot FOLDER")
     bar = TerminalProgress()
+    new_lot = None
     with CtrlC() as cancel:
         try:
             dataset = _open_dataset_cli(args, bar, cancel)
             run = resolve_run(dataset.workspace, args.run)
-            result = score_dataset(dataset, run, batch_size=args.batch_size,
-                                   device=args.device, progress=bar, cancel=cancel)
+            if args.lot is not None:
+                new_lot = _score_lot_cli(args, dataset, run, bar, cancel)
+                dataset, result = new_lot.dataset, new_lot.result
+            else:
+                result = score_dataset(dataset, run, batch_size=args.batch_size,
+                                       device=args.device, progress=bar, cancel=cancel)
         finally:
             bar.close()
+    if new_lot is not None:
+        print(f"Added lot {new_lot.lot.name!r} to {dataset.root}: {len(result.image_ids):,} "
+              f"images from {new_lot.lot.folder} (split {new_lot.lot.split!r}, unlabelled); "
+              "the other images' scores are unchanged.")
     print(_score_summary(dataset, run, result, args.top))
     return 0
+
+
+def _score_lot_cli(args, dataset, run, progress, cancel):
+    """``score --lot``: add the lot to DATA and score its images (core.lots.NewLot)."""
+    from core.lots import score_new_lot
+
+    return score_new_lot(dataset, run, args.lot, args.lot_name, batch_size=args.batch_size,
+                         device=args.device, progress=progress, cancel=cancel)
 
 
 def _score_summary(dataset, run, result, top: int) -> str:
@@ -258,11 +296,13 @@ def _score_summary(dataset, run, result, top: int) -> str:
         lines.append(f"  {low:.1f}-{high:.1f} {count:>7,} {bar}".rstrip())
     lines.append(f"At threshold {threshold:g}: {called:,} images called defective "
                  f"({100 * called / len(scores):.1f}%).")
-    # Scores are aligned with the dataset's positions (score_dataset scores them in order).
+    # The result may cover only some images (a lot): map its ids to dataset positions.
+    positions = dataset.positions(result.image_ids)
     order = np.lexsort((result.image_ids, -scores))[:top]
-    rows = [(rank, f"{scores[p]:.6f}", {1: "bad", 0: "good"}.get(int(dataset.labels[p]), "-"),
-             dataset.splits[p], dataset.relpaths[p])
-            for rank, p in enumerate(order.tolist(), 1)]
+    rows = [(rank, f"{scores[i]:.6f}",
+             {1: "bad", 0: "good"}.get(int(dataset.labels[positions[i]]), "-"),
+             dataset.splits[positions[i]], dataset.relpaths[positions[i]])
+            for rank, i in enumerate(order.tolist(), 1)]
     lines += ["", f"Top {len(rows)} highest scores:",
               _table(("rank", "score", "label", "split", "file"), rows, right=("rank", "score"))]
     return "\n".join(lines)

@@ -11,7 +11,11 @@ workspace database's ``images`` and ``skipped`` tables in step with the folder:
 * a row is inserted or updated only after its pixels are on disk, so a killed or
   cancelled open leaves the workspace consistent and the next open finishes the job.
 
-Nothing is ever written into the image folder.
+The folders registered as lots of the dataset (core.lots) are walked on every open too:
+their images join the dataset unlabelled, with the split ``'lot <name>'`` and their
+absolute path as relpath.
+
+Nothing is ever written into the image folder (or a lot folder).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from core.layout import (
     count_by_split,
     detect_layout,
 )
+from core.lots import Lot, LotScan, scan_lots
 from core.progress import CancelCheck, ProgressFn, check_cancel, report
 from core.workspace import Workspace
 
@@ -94,6 +99,10 @@ class Dataset:
 
     ``images[image_ids[i]]`` is image ``i``. Scores, flags and embeddings are stored by
     image id, which stays the same across reopenings.
+
+    Images of a lot (core.lots) have the split ``'lot <name>'``, label -1 (unless the user
+    relabelled them) and their absolute POSIX path as relpath, so ``path(i)`` is the real
+    file for every image.
     """
 
     root: Path
@@ -103,10 +112,11 @@ class Dataset:
     image_ids: np.ndarray       # int64 (n,), ascending
     relpaths: list[str]
     labels: np.ndarray          # int8 (n,): 1 bad, 0 good, -1 unlabelled (user relabels applied)
-    splits: np.ndarray          # str (n,): 'train' / 'val' / 'test' / 'unlabelled'
+    splits: np.ndarray          # str (n,): 'train' / 'val' / 'test' / 'unlabelled' / 'lot X'
     skipped: list[SkippedFile] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     stats: OpenStats = field(default_factory=OpenStats)
+    lots: list[Lot] = field(default_factory=list)  # registered lots; ``missing`` if unreadable
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -139,7 +149,7 @@ class Dataset:
         return np.where(self.image_ids[found] == wanted, found, -1)
 
     def path(self, position: int) -> Path:
-        """The file of image ``position``."""
+        """The file of image ``position`` (a lot image's relpath is absolute)."""
         return self.root / self.relpaths[position]
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -212,12 +222,15 @@ def _open_locked(root: Path, labels_csv, workspace: Workspace, con: sqlite3.Conn
     found = _detect(scan, root, labels_csv)
     report(progress, "scan", message=f"Found {len(scan.images):,} images: "
                                      f"{found.layout.description}")
+    lots = scan_lots(workspace)
+    check_cancel(cancel)
     cache = _cache_for(workspace, root, scan)
     if cache is None:
         skipped = _diagnose_all(root, scan)
         _save_skipped(con, skipped)
         raise DatasetError(f"None of the {len(scan.images):,} images in {root} could be read.",
                            skipped)
+    scan, found = _with_lots(scan, found, lots)
     plan = _plan(con, cache, root, scan, found)
     _apply_metadata(con, plan)
     failures = _decode(con, cache, plan, workers, progress, cancel)
@@ -225,6 +238,7 @@ def _open_locked(root: Path, labels_csv, workspace: Workspace, con: sqlite3.Conn
     _save_skipped(con, skipped)
     plan.stats.seconds = time.monotonic() - started
     dataset = _build(con, workspace, root, cache, found.layout, plan, skipped, scan.ignored)
+    dataset.lots = lots.lots
     if len(dataset) == 0:
         raise DatasetError(f"None of the {len(scan.images):,} images in {root} could be read.",
                            skipped)
@@ -300,6 +314,22 @@ def _diagnose_all(root: Path, scan: FolderScan) -> list[SkippedFile]:
     return sorted(skipped, key=lambda s: s.relpath)
 
 
+def _with_lots(scan: FolderScan, found: LayoutResult,
+               lots: LotScan) -> tuple[FolderScan, LayoutResult]:
+    """The root's scan and layout extended by the lots' images (unlabelled)."""
+    if not lots.lots:
+        return scan, found
+    ignored = dict(scan.ignored)
+    for why, count in lots.ignored.items():
+        ignored[why] = ignored.get(why, 0) + count
+    merged_scan = FolderScan(images=scan.images + lots.images,
+                             skipped=scan.skipped + lots.skipped, ignored=ignored,
+                             root_csv_files=scan.root_csv_files)
+    labels = np.concatenate([found.labels,
+                             np.full(len(lots.images), UNLABELLED, dtype=found.labels.dtype)])
+    return merged_scan, LayoutResult(found.layout, labels, found.splits + lots.splits)
+
+
 def _known_images(con: sqlite3.Connection) -> dict[str, tuple]:
     """relpath -> (id, size_bytes, mtime_ns, present, label, split) of every row."""
     with con:
@@ -335,7 +365,8 @@ def _plan(con: sqlite3.Connection, cache: ImageCache, root: Path, scan: FolderSc
         else:
             row, next_id = next_id, next_id + 1
             plan.stats.new += 1
-        plan.jobs.append((row, root_prefix + relpath))
+        # join, not +: a lot image's relpath is absolute, and join keeps it as it is.
+        plan.jobs.append((row, os.path.join(root_prefix, relpath)))
         plan.job_info[row] = (relpath, size_bytes, mtime_ns, db_label, split)
     seen = {image.relpath for image in scan.images}
     plan.vanished = [old[0] for relpath, old in known.items() if old[3] and relpath not in seen]
@@ -407,7 +438,7 @@ def _build(con: sqlite3.Connection, workspace: Workspace, root: Path, cache: Ima
                    relpaths=[entry[0] for entry in entries],
                    labels=np.array([UNLABELLED if label is None else label for label in labels],
                                    dtype=np.int8),
-                   splits=np.array([entry[2] for entry in entries], dtype="<U10"),
+                   splits=np.array([entry[2] for entry in entries], dtype=str),
                    skipped=skipped, ignored=dict(ignored), stats=plan.stats)
 
 
@@ -423,6 +454,7 @@ def summary_lines(dataset: Dataset) -> list[str]:
               f"({stats.decoded:,} decoded, {stats.reused:,} from the cache, "
               f"{stats.seconds:.1f} s)", ""]
     lines += _count_table(dataset.counts())
+    lines += _lot_lines(dataset)
     if dataset.ignored:
         parts = ", ".join(f"{n:,} {why}" for why, n in sorted(dataset.ignored.items()))
         lines += ["", f"Ignored:   {parts}"]
@@ -433,14 +465,32 @@ def summary_lines(dataset: Dataset) -> list[str]:
 
 
 def _count_table(counts: dict[str, dict[str, int]]) -> list[str]:
-    header = f"{'split':<12}{'good':>8}{'bad':>8}{'unlabelled':>12}{'total':>8}"
+    width = max([12] + [len(split) + 2 for split in counts])  # lot splits can be long
+    header = f"{'split':<{width}}{'good':>8}{'bad':>8}{'unlabelled':>12}{'total':>8}"
     lines = [header]
     totals = {"good": 0, "bad": 0, "unlabelled": 0}
     for split, row in counts.items():
-        lines.append(f"{split:<12}{row['good']:>8,}{row['bad']:>8,}{row['unlabelled']:>12,}"
-                     f"{sum(row.values()):>8,}")
+        lines.append(f"{split:<{width}}{row['good']:>8,}{row['bad']:>8,}"
+                     f"{row['unlabelled']:>12,}{sum(row.values()):>8,}")
         for key in totals:
             totals[key] += row[key]
-    lines.append(f"{'all':<12}{totals['good']:>8,}{totals['bad']:>8,}{totals['unlabelled']:>12,}"
-                 f"{sum(totals.values()):>8,}")
+    lines.append(f"{'all':<{width}}{totals['good']:>8,}{totals['bad']:>8,}"
+                 f"{totals['unlabelled']:>12,}{sum(totals.values()):>8,}")
+    return lines
+
+
+def _lot_lines(dataset: Dataset) -> list[str]:
+    """One line per lot: its images and folder, or that the folder is missing."""
+    if not dataset.lots:
+        return []
+    splits = np.asarray(dataset.splits)
+    lines = ["", f"Lots:      {len(dataset.lots)} (scored with the dataset's runs; "
+                 "images unlabelled)"]
+    for lot in dataset.lots:
+        if lot.missing:
+            lines.append(f"  {lot.name}: folder not found or unreadable: {lot.folder}")
+        else:
+            count = int(np.count_nonzero(splits == lot.split))
+            lines.append(f"  {lot.name}: {count:,} images from {lot.folder} "
+                         f"(added {lot.added_at[:10]})")
     return lines

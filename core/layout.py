@@ -436,10 +436,15 @@ def _auto_csv(relpaths: list[str], root, candidates: list[str], labels: np.ndarr
 
 
 def count_by_split(labels: np.ndarray, splits) -> dict[str, dict[str, int]]:
-    """{split: {'good': n, 'bad': n, 'unlabelled': n}} for the splits that occur."""
+    """{split: {'good': n, 'bad': n, 'unlabelled': n}} for the splits that occur.
+
+    The standard splits come first in their usual order, then others (the 'lot <name>'
+    splits of core.lots) by name.
+    """
     counts: Counter = Counter(zip(splits, labels.tolist(), strict=True))
     result: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
+    others = sorted({str(split) for split, _ in counts} - set(SPLITS))
+    for split in (*SPLITS, *others):
         row = {"good": counts[(split, GOOD)], "bad": counts[(split, BAD)],
                "unlabelled": counts[(split, UNLABELLED)]}
         if any(row.values()):

@@ -37,19 +37,64 @@ def store_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     its old version, and the table is replaced in one transaction, so readers see either
     the old or the new scores, never a mix of rows.
     """
+    image_ids = _checked_lengths(image_ids, scores, embeddings)
+    _write_embeddings(workspace, run_id, image_ids, embeddings)
+    _write_scores(workspace, run_id, image_ids, scores, replace=True)
+
+
+def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores: np.ndarray,
+                 embeddings: np.ndarray) -> None:
+    """Add or replace the scores and embeddings of some images, keeping the run's others.
+
+    Used to score only new images (a new lot, core.lots) without scoring the rest again.
+    Each file and the table change atomically, as in :func:`store_scores`.
+
+    Raises:
+        ValueError: lengths differ, or the embeddings' width differs from the stored ones.
+    """
+    image_ids = _checked_lengths(image_ids, scores, embeddings)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    try:
+        old_ids, old_embeddings = load_embeddings(workspace, run_id)
+    except NoScoresError:
+        old_ids, old_embeddings = np.zeros(0, np.int64), embeddings[:0]
+    if old_embeddings.shape[1:] != embeddings.shape[1:]:
+        raise ValueError(f"run {run_id}'s stored embeddings have width "
+                         f"{old_embeddings.shape[1:]}, the new ones {embeddings.shape[1:]}")
+    keep = ~np.isin(old_ids, image_ids)
+    all_ids = np.concatenate([old_ids[keep], image_ids])
+    order = np.argsort(all_ids, kind="stable")  # stored ascending by id, like a full pass
+    _write_embeddings(workspace, run_id, all_ids[order],
+                      np.concatenate([old_embeddings[keep], embeddings])[order])
+    _write_scores(workspace, run_id, image_ids, scores, replace=False)
+
+
+def _checked_lengths(image_ids, scores, embeddings) -> np.ndarray:
     image_ids = np.asarray(image_ids, dtype=np.int64)
     if not (len(image_ids) == len(scores) == len(embeddings)):
         raise ValueError("image_ids, scores and embeddings must have the same length")
+    return image_ids
+
+
+def _write_embeddings(workspace: Workspace, run_id: int, image_ids: np.ndarray,
+                      embeddings: np.ndarray) -> None:
     run_dir = workspace.run_dir(run_id)
     with atomic_write(run_dir / EMBEDDINGS_FILE, "wb") as emb_file, \
             atomic_write(run_dir / EMBEDDING_IDS_FILE, "wb") as ids_file:
         np.save(emb_file, np.asarray(embeddings, dtype=np.float32))
         np.save(ids_file, image_ids)
+
+
+def _write_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores,
+                  *, replace: bool) -> None:
+    """Write score rows in one transaction; ``replace`` drops the run's other rows first."""
     rows = zip([run_id] * len(image_ids), image_ids.tolist(),
                np.asarray(scores, dtype=np.float64).tolist(), strict=True)
     with workspace.transaction() as con:
-        con.execute("DELETE FROM scores WHERE run_id = ?", (run_id,))
-        con.executemany("INSERT INTO scores (run_id, image_id, score) VALUES (?, ?, ?)", rows)
+        if replace:
+            con.execute("DELETE FROM scores WHERE run_id = ?", (run_id,))
+        con.executemany("INSERT OR REPLACE INTO scores (run_id, image_id, score) "
+                        "VALUES (?, ?, ?)", rows)
         con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     (_scored_at_key(run_id), now_iso()))
 

@@ -9,7 +9,8 @@ activations from the same pass.
 Results are stored per run in the workspace: the ``scores`` table (replaced in one
 transaction) and ``runs/<id>/embeddings.npy`` + ``embedding_ids.npy`` (atomic writes).
 Nothing is written until every image is scored, so a cancelled or failed scoring leaves
-the previous scores as they were.
+the previous scores as they were. With ``only_ids`` just those images are scored and merged
+into the run's stored results (a new lot, core.lots, without scoring the rest again).
 
 A run of another dataset scores a new lot too: pass ``'OTHER_DATA@ID'`` as the run and
 ``core.runs.resolve_run`` imports it into the new lot's workspace first.
@@ -35,6 +36,7 @@ from core.scores import (  # noqa: F401  (re-exported: the storage half of scori
     has_scores,
     load_embeddings,
     load_scores,
+    merge_scores,
     scored_at,
     store_scores,
 )
@@ -74,7 +76,8 @@ class ScoreResult:
 
 def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None = None,
                   device: str = "auto", progress: ProgressFn | None = None,
-                  cancel: CancelCheck | None = None) -> ScoreResult:
+                  cancel: CancelCheck | None = None,
+                  only_ids: np.ndarray | list[int] | None = None) -> ScoreResult:
     """Score every present image of ``dataset`` with ``run``'s best checkpoint and store it.
 
     Args:
@@ -85,19 +88,21 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
         device: 'auto', 'cuda' or 'cpu'.
         progress: receives ``Progress('score', done, total, ...)``.
         cancel: checked between batches.
+        only_ids: score just these image ids (present in ``dataset``) and merge them into
+            the run's stored scores and embeddings instead of replacing them.
 
     Returns:
-        The scores and embeddings (also stored in the workspace).
+        The scores and embeddings of the images scored (also stored in the workspace).
 
     Raises:
         core.progress.Cancelled: when ``cancel`` returned True (nothing is stored).
         core.checkpoint.CheckpointError: the run's checkpoint is missing or unreadable.
-        ValueError: the dataset has no images, or a bad device / batch size.
+        ValueError: the dataset has no images, an id of ``only_ids`` is not present, or a
+            bad device / batch size.
     """
     run = as_run(dataset.workspace, run)
-    image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
-    if len(image_ids) == 0:
-        raise ValueError(f"{dataset.root} has no readable images to score")
+    positions = _positions_to_score(dataset, only_ids)
+    image_ids = np.asarray(dataset.image_ids, dtype=np.int64)[positions]
     torch_device = select_device(device)
     batch = batch_size or (DEFAULT_BATCH_CUDA if torch_device.type == "cuda"
                            else DEFAULT_BATCH_CPU)
@@ -107,21 +112,39 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
     started = time.perf_counter()
     model, config = load_model_from_run(run)
     model.to(torch_device).eval()
-    scores, embeddings = _score_all(dataset, model, config.input_shape, torch_device, batch,
-                                    progress, cancel)
+    scores, embeddings = _score_all(dataset, positions, model, config.input_shape,
+                                    torch_device, batch, progress, cancel)
     check_cancel(cancel)
-    store_scores(dataset.workspace, run.id, image_ids, scores, embeddings)
+    store = store_scores if only_ids is None else merge_scores
+    store(dataset.workspace, run.id, image_ids, scores, embeddings)
     seconds = time.perf_counter() - started
     report(progress, "score", len(image_ids), len(image_ids),
            f"{len(image_ids)} images scored in {seconds:.1f} s")
     return ScoreResult(run.id, image_ids, scores, embeddings, str(torch_device), seconds)
 
 
-def _score_all(dataset, model, image_size: tuple[int, int], device: torch.device, batch: int,
-               progress: ProgressFn | None, cancel: CancelCheck | None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """The batched forward passes; returns (scores float64 (n,), embeddings float32 (n, D))."""
-    n = len(dataset.image_ids)
+def _positions_to_score(dataset, only_ids) -> np.ndarray:
+    """Every position, or the positions of ``only_ids`` (ascending, each once)."""
+    if only_ids is None:
+        if len(dataset.image_ids) == 0:
+            raise ValueError(f"{dataset.root} has no readable images to score")
+        return np.arange(len(dataset.image_ids))
+    wanted = np.unique(np.asarray(only_ids, dtype=np.int64))
+    positions = dataset.positions(wanted)
+    if (positions < 0).any():
+        missing = wanted[positions < 0][:5].tolist()
+        raise ValueError(f"image id(s) {missing} are not present in {dataset.root}")
+    if len(positions) == 0:
+        raise ValueError("no images to score (only_ids is empty)")
+    return positions
+
+
+def _score_all(dataset, positions: np.ndarray, model, image_size: tuple[int, int],
+               device: torch.device, batch: int, progress: ProgressFn | None,
+               cancel: CancelCheck | None) -> tuple[np.ndarray, np.ndarray]:
+    """The batched forward passes over ``positions``; returns (scores float64 (n,),
+    embeddings float32 (n, D)) aligned with them."""
+    n = len(positions)
     scores = np.empty(n, dtype=np.float64)
     embeddings = np.empty((n, model.embedding_dim), dtype=np.float32)
     throttle = Throttle(0.25)
@@ -130,7 +153,7 @@ def _score_all(dataset, model, image_size: tuple[int, int], device: torch.device
         for start in range(0, n, batch):
             check_cancel(cancel)
             stop = min(start + batch, n)
-            images = prepare_images(dataset, np.arange(start, stop), image_size, device,
+            images = prepare_images(dataset, positions[start:stop], image_size, device,
                                     None, cancel)
             # prepare_images keeps the batch in CPU memory when the GPU is short of room.
             images = images.to(device, non_blocking=True)

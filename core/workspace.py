@@ -16,7 +16,7 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migrations by the version they lead to. A future schema change appends an entry;
 # opening an older workspace applies the missing ones in order.
@@ -76,6 +76,15 @@ _MIGRATIONS: dict[int, str] = {
         score REAL NOT NULL,                -- defect probability
         PRIMARY KEY (run_id, image_id)
     ) WITHOUT ROWID;
+    """,
+    # Lots (core.lots): extra image folders scored with this dataset's runs. Their images
+    # live in ``images`` like the root's, with the absolute POSIX path as ``relpath``.
+    2: """
+    CREATE TABLE lots (
+        name TEXT PRIMARY KEY,              -- shown as the split 'lot <name>'
+        folder TEXT NOT NULL UNIQUE,        -- absolute path of the folder (never written to)
+        added_at TEXT NOT NULL
+    );
     """,
 }
 

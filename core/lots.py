@@ -1,0 +1,409 @@
+"""Lots: new folders of production images scored with a dataset's runs.
+
+A *lot* is an image folder added to an existing dataset's workspace, so a run trained on
+the dataset scores it and its images join the ranked list, the exports and the activation
+space beside the training images, as "unlabelled, lot <name>". Compare
+``diesight score NEWLOT --run DATA@ID``, which opens the new folder as a dataset of its
+own (its own workspace, its own ranked list and plots).
+
+How a lot lives in the workspace:
+
+* the ``lots`` table holds its name and absolute folder; every ``open_dataset`` of the
+  root scans the registered lot folders too (one extra ``scandir`` walk per lot), so a lot
+  stays part of the dataset until it is removed;
+* its images are rows of the ``images`` table and the cache like the root's, so ids are
+  stable and the root's ids never change; their ``relpath`` is the file's absolute POSIX
+  path, which keeps them unique and makes ``dataset.root / relpath`` (``Dataset.path``)
+  and every export's ``path`` column the real file;
+* every lot image is unlabelled (label -1) with the split ``'lot <name>'``, even when the
+  lot folder has class folders: a lot is production data, and it never trains a model
+  (training uses the 'train' split only). The user can still relabel single images;
+* a lot folder that has gone missing is reported as a skipped entry and its images are
+  left out (``present = 0``) until it is back, like files vanished from the root.
+
+Nothing is ever written into a lot folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.annotations import now_iso
+from core.folderscan import FoundImage, SkippedFile, scan_folder
+from core.progress import CancelCheck, ProgressFn
+from core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from core.dataset import Dataset
+    from core.runs import RunRecord
+    from core.scoring import ScoreResult
+
+__all__ = ["Lot", "LotError", "LotScan", "NewLot", "add_lot", "list_lots", "lot_image_ids",
+           "lot_positions", "lot_split", "remove_lot", "scan_lots", "score_new_lot"]
+
+LOT_SPLIT_PREFIX = "lot "
+MAX_NAME_LENGTH = 64
+# Names become split values shown in filters and CSV files: one line, no path separators.
+_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Lot:
+    """A lot registered in a workspace.
+
+    Attributes:
+        name: the lot's name; its images have the split ``'lot <name>'``.
+        folder: the absolute folder of its images.
+        added_at: when it was first added (ISO 8601 UTC).
+        missing: set by ``open_dataset`` when the folder could not be read this time.
+    """
+
+    name: str
+    folder: Path
+    added_at: str
+    missing: bool = False
+
+    @property
+    def split(self) -> str:
+        return lot_split(self.name)
+
+
+@dataclass
+class LotScan:
+    """The images of every registered lot, ready to join the root's scan.
+
+    Attributes:
+        images: image files with their absolute POSIX paths as relpaths.
+        splits: the split of each image ('lot <name>'), aligned with ``images``.
+        skipped: unusable entries in the lots (and missing lot folders), with reasons.
+        ignored: counts of entries left out on purpose ('hidden', 'not an image').
+        lots: the registered lots, ``missing`` set for folders that could not be read.
+    """
+
+    images: list[FoundImage] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+    lots: list[Lot] = field(default_factory=list)
+
+
+@dataclass
+class NewLot:
+    """What :func:`score_new_lot` produced.
+
+    Attributes:
+        dataset: the dataset reopened with the lot.
+        lot: the lot as registered.
+        result: the scores and embeddings of the lot's images (merged into the run's).
+    """
+
+    dataset: Dataset
+    lot: Lot
+    result: ScoreResult
+
+
+class LotError(ValueError):
+    """A folder that cannot be added as a lot; the message says why.
+
+    Attributes:
+        skipped: files of the folder that could not be read (shown with the message).
+    """
+
+    def __init__(self, message: str, skipped: list[SkippedFile] | None = None) -> None:
+        super().__init__(message)
+        self.skipped = skipped or []
+
+
+def lot_split(name: str) -> str:
+    """The split value of a lot's images: ``'lot <name>'``."""
+    return LOT_SPLIT_PREFIX + name
+
+
+def lot_positions(dataset: Dataset, name: str) -> np.ndarray:
+    """Positions (ascending) of the lot's present images in ``dataset``."""
+    return np.flatnonzero(np.asarray(dataset.splits) == lot_split(name))
+
+
+def lot_image_ids(dataset: Dataset, name: str) -> np.ndarray:
+    """Image ids of the lot's present images in ``dataset``."""
+    return dataset.image_ids[lot_positions(dataset, name)]
+
+
+# --- the lots table ------------------------------------------------------------------------
+
+
+def list_lots(workspace: Workspace) -> list[Lot]:
+    """The lots registered in ``workspace``, oldest first."""
+    with workspace.transaction() as con:
+        rows = con.execute("SELECT name, folder, added_at FROM lots "
+                           "ORDER BY added_at, name").fetchall()
+    return [Lot(row[0], Path(row[1]), row[2]) for row in rows]
+
+
+def remove_lot(workspace: Workspace, name: str) -> None:
+    """Unregister a lot; its images leave the dataset (their rows and scores are kept).
+
+    Raises:
+        LotError: no lot has that name.
+    """
+    lot = _lot_named(workspace, name)
+    if lot is None:
+        raise LotError(f"No lot named {name!r} in this dataset.")
+    _unregister(workspace, lot)
+
+
+def _lot_named(workspace: Workspace, name: str) -> Lot | None:
+    return next((lot for lot in list_lots(workspace) if lot.name == name), None)
+
+
+def _unregister(workspace: Workspace, lot: Lot) -> None:
+    """Drop the lot's row and mark its images not present (as the next open would)."""
+    prefix = _path_prefix(lot.folder)
+    with workspace.transaction() as con:
+        con.execute("DELETE FROM lots WHERE name = ?", (lot.name,))
+        # substr rather than LIKE: folder names may contain % and _.
+        con.execute("UPDATE images SET present = 0 WHERE substr(relpath, 1, ?) = ?",
+                    (len(prefix), prefix))
+
+
+def _register(workspace: Workspace, folder: Path, name: str) -> Lot | None:
+    """Register ``folder`` as lot ``name``; returns the folder's previous entry, if any.
+
+    Re-adding a folder keeps its date; a new name renames it (its images' split follows on
+    the next open).
+    """
+    previous = next((lot for lot in list_lots(workspace) if lot.folder == folder), None)
+    with workspace.transaction() as con:
+        if previous is None:
+            con.execute("INSERT INTO lots (name, folder, added_at) VALUES (?, ?, ?)",
+                        (name, str(folder), now_iso()))
+        else:
+            con.execute("UPDATE lots SET name = ? WHERE folder = ?", (name, str(folder)))
+    return previous
+
+
+def _restore(workspace: Workspace, folder: Path, name: str, previous: Lot | None) -> None:
+    """Undo :func:`_register` after the add failed or was cancelled."""
+    if previous is None:
+        _unregister(workspace, Lot(name, folder, ""))
+    else:
+        with workspace.transaction() as con:
+            con.execute("UPDATE lots SET name = ? WHERE folder = ?",
+                        (previous.name, str(folder)))
+
+
+# --- checking a new lot ---------------------------------------------------------------------
+
+
+def _checked_folder(folder: str | os.PathLike) -> Path:
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise LotError(f"Lot folder not found: {path}")
+    if not path.is_dir():
+        raise LotError(f"Not a folder: {path}")
+    return path.resolve()
+
+
+def _checked_name(name: str | None, folder: Path) -> str:
+    """The lot's name: the one given (trimmed) or the folder's name."""
+    name = (name if name is not None else folder.name).strip()
+    if not name:
+        raise LotError("A lot needs a name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise LotError(f"Lot name too long ({len(name)} characters; at most "
+                       f"{MAX_NAME_LENGTH}).")
+    if _BAD_NAME_CHARS.search(name):
+        raise LotError(f"Lot name {name!r} may not contain slashes or control characters.")
+    return name
+
+
+def _check_place(root: Path, folder: Path, name: str, lots: list[Lot]) -> None:
+    """A lot may not overlap the dataset or another lot, nor take another lot's name."""
+    if folder == root or folder.is_relative_to(root):
+        raise LotError(f"{folder} is inside the dataset folder {root}: its images are "
+                       "part of the dataset already.")
+    if root.is_relative_to(folder):
+        raise LotError(f"The dataset folder {root} is inside {folder}; choose a folder "
+                       "that holds only the new lot.")
+    for lot in lots:
+        if lot.folder == folder:
+            continue  # adding the same folder again rescans it (and may rename it)
+        if lot.name == name:
+            raise LotError(f"A lot named {name!r} exists already ({lot.folder}); "
+                           "choose another name.")
+        if folder.is_relative_to(lot.folder) or lot.folder.is_relative_to(folder):
+            raise LotError(f"{folder} overlaps lot {lot.name!r} ({lot.folder}).")
+
+
+# --- scanning -----------------------------------------------------------------------------
+
+
+def _path_prefix(folder: Path) -> str:
+    """The relpath prefix of a lot's images: its absolute POSIX folder plus '/'."""
+    return folder.as_posix().rstrip("/") + "/"
+
+
+def scan_lots(workspace: Workspace) -> LotScan:
+    """Walk every registered lot folder (``open_dataset`` calls this on every open).
+
+    A lot folder that is missing or unreadable becomes a skipped entry with the reason,
+    never an error: the dataset opens without that lot's images.
+    """
+    result = LotScan()
+    seen: set[str] = set()
+    for lot in list_lots(workspace):
+        prefix = _path_prefix(lot.folder)
+        reason = _unreadable_reason(lot.folder)
+        scan = None
+        if reason is None:
+            try:
+                scan = scan_folder(lot.folder)
+            except OSError as exc:
+                reason = f"cannot be read ({exc.strerror or exc})"
+        if scan is None:
+            result.skipped.append(SkippedFile(
+                prefix, f"lot {lot.name!r}: folder {reason}; its images are left out "
+                        "until it is back"))
+            result.lots.append(replace(lot, missing=True))
+            continue
+        split = lot_split(lot.name)
+        for image in scan.images:
+            relpath = prefix + image.relpath
+            if relpath not in seen:  # overlapping lots are refused, but never crash on one
+                seen.add(relpath)
+                result.images.append(FoundImage(relpath, image.size_bytes, image.mtime_ns))
+                result.splits.append(split)
+        result.skipped += [SkippedFile(prefix + s.relpath, s.reason) for s in scan.skipped]
+        for why, count in scan.ignored.items():
+            result.ignored[why] = result.ignored.get(why, 0) + count
+        result.lots.append(lot)
+    return result
+
+
+def _unreadable_reason(folder: Path) -> str | None:
+    if not folder.exists():
+        return "not found"
+    if not folder.is_dir():
+        return "is not a folder"
+    return None
+
+
+# --- adding and scoring ----------------------------------------------------------------------
+
+
+def add_lot(dataset: Dataset, folder: str | os.PathLike, name: str | None = None, *,
+            progress: ProgressFn | None = None, cancel: CancelCheck | None = None,
+            workers: int | None = None) -> Dataset:
+    """Add a folder to ``dataset`` as a lot and reopen the dataset with its images.
+
+    The lot's images are decoded into the dataset's cache (new rows; the dataset's own ids
+    do not change) as unlabelled images with the split ``'lot <name>'``. Adding a folder
+    that is a lot already rescans it (new files join) and, with another ``name``, renames
+    it. A failed or cancelled add leaves the lots as they were.
+
+    Args:
+        dataset: the opened dataset.
+        folder: the lot's image folder (never written to).
+        name: the lot's name (default: the folder's name).
+        progress: receives the open's 'scan' and 'decode' reports.
+        cancel: checked between steps and chunks.
+        workers: decoding processes (default: all CPUs; 1 decodes in this process).
+
+    Returns:
+        The dataset reopened with the lot.
+
+    Raises:
+        LotError: the folder is missing, overlaps the dataset or another lot, has no
+            readable images, or the name is unusable or taken.
+        core.dataset.DatasetError: the dataset itself cannot be reopened.
+        core.progress.Cancelled: ``cancel`` returned True.
+    """
+    updated, _lot, _previous = _add(dataset, folder, name, progress, cancel, workers)
+    return updated
+
+
+def _add(dataset: Dataset, folder, name: str | None, progress: ProgressFn | None,
+         cancel: CancelCheck | None, workers: int | None) -> tuple[Dataset, Lot, Lot | None]:
+    """:func:`add_lot`, also returning the lot and the folder's previous registration."""
+    from core.dataset import open_dataset
+
+    folder = _checked_folder(folder)
+    name = _checked_name(name, folder)
+    workspace = dataset.workspace
+    _check_place(Path(dataset.root).resolve(), folder, name, list_lots(workspace))
+    previous = _register(workspace, folder, name)
+    try:
+        updated = open_dataset(dataset.root, labels_csv=_labels_csv_of(dataset),
+                               workspace=workspace, progress=progress, cancel=cancel,
+                               workers=workers)
+        lot = next(lot for lot in updated.lots if lot.folder == folder)
+        if len(lot_positions(updated, name)) == 0:
+            skipped = [s for s in updated.skipped if s.relpath.startswith(_path_prefix(folder))]
+            raise LotError(_no_images_message(folder, skipped), skipped)
+    except BaseException:
+        _restore(workspace, folder, name, previous)
+        raise
+    return updated, lot, previous
+
+
+def _labels_csv_of(dataset: Dataset) -> str | None:
+    """The labels CSV the dataset was opened with, so reopening keeps its labels."""
+    csv_path = dataset.layout.labels_csv
+    return csv_path if csv_path and Path(csv_path).is_file() else None
+
+
+def _no_images_message(folder: Path, skipped: list[SkippedFile]) -> str:
+    if skipped:
+        return (f"None of the images in {folder} could be read "
+                f"({len(skipped)} file(s) skipped).")
+    return f"No images found in {folder}."
+
+
+def score_new_lot(dataset: Dataset, run: RunRecord | int | str, folder: str | os.PathLike,
+                  name: str | None = None, *, batch_size: int | None = None,
+                  device: str = "auto", progress: ProgressFn | None = None,
+                  cancel: CancelCheck | None = None, workers: int | None = None) -> NewLot:
+    """Add ``folder`` as a lot of ``dataset`` and score its images with ``run``.
+
+    The one mechanism behind ``diesight score DATA --lot FOLDER`` and the app's
+    "Score New Lot…": :func:`add_lot`, then ``core.scoring.score_dataset`` over the lot's
+    images only, merged into the run's stored scores and embeddings (the other images'
+    scores stay as they were). All or nothing: when scoring fails or is cancelled, a lot
+    added by this call is removed again (its decoded pixels stay cached for a retry).
+
+    Args:
+        dataset: the opened dataset.
+        run: a run record, its id, 'latest', or 'OTHER_DATA@ID'.
+        folder: the lot's image folder (never written to).
+        name: the lot's name (default: the folder's name).
+        batch_size: images per forward pass (default: scoring's).
+        device: 'auto', 'cuda' or 'cpu'.
+        progress: receives 'scan', 'decode' and 'score' reports.
+        cancel: checked between steps, chunks and batches.
+        workers: decoding processes.
+
+    Returns:
+        The reopened dataset, the lot and its scores.
+
+    Raises:
+        LotError, core.dataset.DatasetError, core.checkpoint.CheckpointError,
+        core.progress.Cancelled: as for :func:`add_lot` and ``score_dataset``.
+    """
+    from core.scoring import as_run, score_dataset
+
+    run = as_run(dataset.workspace, run)  # a bad run reference fails before anything changes
+    updated, lot, previous = _add(dataset, folder, name, progress, cancel, workers)
+    try:
+        result = score_dataset(updated, run, only_ids=lot_image_ids(updated, lot.name),
+                               batch_size=batch_size, device=device, progress=progress,
+                               cancel=cancel)
+    except BaseException:
+        _restore(dataset.workspace, lot.folder, lot.name, previous)
+        raise
+    return NewLot(updated, lot, result)
