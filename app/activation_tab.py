@@ -39,7 +39,7 @@ from core.scores import EMBEDDINGS_FILE, NoScoresError, load_embeddings
 
 NO_RUN_MESSAGE = ("Train a run or select one in the Training tab; a run shows here once it "
                   "has scored the dataset.")
-NO_DATASET_MESSAGE = "Open a folder of part images to begin. " + NO_RUN_MESSAGE
+NO_DATASET_MESSAGE = "Open a folder of part images to begin.\n" + NO_RUN_MESSAGE
 RANKED_TAB_TITLE = "ranked"  # the tab "Show in list" switches to (matched case-insensitively)
 
 
@@ -52,7 +52,8 @@ class RunPoints:
         image_ids: int64 (n,) their image ids.
         embeddings: float32 (n, D).
         names: (n,) file names for the hover label.
-        splits: (n,) str: the dataset's split, with the run's validation images as 'val'.
+        splits: (n,) str: the dataset's split, with the run's validation images as 'val'
+            and the images of new lots ('lot <name>') as 'lot'.
     """
 
     positions: np.ndarray
@@ -80,6 +81,7 @@ def load_run_points(dataset, run_id: int, *, progress=None, cancel=None) -> RunP
     if not present.all():
         ids, embeddings, positions = ids[present], embeddings[present], positions[present]
     splits = np.asarray(dataset.splits)[positions].astype(object)
+    splits[np.char.startswith(splits.astype(str), "lot ")] = "lot"  # all new lots: one colour
     # The trainer picks the validation images per run, so the layout's 'train' split holds
     # both; marking them shows whether the map separates images it never trained on.
     splits[(splits == "train") & np.isin(ids, validation_ids(dataset.workspace, run_id))] = "val"
@@ -132,7 +134,8 @@ class ActivationTab(QWidget):
         self.message = QLabel(NO_DATASET_MESSAGE, objectName="activationMessage")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
-        self.message.setMargin(40)
+        # The ranked list's empty-state look, so the two tabs read alike without a run.
+        self.message.setStyleSheet("color: #6b7685; font-size: 11pt; padding: 24px;")
         self.pages = QStackedWidget()
         self.pages.addWidget(self.message)
         self.pages.addWidget(self.scatter)

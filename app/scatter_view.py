@@ -92,7 +92,10 @@ CATEGORIES: dict[str, tuple[Category, ...]] = {
                 Category(False, "not flagged", "#7d8794", 0)),
     "split": (Category("train", "train", "#5b8def", 0), Category("val", "val", "#f28e2b", 2),
               Category("test", "test", "#59a14f", 1),
-              Category("unlabelled", "unlabelled", LABEL_HEX[-1], 0)),
+              Category("unlabelled", "unlabelled", LABEL_HEX[-1], 0),
+              # Every new lot (split 'lot <name>', core.lots) as one class, drawn on top:
+              # where a new lot lands among the training images shows drift at a glance.
+              Category("lot", "new lots", "#b07aa1", 3)),
 }
 
 

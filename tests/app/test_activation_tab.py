@@ -278,3 +278,21 @@ def test_a_hidden_tab_loads_the_run_only_when_shown(qtbot, dataset, scored):
     wait_for_map(qtbot, tab)
     assert len(tab.points.image_ids) == len(dataset.image_ids)
     assert len(tracked) == 2  # the embeddings, then the PCA map
+
+
+def test_new_lots_share_one_split_colour(qtbot, dataset, scored):
+    from dataclasses import replace
+
+    splits = dataset.splits.astype(object)
+    splits[:30] = "lot week 12"
+    splits[30:40] = "lot week 13"
+    with_lots = replace(dataset, splits=splits.astype(str))
+    state = AppState()
+    state.set_dataset(with_lots)
+    tab = make_tab(qtbot, state)
+    state.set_current_run(scored)
+    wait_for_map(qtbot, tab)
+    assert set(tab.values("split")[:40]) == {"lot"}
+    tab.scatter.set_coloring("split")
+    counts = dict(zip(tab.scatter.coloring.names, tab.scatter.coloring.counts(), strict=True))
+    assert counts["new lots"] == 40 and counts["other"] == 0
