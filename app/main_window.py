@@ -50,6 +50,7 @@ from app.state import AppState
 from app.task_status import TaskStatus
 from app.threshold_bar import ThresholdBar
 from app.thumbnail_grid import ThumbnailGrid
+from app.training_panel import TrainingPanel
 from app.workers import Task, describe_error, running_tasks, task_pool
 from core.dataset import Dataset, open_dataset
 from core.demodata import generate_demo_data
@@ -194,6 +195,8 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.grid = ThumbnailGrid(self.state)
         self.add_tab(self.grid, "Images", "images")
+        self.training_panel = TrainingPanel(self.state, self.run_task)
+        self.add_tab(self.training_panel, "Training", "training")
         self.ranked = RankedView(self.state, thumbnails=self.grid.model)
         self.add_tab(self.ranked, "Ranked", "ranked")
         self.tabs.currentChanged.connect(self._on_tab_change)

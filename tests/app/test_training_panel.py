@@ -1,0 +1,186 @@
+"""The Training tab: presets, form <-> TrainConfig, a real tiny run, cancel, live rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from scoring_fixtures import make_run
+
+from app.main_window import MainWindow
+from app.runs_view import COLUMN_INDEX
+from app.training_jobs import Hardware
+from app.training_panel import CUSTOM, FULL, PRESETS, QUICK, TrainingSettingsForm
+from core.runs import get_run, list_runs
+from core.training.config import TrainConfig
+
+OPEN_TIMEOUT_MS = 30_000
+RUN_TIMEOUT_MS = 240_000  # a shared 2-core machine: generous
+
+
+@pytest.fixture
+def form(qtbot):
+    form = TrainingSettingsForm()
+    qtbot.addWidget(form)
+    return form
+
+
+@pytest.fixture
+def window(qtbot, settings, demo_folder):
+    window = MainWindow(settings=settings)
+    window.open_workers = 1
+    qtbot.addWidget(window)
+    window.show()
+    task = window.open_folder(demo_folder)
+    with qtbot.waitSignal(task.finished, timeout=OPEN_TIMEOUT_MS):
+        pass
+    yield window
+    window.close()
+
+
+def tiny(config: TrainConfig, **changes) -> TrainConfig:
+    settings = {"image_size": 64, "epochs": 1, "per_class": 16, "batch_size": 8,
+                "device": "cpu", **changes}
+    return config.replace(**settings)
+
+
+def test_presets_fill_the_form(form):
+    assert form.preset_combo.currentText() == QUICK  # the first-time user's default
+    assert form.config() == PRESETS[QUICK]
+    form.apply_preset(FULL)
+    w = form.widgets
+    assert w["model"].currentData() == "stratified"
+    assert (w["sampler"].currentData(), w["per_class"].value()) == ("B", 5000)
+    assert w["image_size"].value() == 267
+    assert w["epochs"].value() == 20
+    assert w["precision"].currentData() == "bf16"
+    assert form.config() == PRESETS[FULL]
+    assert form.preset_combo.currentText() == FULL
+    w["epochs"].setValue(7)
+    assert form.preset_combo.currentText() == CUSTOM
+    w["epochs"].setValue(20)
+    assert form.preset_combo.currentText() == FULL
+
+
+def test_form_round_trips_every_config_field(form):
+    config = TrainConfig(model="resnet18", epochs=3, batch_size=24, lr=3e-4, optimizer="sgd",
+                         weight_decay=5e-5, schedule="constant", sampler="S", per_class=750,
+                         augment=False, val_fraction=0.25, seed=42, device="cpu",
+                         precision="fp32", image_size=128, early_stopping_patience=0,
+                         threshold=0.35, num_threads=3, weights="/models/resnet18.pth")
+    # Every field differs from the defaults, so the round trip checks each widget.
+    defaults = TrainConfig()
+    assert all(getattr(config, f.name) != getattr(defaults, f.name)
+               for f in dataclasses.fields(TrainConfig))
+    form.set_config(config)
+    assert form.config() == config
+    assert form.preset_combo.currentText() == CUSTOM
+    form.set_config(config.replace(sampler="weighted", num_threads=None, weights=None))
+    assert form.config().sampler == "weighted"
+    assert form.config().num_threads is None and form.config().weights is None
+    assert not form.widgets["per_class"].isEnabled()  # draws per class mean nothing here
+
+
+def test_learning_rate_box_reads_and_steps_like_a_rate(form):
+    box = form.widgets["lr"]
+    box.setValue(0.001)
+    assert box.text() == "0.001"
+    box.stepBy(1)
+    assert box.value() == pytest.approx(0.002)
+    assert box.valueFromText("3e-4") == pytest.approx(3e-4)
+
+
+def test_hardware_shows_parameter_counts_and_gpu(form):
+    from core.models import list_models
+
+    models = list_models()
+    form.set_hardware(Hardware(models, None))
+    box = form.widgets["model"]
+    assert [box.itemData(i) for i in range(box.count())] == [m.name for m in models]
+    designed = next(m for m in models if m.name == "designed_resnet")
+    text = box.itemText(box.findData("designed_resnet"))
+    assert f"{designed.parameter_count / 1e6:.2f} M parameters" in text
+    device = form.widgets["device"]
+    cuda_item = device.model().item(device.findData("cuda"))
+    assert not cuda_item.isEnabled()
+    assert "No CUDA" in device.itemData(device.findData("cuda"), Qt.ItemDataRole.ToolTipRole)
+    form.set_config(PRESETS[FULL].replace(device="cuda"))
+    assert form.config().device == "auto"  # a GPU run loaded where there is no GPU
+    form.set_hardware(Hardware(models, "Fake GPU 80GB"))
+    assert cuda_item.isEnabled()
+    assert "Fake GPU 80GB" in device.itemText(device.findData("cuda"))
+
+
+def test_tiny_run_trains_scores_and_becomes_current(qtbot, window):
+    panel = window.training_panel
+    dataset = window.state.dataset
+    older = make_run(dataset.workspace, seed=5)
+    window.state.notify_runs_changed()
+    window.tabs.setCurrentWidget(panel)
+    panel.form.set_config(tiny(panel.form.config()))
+    task = panel.start()
+    assert task is not None and panel.busy
+    assert not panel.start_button.isEnabled() and panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.run_id is not None, timeout=RUN_TIMEOUT_MS)
+    # Browsing an older run while the new one trains.
+    panel.runs_view.select_runs([older.id])
+    assert window.state.current_run.id == older.id
+    window.state.set_current_image(3)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=RUN_TIMEOUT_MS)
+
+    run = get_run(dataset.workspace, panel.run_id)
+    assert run.status == "finished" and run.model == "designed_resnet"
+    assert [r.id for r in list_runs(dataset.workspace)] == [older.id, run.id]
+    view = panel.runs_view
+    row = view.model.row_of(run.id)
+    assert view.model.index(row, COLUMN_INDEX["Status"]).data() == "finished"
+    assert view.model.index(row, COLUMN_INDEX["Scores"]).data() == "scored"
+    assert view.model.index(row, COLUMN_INDEX["Sampler"]).data() == "16B"
+    assert panel.curves.point_counts() == {"train_loss": 1, "val_loss": 1, "val_auc": 1}
+    assert window.state.current_run.id == run.id
+    assert view.selected_run_ids() == [run.id]
+    scores = window.state.scores
+    assert scores is not None and len(scores) == len(dataset.image_ids)
+    assert np.isfinite(scores).all()
+    assert "ready" in panel.status_label.text()
+    assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
+    # The finished run's settings load back into the form.
+    panel.form.apply_preset(FULL)
+    panel.load_selected_settings()
+    assert panel.form.config() == run.config
+
+
+def test_cancel_half_way_keeps_the_best_epoch(qtbot, window):
+    panel = window.training_panel
+    dataset = window.state.dataset
+    # Many epochs, so the cancel certainly lands before the end.
+    panel.form.set_config(tiny(panel.form.config(), epochs=20, early_stopping_patience=0))
+    live_rows = []
+
+    def on_progress(p):
+        if p.stage == "epoch" and not live_rows:
+            row = panel.runs_view.model.row_of(panel.run_id)
+            live_rows.append(panel.runs_view.model.index(row, COLUMN_INDEX["Status"]).data())
+            panel.cancel()
+
+    task = panel.start()
+    task.progress.connect(on_progress)  # after the panel's own handler: the row is fresh
+    qtbot.waitUntil(lambda: not panel.busy, timeout=RUN_TIMEOUT_MS)
+    # The running run's row was live: refreshed at the epoch (the worker may be further on).
+    assert len(live_rows) == 1 and live_rows[0].startswith("running · epoch ")
+    assert not live_rows[0].startswith("running · epoch 0/")
+    run = get_run(dataset.workspace, panel.run_id)
+    assert run.status == "cancelled"
+    assert run.best_epoch is not None and run.checkpoint is not None
+    view = panel.runs_view
+    row = view.model.row_of(run.id)
+    assert view.model.index(row, COLUMN_INDEX["Status"]).data() == "cancelled"
+    assert 1 <= panel.curves.point_counts()["val_auc"] < 20
+    # The window is usable: the run is current with its best epoch's scores, browsing works,
+    # and a new run can start.
+    assert window.state.current_run.id == run.id and window.state.scores is not None
+    window.state.set_current_image(1)
+    assert window.viewer.shown_array is not None
+    assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
