@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.activation_tab import ActivationTab
 from app.dataset_panel import DatasetPanel
 from app.demo_dialog import DemoDataDialog
 from app.export_dialog import ExportDialog
@@ -199,9 +200,18 @@ class MainWindow(QMainWindow):
         self.add_tab(self.training_panel, "Training", "training")
         self.ranked = RankedView(self.state, thumbnails=self.grid.model)
         self.add_tab(self.ranked, "Ranked", "ranked")
+        self._build_activation_tab()
         self.tabs.currentChanged.connect(self._on_tab_change)
         self.state.list_filter_requested.connect(self._on_list_filter_request)
         self.setCentralWidget(self.tabs)
+
+    def _build_activation_tab(self) -> None:
+        # The status corner is built after the tabs, hence the late lookup of task_status.
+        self.activation = ActivationTab(self.state,
+                                        track=lambda task: self.task_status.track(task))
+        self.activation.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.activation.failed.connect(lambda text: self.show_message("Activation space", text))
+        self.add_tab(self.activation, "Activation space", "activation")
 
     def _build_docks(self) -> None:
         self.dataset_panel = DatasetPanel(self.state)
