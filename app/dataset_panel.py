@@ -155,7 +155,8 @@ class DatasetPanel(QWidget):
         rows = count_rows(counts)
         table = self.counts_table
         table.setRowCount(len(rows))
-        table.setVerticalHeaderLabels([split.capitalize() for split, _ in rows])
+        # Not capitalize(): it would lower-case a lot's name ("lot July" -> "Lot july").
+        table.setVerticalHeaderLabels([split[:1].upper() + split[1:] for split, _ in rows])
         for r, (split, values) in enumerate(rows):
             for c, value in enumerate(values):
                 item = QTableWidgetItem(f"{value:,}")

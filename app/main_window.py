@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -55,6 +56,7 @@ from app.training_panel import TrainingPanel
 from app.workers import Task, describe_error, running_tasks, task_pool
 from core.dataset import Dataset, open_dataset
 from core.demodata import generate_demo_data
+from core.lots import NewLot, score_new_lot
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self.state.dataset_changed.connect(self._on_dataset_change)
         self._on_dataset_change()
+        self._lot_task: Task | None = None
+        self.state.current_run_changed.connect(self._update_score_lot_action)
 
     # -- construction --------------------------------------------------------------
     def _action(self, text: str, icon_name: str | None, slot: Callable[[], Any],
@@ -137,6 +141,11 @@ class MainWindow(QMainWindow):
                                           QKeySequence("Ctrl+E"),
                                           "Export flagged defects, all scores or a Kaggle "
                                           "submission as CSV (Ctrl+E)")
+        self.score_lot_action = self._action(
+            "Score New &Lot…", "new-lot", self._on_score_lot_triggered,
+            tip="Add a folder of new images to this dataset as a lot and score it with the "
+                "current run")
+        self.score_lot_action.setEnabled(False)  # needs a current run (_update_score_lot_action)
         self.cancel_action = self._action("&Cancel Task", "cancel", self._on_cancel_triggered,
                                           "Esc", "Stop the running task (Esc)")
         self.cancel_action.setEnabled(False)
@@ -152,6 +161,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_action)
         file_menu.addMenu(self.recent_menu)
         file_menu.addAction(self.demo_action)
+        file_menu.addAction(self.score_lot_action)
         file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.cancel_action)
@@ -176,6 +186,7 @@ class MainWindow(QMainWindow):
         recent_button.setMenu(self.recent_menu)
         bar.addWidget(recent_button)
         bar.addAction(self.demo_action)
+        bar.addAction(self.score_lot_action)
         bar.addSeparator()
         bar.addAction(self.cancel_action)
         self.toolbar = bar
@@ -361,6 +372,72 @@ class MainWindow(QMainWindow):
         details = "".join(f"{s.relpath}: {s.reason}\n" for s in skipped)
         details += ("\n" if details else "") + trace
         self.show_message(f"{task.title} failed", message, details, QMessageBox.Icon.Critical)
+
+    # -- new lots --------------------------------------------------------------------
+    def score_new_lot(self, folder: str | os.PathLike, name: str | None = None) -> Task | None:
+        """Add ``folder`` to the open dataset as a lot and score it with the current run.
+
+        Runs ``core.lots.score_new_lot`` on a worker (progress and Cancel in the status
+        bar); then the lot's images join every view as unlabelled images of the split
+        'lot <name>'. Returns the task, or None when there is no run or folder (the user
+        is told).
+        """
+        dataset, run = self.state.dataset, self.state.current_run
+        if dataset is None or run is None:
+            self.show_message("Cannot score a new lot",
+                              "Open a dataset and choose a trained run first.")
+            return None
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            self.show_message("Cannot score a new lot", f"{path} is not a folder.")
+            return None
+        task = self.run_task(score_new_lot, dataset, run, path, name or None,
+                             title=f"Scoring lot {name or path.name}", workers=self.open_workers)
+        task.done.connect(lambda new: self._on_lot_scored(task, new))
+        task.cancelled.connect(lambda: self.statusBar().showMessage(
+            "Scoring the new lot cancelled; the dataset is unchanged.", 10000))
+        task.finished.connect(self._update_score_lot_action)
+        self._lot_task = task
+        self._update_score_lot_action()
+        return task
+
+    def _on_score_lot_triggered(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Score new lot: choose its image folder",
+                                                  last_dialog_folder(self.settings, "lot"))
+        if not folder:
+            return
+        remember_dialog_folder(self.settings, "lot", Path(folder).parent)
+        name, accepted = QInputDialog.getText(
+            self, "Score New Lot", "Name of the lot (its images get the split 'lot NAME'):",
+            text=Path(folder).name)
+        if accepted:
+            self.score_new_lot(folder, name.strip() or None)
+
+    def _on_lot_scored(self, task: Task, new: NewLot) -> None:
+        dataset = self.state.dataset
+        if task is self._lot_task:
+            self._lot_task = None
+        if dataset is None or Path(dataset.root) != Path(new.dataset.root):
+            return  # another folder was opened meanwhile; the lot is saved in its workspace
+        run, threshold = self.state.current_run, self.state.threshold
+        current_id = (int(dataset.image_ids[self.state.current_image])
+                      if self.state.current_image >= 0 else None)
+        self.state.set_dataset(new.dataset)  # resets the run and the current image...
+        self.state.set_current_run(run)      # ...so put back what the user was looking at
+        self.state.set_threshold(threshold)
+        if current_id is not None:
+            position = int(new.dataset.positions([current_id])[0])
+            if position >= 0:
+                self.state.set_current_image(position)
+        self.state.notify_runs_changed()  # the run's scores changed
+        self.grid.set_filters("all", new.lot.split)  # show the new lot
+        self.statusBar().showMessage(
+            f"Lot {new.lot.name!r}: {len(new.result.image_ids):,} images scored with run "
+            f"{new.result.run_id}; they are unlabelled, split {new.lot.split!r}.", 15000)
+
+    def _update_score_lot_action(self) -> None:
+        busy = self._lot_task is not None and self._lot_task.is_running
+        self.score_lot_action.setEnabled(self.state.current_run is not None and not busy)
 
     # -- recent folders ------------------------------------------------------------
     def _rebuild_recent_menu(self) -> None:

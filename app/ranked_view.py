@@ -57,7 +57,7 @@ from PySide6.QtWidgets import (
 from app.icons import icon
 from app.palette import LABEL_COLOURS, label_name
 from app.state import AppState
-from app.thumbnail_grid import ThumbnailModel
+from app.thumbnail_grid import ThumbnailModel, other_split_choices
 from core.ranking import VALIDATION_SPLIT, filter_mask, split_mask
 
 COLUMNS = ("thumbnail", "rank", "name", "score", "label", "prediction", "flag")
@@ -645,7 +645,23 @@ class RankedView(QWidget):
             self.thumbnails.set_dataset(self.state.dataset)
         self.selection_chip.hide()
         self.model.list_filter.selection = None
+        self._offer_dataset_splits()
         self.model.reload()
+
+    def _offer_dataset_splits(self) -> None:
+        """Offer the dataset's own splits too (new lots, core.lots), before 'Validation'."""
+        choices = SPLITS[:-1] + other_split_choices(self.state.dataset) + SPLITS[-1:]
+        combo = self.split_filter
+        if [combo.itemData(i) for i in range(combo.count())] == [k for k, _ in choices]:
+            return
+        current = combo.currentData()
+        combo.blockSignals(True)  # the caller reloads the rows once
+        combo.clear()
+        for key, text in choices:
+            combo.addItem(text, key)
+        combo.setCurrentIndex(max(0, combo.findData(current)))
+        combo.blockSignals(False)
+        self.model.list_filter.split = combo.currentData()
 
     def _on_run_change(self) -> None:
         self.model.reload()

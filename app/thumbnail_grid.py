@@ -90,6 +90,23 @@ def gray_qimage(array: np.ndarray) -> QImage:
     return QImage(array.tobytes(), w, h, w, QImage.Format.Format_Grayscale8).copy()
 
 
+def other_split_choices(dataset: Dataset | None) -> list[tuple[str, str]]:
+    """(key, text) filter values for the dataset's splits beyond the usual four.
+
+    These are the 'lot <name>' splits of new lots (core.lots), shown as "Lot <name>".
+    """
+    if dataset is None:
+        return []
+    known = {key for key, _ in SPLIT_FILTERS}
+    others = sorted(set(np.unique(np.asarray(dataset.splits)).tolist()) - known)
+    return [(split, split[:1].upper() + split[1:]) for split in others]
+
+
+def split_filter_choices(dataset: Dataset | None) -> list[tuple[str, str]]:
+    """The split filter's (key, text) values: the usual splits, then the dataset's others."""
+    return list(SPLIT_FILTERS) + other_split_choices(dataset)
+
+
 def filter_positions(dataset: Dataset, class_filter: str = "all",
                      split_filter: str = "all") -> np.ndarray:
     """Positions (ascending) of the images passing a class and a split filter.
@@ -418,6 +435,7 @@ class ThumbnailGrid(QWidget):
         self.delegate = ThumbnailDelegate(parent=self)
         self.class_filter = self._combo(CLASS_FILTERS, "classFilter")
         self.split_filter = self._combo(SPLIT_FILTERS, "splitFilter")
+        self._split_choices = list(SPLIT_FILTERS)
         self.count_label = QLabel(objectName="gridCount")
         self.view = self._make_view()
         self._build_layout()
@@ -487,6 +505,7 @@ class ThumbnailGrid(QWidget):
     def _on_dataset_change(self) -> None:
         dataset = self.state.dataset
         self.model.set_dataset(dataset)
+        self._set_split_choices(split_filter_choices(dataset))
         self._update_filter_counts(dataset)
         self._apply_filters()
 
@@ -508,13 +527,26 @@ class ThumbnailGrid(QWidget):
                                  else f"{shown:,} of {total:,} images")
         self._select_position(self.state.current_image)
 
+    def _set_split_choices(self, choices: list[tuple[str, str]]) -> None:
+        """Offer the dataset's splits (lots included), keeping the selection where it exists."""
+        if choices == self._split_choices:
+            return
+        current = self.split_filter.currentData()
+        self.split_filter.blockSignals(True)  # the caller applies the filters once
+        self.split_filter.clear()
+        for key, text in choices:
+            self.split_filter.addItem(text, key)
+        self.split_filter.setCurrentIndex(max(0, self.split_filter.findData(current)))
+        self.split_filter.blockSignals(False)
+        self._split_choices = choices
+
     def _update_filter_counts(self, dataset: Dataset | None) -> None:
         """Show how many images each filter value keeps ("Bad (312)")."""
         labels = None if dataset is None else np.asarray(dataset.labels)
         splits = None if dataset is None else np.asarray(dataset.splits)
         for combo, choices, values, key_of in (
                 (self.class_filter, CLASS_FILTERS, labels, _LABEL_OF_CLASS.get),
-                (self.split_filter, SPLIT_FILTERS, splits, lambda key: key)):
+                (self.split_filter, self._split_choices, splits, lambda key: key)):
             for i, (key, text) in enumerate(choices):
                 if values is None or key == "all":
                     combo.setItemText(i, text)
