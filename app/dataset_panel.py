@@ -103,6 +103,7 @@ class DatasetPanel(QWidget):
         table.setFrameShape(QFrame.Shape.NoFrame)
         table.setShowGrid(False)
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        table.horizontalHeader().setStretchLastSection(True)
         table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         table.verticalHeader().setDefaultSectionSize(24)
         table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -168,6 +169,10 @@ class DatasetPanel(QWidget):
                 table.setItem(r, c, item)
         header = table.horizontalHeader().height()
         table.setFixedHeight(header + sum(table.rowHeight(r) for r in range(len(rows))) + 4)
+        # Never narrower than its numbers: a squeezed dock must not turn counts into "2,1…".
+        table.resizeColumnsToContents()
+        columns = sum(table.columnWidth(c) for c in range(table.columnCount()))
+        table.setMinimumWidth(table.verticalHeader().sizeHint().width() + columns + 8)
 
     def _fill_skipped(self, dataset: Dataset) -> None:
         self.skipped_list.clear()

@@ -57,6 +57,7 @@ from app.workers import Task, describe_error, running_tasks, task_pool
 from core.dataset import Dataset, open_dataset
 from core.demodata import generate_demo_data
 from core.lots import NewLot, score_new_lot
+from core.scores import latest_scored_run
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +349,8 @@ class MainWindow(QMainWindow):
         self.recent.add(dataset.root)
         self._rebuild_recent_menu()
         self.state.set_dataset(dataset)
+        # Pick up where the user left off: the newest run that has scores becomes current.
+        self.state.set_current_run(latest_scored_run(dataset.workspace))
         skipped = f", {len(dataset.skipped):,} skipped" if dataset.skipped else ""
         self.statusBar().showMessage(
             f"Opened {dataset.root}: {len(dataset.image_ids):,} images{skipped}.", 10000)

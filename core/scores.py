@@ -13,7 +13,7 @@ import numpy as np
 from core.annotations import now_iso
 from core.atomic import atomic_write
 from core.dbarrays import align_by_id, query_array
-from core.runs import RunRecord, resolve_run
+from core.runs import RunRecord, list_runs, resolve_run
 from core.workspace import Workspace
 
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -106,6 +106,14 @@ def _scored_at_key(run_id: int) -> str:
 def scored_at(workspace: Workspace, run_id: int) -> str | None:
     """When the run last scored this dataset (ISO 8601 UTC), or None."""
     return workspace.get_meta(_scored_at_key(run_id))
+
+
+def latest_scored_run(workspace: Workspace):
+    """The newest run that has scored this dataset (what a reopened window shows), or None."""
+    for run in reversed(list_runs(workspace)):
+        if has_scores(workspace, run.id):
+            return run
+    return None
 
 
 def has_scores(workspace: Workspace, run_id: int) -> bool:

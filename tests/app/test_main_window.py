@@ -220,3 +220,21 @@ def test_window_layout_is_saved_on_close(qtbot, settings):
     window.close()
     assert settings.value("window/geometry") is not None
     assert settings.value("window/state") is not None
+
+
+def test_opening_a_folder_makes_its_newest_scored_run_current(qtbot, window, demo_folder):
+    from scoring_fixtures import make_run
+
+    from core.dataset import open_dataset
+    from core.scores import store_scores
+
+    dataset = open_dataset(demo_folder, workers=1)
+    n = len(dataset.image_ids)
+    scored = make_run(dataset.workspace)
+    store_scores(dataset.workspace, scored.id, dataset.image_ids, np.linspace(0, 1, n),
+                 np.zeros((n, 2), dtype=np.float32))
+    make_run(dataset.workspace, seed=1)  # newer, but it never scored: not shown
+    open_and_wait(qtbot, window, demo_folder)
+    assert window.state.current_run is not None
+    assert window.state.current_run.id == scored.id
+    assert window.state.scores is not None and len(window.state.scores) == n
