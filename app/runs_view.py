@@ -143,8 +143,6 @@ COLUMNS = (
     Column("ID", "Run number in this dataset's workspace",
            lambda r: str(r.run.id), lambda r: r.run.id, True),
     Column("Model", "Network architecture", lambda r: r.run.model, lambda r: r.run.model),
-    Column("Parameters", "Trainable parameters", lambda r: parameters_text(r.run.parameters),
-           lambda r: _sort_number(r.run.parameters), True),
     Column("Sampler", "Draws per class and sampler: B bootstrap, S subsample; or shuffle / "
            "weighted", lambda r: sampler_text(r.run), lambda r: sampler_text(r.run)),
     Column("Val AUC", "Validation ROC AUC of the best epoch",
@@ -162,6 +160,8 @@ COLUMNS = (
            lambda r: "scored" if r.scored else "—", lambda r: r.scored),
     Column("Time", "Training time (h:mm:ss)", lambda r: duration_text(r.seconds),
            lambda r: _sort_number(r.seconds), True),
+    Column("Parameters", "Trainable parameters", lambda r: parameters_text(r.run.parameters),
+           lambda r: _sort_number(r.run.parameters), True),
     Column("Device", "Where it trained", lambda r: r.run.device or "",
            lambda r: r.run.device or ""),
     Column("Date", "When it started (local time)", lambda r: date_text(r.run.created_at),

@@ -184,3 +184,21 @@ def test_cancel_half_way_keeps_the_best_epoch(qtbot, window):
     window.state.set_current_image(1)
     assert window.viewer.shown_array is not None
     assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_a_run_that_cannot_start_is_reported(qtbot, window):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a computer without CUDA (the run would train on the GPU)")
+    panel = window.training_panel
+    panel.form.set_config(tiny(panel.form.config(), device="cuda"))
+    task = panel.start()
+    with qtbot.waitSignal(task.finished, timeout=RUN_TIMEOUT_MS):
+        pass
+    assert task.state == "failed"
+    assert "Training failed" in panel.status_label.text()
+    assert "CUDA" in panel.status_label.text()
+    assert "CUDA" in window.message_box.text()  # the window's error box
+    assert not panel.busy and panel.start_button.isEnabled()
+    assert list_runs(window.state.dataset.workspace) == []
