@@ -419,6 +419,7 @@ class RunsView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_change)
+        self.table.selectionModel().currentChanged.connect(self._on_selection_change)
         self.title = QLabel("Runs", objectName="sectionTitle")
         self.hint = QLabel("Click a run to make it current for every view; Ctrl+click "
                            "another run to compare ROC curves.", objectName="dialogHint",
@@ -503,6 +504,12 @@ class RunsView(QWidget):
 
     def _select_ids(self, run_ids: list[int], current_id: int | None) -> None:
         selection_model = self.table.selectionModel()
+        if current_id is not None and self.model.row_of(current_id) >= 0:
+            # The current index first, so the selection handler already sees it.
+            syncing, self._syncing = self._syncing, True
+            index = self.proxy.mapFromSource(self.model.index(self.model.row_of(current_id), 0))
+            selection_model.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.NoUpdate)
+            self._syncing = syncing
         selection = QItemSelection()
         for run_id in run_ids:
             row = self.model.row_of(run_id)
@@ -513,12 +520,11 @@ class RunsView(QWidget):
         flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect
                  | QItemSelectionModel.SelectionFlag.Rows)
         selection_model.select(selection, flags)
-        if current_id is not None and self.model.row_of(current_id) >= 0:
-            index = self.proxy.mapFromSource(self.model.index(self.model.row_of(current_id), 0))
-            selection_model.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.NoUpdate)
 
     # -- selection <-> current run -------------------------------------------------------
-    def _on_selection_change(self, _selected=None, _deselected=None) -> None:
+    def _on_selection_change(self, *_args) -> None:
+        # Also called when the current index moves: a Ctrl+click selects first and moves
+        # the current index after, and the run clicked last should become current.
         if not self._syncing:
             ids = self.selected_run_ids()
             current = self.table.selectionModel().currentIndex()

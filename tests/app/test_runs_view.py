@@ -200,3 +200,28 @@ def test_score_now_scores_the_selected_run(qtbot, state):
     assert cell(view, 0, "Scores") == "scored"
     assert not view.score_button.isEnabled()
     assert state.scores is not None and np.isfinite(state.scores).all()
+
+
+def test_click_then_ctrl_click_compares_and_the_last_click_is_current(qtbot, state):
+    from PySide6.QtTest import QTest
+
+    first = add_run(state.dataset, seed=5, scores_noise=0.1)
+    second = add_run(state.dataset, seed=6, scores_noise=0.3)
+    view = RunsView(state, run_task)
+    qtbot.addWidget(view)
+    view.resize(900, 400)
+    view.show()
+    qtbot.waitExposed(view)
+
+    def click(run_id, modifier=Qt.KeyboardModifier.NoModifier):
+        index = view.proxy.mapFromSource(view.model.index(view.model.row_of(run_id), 1))
+        QTest.mouseClick(view.table.viewport(), Qt.MouseButton.LeftButton, modifier,
+                         view.table.visualRect(index).center())
+
+    click(first.id)
+    assert state.current_run.id == first.id
+    assert len(view.roc_curves()) == 1
+    click(second.id, Qt.KeyboardModifier.ControlModifier)
+    assert sorted(view.selected_run_ids()) == sorted([first.id, second.id])
+    assert state.current_run.id == second.id
+    assert len(view.roc_curves()) == 2
