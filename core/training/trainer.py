@@ -72,7 +72,13 @@ from core.training.data import (
     split_train_val,
     to_unit,
 )
-from core.training.samplers import epoch_generator, epoch_indices, positive_weight, sampler_notes
+from core.training.samplers import (
+    epoch_generator,
+    epoch_indices,
+    epoch_length,
+    positive_weight,
+    sampler_notes,
+)
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -174,8 +180,9 @@ class GradientStep:
             try:
                 return self._accumulate(x, y)
             except torch.OutOfMemoryError:
-                self.optimizer.zero_grad(set_to_none=True)
-                self._back_off(len(x))
+                pass  # back off outside the handler: the traceback pins the failed activations
+            self.optimizer.zero_grad(set_to_none=True)
+            self._back_off(len(x))
 
     def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
@@ -472,7 +479,8 @@ def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn
     if config.sampler == "weighted":
         pos_weight = torch.tensor(positive_weight(train_labels), device=device)
     optimizer = build_optimizer(model, config)
-    steps = batch_count(_epoch_length(config, train_labels), config.batch_size)
+    steps = batch_count(epoch_length(config.sampler, train_labels, config.per_class),
+                        config.batch_size)
     step = GradientStep(model, nn.BCEWithLogitsLoss(pos_weight=pos_weight), optimizer,
                         batch_size=config.batch_size,
                         dtype=autocast_dtype(config.precision, device), device=device,
@@ -485,12 +493,6 @@ def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn
                    scheduler=build_scheduler(optimizer, config, steps), progress=progress,
                    cancel=cancel, channels_last=channels_last,
                    augment=settings_for_rows(config.image_size))
-
-
-def _epoch_length(config: TrainConfig, train_labels: np.ndarray) -> int:
-    from core.training.samplers import epoch_length
-
-    return epoch_length(config.sampler, train_labels, config.per_class)
 
 
 def _announce(progress, run_id: int, config: TrainConfig, device_name: str, parameters: int,
