@@ -139,6 +139,29 @@ def _positions_to_score(dataset, only_ids) -> np.ndarray:
     return positions
 
 
+def _forward_unless_out_of_memory(model, images: torch.Tensor):
+    """(logits, embeddings), or None when the GPU ran out of memory.
+
+    Returning instead of handling the error here lets the failed pass's activations, which
+    the exception's traceback still references, be freed before the caller retries.
+    """
+    try:
+        return model.forward_with_embedding(normalise(images))
+    except torch.OutOfMemoryError:
+        return None
+
+
+def _smaller_batch(batch: int, device: torch.device, progress: ProgressFn | None) -> int:
+    if batch == 1:
+        raise RuntimeError("Out of GPU memory scoring a single image: free the GPU or score "
+                           "on the CPU (--device cpu).")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    smaller = batch // 2
+    report(progress, "notice", message=f"Out of GPU memory: scoring in batches of {smaller}.")
+    return smaller
+
+
 def _score_all(dataset, positions: np.ndarray, model, image_size: tuple[int, int],
                device: torch.device, batch: int, progress: ProgressFn | None,
                cancel: CancelCheck | None) -> tuple[np.ndarray, np.ndarray]:
@@ -148,18 +171,22 @@ def _score_all(dataset, positions: np.ndarray, model, image_size: tuple[int, int
     scores = np.empty(n, dtype=np.float64)
     embeddings = np.empty((n, model.embedding_dim), dtype=np.float32)
     throttle = Throttle(0.25)
-    started = time.perf_counter()
+    started, start = time.perf_counter(), 0
     with torch.inference_mode():
-        for start in range(0, n, batch):
+        while start < n:
             check_cancel(cancel)
             stop = min(start + batch, n)
             images = prepare_images(dataset, positions[start:stop], image_size, device,
                                     None, cancel)
             # prepare_images keeps the batch in CPU memory when the GPU is short of room.
-            images = images.to(device, non_blocking=True)
-            logits, batch_embeddings = model.forward_with_embedding(normalise(images))
+            outputs = _forward_unless_out_of_memory(model, images.to(device, non_blocking=True))
+            if outputs is None:
+                batch = _smaller_batch(batch, device, progress)
+                continue
+            logits, batch_embeddings = outputs
             scores[start:stop] = torch.sigmoid(logits.float()).cpu().numpy()
             embeddings[start:stop] = batch_embeddings.float().cpu().numpy()
+            start = stop
             if throttle.ready(final=stop == n):
                 rate = stop / max(time.perf_counter() - started, 1e-9)
                 report(progress, "score", stop, n, f"{rate:.0f} images/s", images_per_s=rate)

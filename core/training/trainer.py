@@ -317,7 +317,8 @@ def evaluate(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, np.ndar
     The loss is unweighted (natural class mix) so it is comparable across samplers.
     """
     model.eval()
-    batch_size = ctx.config.batch_size * 2  # no gradients: twice the batch fits
+    # No gradients: twice the batch fits (the micro-batch, after an out-of-memory back-off).
+    batch_size = ctx.step.micro_batch * 2
     total = batch_count(len(ctx.val_rows), batch_size)
     logits, throttle = [], Throttle(0.25)
     for i, (batch, _rows) in enumerate(iterate_batches(ctx.images, ctx.val_rows, batch_size,

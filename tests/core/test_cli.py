@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from scoring_fixtures import make_lot, make_run
 
 from core.annotations import flags
-from core.cli import main
+from core.cli import TerminalProgress, main
+from core.progress import Progress
 from core.dataset import open_dataset
 from core.models import list_models
 from core.scoring import load_scores
@@ -164,3 +166,38 @@ def test_trained_run_scored_and_exported(tmp_path, capsys):
     test = np.flatnonzero(dataset.splits == "test")
     assert {r["id"]: float(r["label"]) for r in _rows(submission)} == {
         dataset.ids[p]: scores[p] for p in test}
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def _feed(progress: TerminalProgress) -> None:
+    for done in range(1, 101):
+        progress(Progress("decode", done, 100, f"{done} images"))
+    progress(Progress("notice", message="Out of GPU memory: scoring in batches of 8."))
+    for done in range(1, 11):
+        progress(Progress("score", done, 10))
+    progress.close()
+
+
+def test_progress_redraws_one_bar_line_on_a_terminal():
+    stream = _Stream(terminal=True)
+    _feed(TerminalProgress(stream))
+    text = stream.getvalue()
+    assert text.count("\r") == 110
+    assert "\nOut of GPU memory: scoring in batches of 8.\n" in text
+
+
+def test_progress_prints_few_plain_lines_into_a_log():
+    stream = _Stream(terminal=False)
+    _feed(TerminalProgress(stream, log_interval=3600))
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert [line.split()[0] for line in lines] == ["decode", "decode", "Out", "score", "score"]
+    assert lines[1].endswith("100/100 100 images") and lines[4].endswith("10/10")

@@ -134,3 +134,47 @@ def test_aligned_scores_leave_unscored_images_nan(dataset, run):
         len(dataset.image_ids) - 1, 0.25), np.zeros((len(dataset.image_ids) - 1, 32), np.float32))
     aligned = aligned_scores(dataset, run.id)
     assert np.isnan(aligned[0]) and (aligned[1:] == 0.25).all()
+
+
+def test_out_of_gpu_memory_halves_the_batch_and_scores_the_same(dataset, run, monkeypatch):
+    """A forward pass over more than 4 images "runs out of GPU memory" (simulated, as on a
+    small card): scoring halves its batch, says so, and gives the scores of a plain pass."""
+    expected = score_dataset(dataset, run, device="cpu", batch_size=64).scores
+    load = load_model_from_run
+
+    def load_small_gpu_model(run_record):
+        model, config = load(run_record)
+        forward = model.forward_with_embedding
+
+        def forward_or_oom(x):
+            if len(x) > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return forward(x)
+
+        model.forward_with_embedding = forward_or_oom
+        return model, config
+
+    monkeypatch.setattr("core.scoring.load_model_from_run", load_small_gpu_model)
+    reports = []
+    result = score_dataset(dataset, run, device="cpu", batch_size=16, progress=reports.append)
+    notices = [r.message for r in reports if r.stage == "notice"]
+    assert notices == ["Out of GPU memory: scoring in batches of 8.",
+                       "Out of GPU memory: scoring in batches of 4."]
+    assert np.allclose(result.scores, expected, atol=1e-6)
+
+
+def test_out_of_memory_on_a_single_image_is_a_clear_error(dataset, run, monkeypatch):
+    load = load_model_from_run
+
+    def load_always_oom(run_record):
+        model, config = load(run_record)
+
+        def oom(x):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+        model.forward_with_embedding = oom
+        return model, config
+
+    monkeypatch.setattr("core.scoring.load_model_from_run", load_always_oom)
+    with pytest.raises(RuntimeError, match="Out of GPU memory scoring a single image"):
+        score_dataset(dataset, run, device="cpu", batch_size=4)

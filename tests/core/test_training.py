@@ -373,12 +373,14 @@ def test_failed_run_is_recorded(tiny, data, monkeypatch):
 
 
 def test_out_of_memory_halves_the_micro_batch_and_keeps_training(data, monkeypatch):
-    fired = []
+    fired, validation_batches = [], []
 
     def flaky_model(name, *, weights=None):
         model = TinyNet()
 
         def fail_once_on_big_batches(module, inputs):
+            if not module.training:
+                validation_batches.append(inputs[0].shape[0])
             if inputs[0].shape[0] > 8 and module.training and not fired:
                 fired.append(inputs[0].shape[0])
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -393,6 +395,8 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_training(data, monkeypat
     [notice] = [e.message for e in events.stage("notice") if "memory" in e.message]
     assert "micro-batches of 8" in notice and "2 accumulation steps" in notice
     assert "effective batch 16 unchanged" in notice
+    # Validation follows the smaller micro-batch (twice it: no gradients are kept).
+    assert validation_batches and max(validation_batches) == 16
 
 
 def test_accumulated_micro_batches_give_the_full_batch_gradient():
