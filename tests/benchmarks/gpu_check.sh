@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The checks that need a CUDA GPU, as one script: the CUDA tests, the training benchmark at
+# full resolution for all four models, and the Full preset trained on a generated demo lot.
+#
+#   tests/benchmarks/gpu_check.sh [OUT_FOLDER] [PART...]     PART: env tests bench train
+#
+# Runs with whatever python3 has torch (no install: it puts the checkout on PYTHONPATH), so
+# it also runs on a GPU machine that has PyTorch but not the GUI's packages. Logs go to
+# OUT_FOLDER (default ./gpu-check). TRAIN_SECONDS caps each training run (Ctrl-C semantics:
+# the run stops cleanly and keeps its best checkpoint).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-gpu-check}; shift || true
+parts=${*:-env tests bench train}
+mkdir -p "$out"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export DIESIGHT_HOME=${DIESIGHT_HOME:-$(mktemp -d)}
+py=${PYTHON:-python3}
+diesight() { "$py" -c 'import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
+
+for part in $parts; do
+  echo "=== $part ($(date +%T))"
+  case $part in
+    env)
+      nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/env.txt"
+      "$py" -c 'import sys, torch, torchvision; print(sys.version.split()[0], "torch",
+torch.__version__, "torchvision", torchvision.__version__, torch.cuda.get_device_name())' \
+        2>&1 | tee -a "$out/env.txt" ;;
+    tests)
+      timeout 240 "$py" -m pytest -q -p no:cacheprovider -o addopts="" \
+        tests/core/test_cuda.py tests/core/test_models.py 2>&1 | tee "$out/tests.txt" ;;
+    bench)
+      timeout ${BENCH_SECONDS:-300} "$py" tests/benchmarks/bench_train.py --device cuda \
+        --image-size 267 --repeats 2 --workers 8 --steps 80 2>&1 | tee "$out/bench.txt" ;;
+    train)
+      data=$out/demo10k
+      [ -d "$data" ] || diesight demo-data "$data" --n ${DEMO_N:-10000} 2>&1 | tail -3
+      for model in ${TRAIN_MODELS:-stratified designed_resnet}; do
+        timeout -s INT ${TRAIN_SECONDS:-150} "$py" -c \
+          'import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))' \
+          train "$data" --model "$model" --image-size 267 --sampler B --per-class 5000 \
+          --epochs 20 --batch-size 64 --lr 1e-3 --precision bf16 2>&1 \
+          | tee "$out/train-$model.txt"
+      done
+      diesight score "$data" --run latest 2>&1 | tee "$out/score.txt"
+      diesight runs "$data" 2>&1 | tee "$out/runs.txt" ;;
+  esac
+done
