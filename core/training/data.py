@@ -134,7 +134,7 @@ def iterate_batches(images: torch.Tensor, order: np.ndarray, batch_size: int,
         rows = order[start:start + batch_size]
         index = torch.from_numpy(np.ascontiguousarray(rows)).to(images.device)
         batch = images.index_select(0, index)
-        if batch.device != device:
+        if batch.device.type != device.type:  # kept in CPU memory: the GPU was short
             batch = batch.pin_memory().to(device, non_blocking=True) \
                 if device.type == "cuda" else batch.to(device)
         yield batch, rows

@@ -100,6 +100,9 @@ def select_device(name: str) -> torch.device:
                          "use --device cpu or auto.")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        # With its index, so it compares equal to the device of the tensors put on it.
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 

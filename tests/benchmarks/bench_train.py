@@ -176,7 +176,7 @@ def main() -> None:
             # Best of the repeats, as timeit does: other jobs only ever slow a loop down.
             ours_s, ref_s = max(ours), max(ref or [float("nan")])
             print(f"{name:16s} {ours_s:14.1f} {ref_s:15.1f} {ours_s / ref_s:6.2f} "
-                  f"{LOT_SIZE / ours_s / 60:8.1f} m {min(setups):9.1f} "
+                  f"{LOT_SIZE / ours_s:8.0f} s {min(setups):9.1f} "
                   f"{max(peaks):9.0f} {max(ref_peaks or [float('nan')]):8.0f}", flush=True)
             if args.repeats > 1:
                 print(f"{'':16s} all runs: diesight {_rounded(ours)}  reference {_rounded(ref)}"
