@@ -40,7 +40,6 @@ from PySide6.QtGui import QColor, QIcon, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QSizePolicy,
@@ -54,6 +53,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.filter_bar import filter_bar
 from app.icons import icon
 from app.palette import LABEL_COLOURS, label_name
 from app.state import AppState
@@ -521,20 +521,9 @@ class RankedView(QWidget):
         return table
 
     def _build_layout(self) -> None:
-        bar = QHBoxLayout()
-        bar.setContentsMargins(8, 6, 8, 6)
-        bar.setSpacing(6)
-        bar.addWidget(QLabel("Show"))
-        bar.addWidget(self.kind_filter)
-        bar.addSpacing(10)
-        bar.addWidget(QLabel("Split"))
-        bar.addWidget(self.split_filter)
-        bar.addSpacing(10)
-        bar.addWidget(self.selection_chip)
-        bar.addStretch(1)
-        bar.addWidget(self.count_label)
-        header = QWidget(objectName="rankedFilterBar")
-        header.setLayout(bar)
+        header = filter_bar("rankedFilterBar",
+                            [("Show", self.kind_filter), ("Split", self.split_filter)],
+                            self.count_label, extras=[self.selection_chip])
         header.setStyleSheet(
             "QWidget#rankedFilterBar { background: #ffffff; border-bottom: 1px solid #e1e5eb; }"
             "QLabel#rankedHint, QLabel#rankedCount { color: #4a5565; }"

@@ -35,7 +35,6 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
-    QHBoxLayout,
     QLabel,
     QListView,
     QStyle,
@@ -45,6 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.filter_bar import filter_bar
 from app.palette import ACCENT, LABEL_COLOURS, label_name
 from app.state import AppState
 
@@ -474,22 +474,12 @@ class ThumbnailGrid(QWidget):
         return view
 
     def _build_layout(self) -> None:
-        bar = QHBoxLayout()
-        bar.setContentsMargins(8, 6, 8, 6)
-        bar.setSpacing(6)
-        bar.addWidget(QLabel("Class"))
-        bar.addWidget(self.class_filter)
-        bar.addSpacing(10)
-        bar.addWidget(QLabel("Split"))
-        bar.addWidget(self.split_filter)
-        bar.addStretch(1)
-        bar.addWidget(self.count_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        header = QWidget(objectName="gridFilterBar")
-        header.setLayout(bar)
-        layout.addWidget(header)
+        layout.addWidget(filter_bar("gridFilterBar", [("Class", self.class_filter),
+                                                       ("Split", self.split_filter)],
+                                    self.count_label))
         layout.addWidget(self.view, 1)
 
     # -- public --------------------------------------------------------------------
