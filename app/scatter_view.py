@@ -55,6 +55,8 @@ COLOR_MODES = ("label", "score", "prediction", "flagged", "split")
 COLOR_MODE_TITLES = {"label": "Label", "score": "Score", "prediction": "Prediction",
                      "flagged": "Flagged", "split": "Split"}
 METHOD_TITLES = {"pca": "PCA", "tsne": "t-SNE"}
+AXIS_TITLES = {"pca": ("principal component 1", "principal component 2"),
+               "tsne": ("t-SNE 1", "t-SNE 2")}
 SELECTION_MODES = ("pointer", "rectangle", "lasso")
 
 DIMMED_ALPHA = 38  # unselected points while a selection exists
@@ -356,6 +358,7 @@ class ActivationScatter(QWidget):
         self._build_plot()
         self._build_toolbar()
         self._build_progress_row()
+        self._label_axes()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
@@ -387,6 +390,7 @@ class ActivationScatter(QWidget):
         self.method_combo.setToolTip("Projection of the activations: PCA (instant) or t-SNE")
         self.method_combo.currentIndexChanged.connect(
             lambda _i: self.method_changed.emit(self.method))
+        self.method_combo.currentIndexChanged.connect(lambda _i: self._label_axes())
         self.color_combo = QComboBox(objectName="scatterColorBy")
         for mode in COLOR_MODES:
             self.color_combo.addItem(COLOR_MODE_TITLES[mode], mode)
@@ -523,6 +527,15 @@ class ActivationScatter(QWidget):
         self.method_combo.blockSignals(True)
         self.method_combo.setCurrentIndex(index)
         self.method_combo.blockSignals(False)
+        self._label_axes()
+
+    def _label_axes(self) -> None:
+        # PCA coordinates are projections in activation units, worth reading; t-SNE's are
+        # arbitrary (only neighbourhoods mean something), so its axes carry no numbers.
+        for name, title in zip(("bottom", "left"), AXIS_TITLES[self.method], strict=True):
+            axis = self.plot_item.getAxis(name)
+            axis.setLabel(title, color=AXIS_COLOUR)
+            axis.setStyle(showValues=self.method == "pca")
 
     def set_points(self, coords: np.ndarray, image_ids: np.ndarray, *,
                    names: Sequence[str] | None = None, keep_values: bool = True) -> None:

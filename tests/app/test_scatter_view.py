@@ -435,3 +435,13 @@ def test_controller_tracks_its_tasks_and_clear_empties_the_view(qtbot, tmp_path)
     assert len(view.image_ids) == 0 and len(view.coords) == 0
     controller.show_method("pca")  # nothing to show: no task, no error
     assert controller.task is None and len(view.image_ids) == 0
+
+
+def test_axes_name_the_projection_and_tsne_shows_no_coordinates(view):
+    bottom, left = view.plot_item.getAxis("bottom"), view.plot_item.getAxis("left")
+    assert bottom.labelText == "principal component 1" and bottom.style["showValues"]
+    view.method_combo.setCurrentIndex(view.method_combo.findData("tsne"))  # as a user would
+    assert (bottom.labelText, left.labelText) == ("t-SNE 1", "t-SNE 2")
+    assert not bottom.style["showValues"] and not left.style["showValues"]
+    view.set_method("pca")  # as the controller does, without a signal
+    assert left.labelText == "principal component 2" and left.style["showValues"]
