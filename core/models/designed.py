@@ -6,7 +6,10 @@ penultimate layer is what the activation-space plots show. This is our reconstru
 * stem: 3x3 conv (stride 2, 16 ch) + 3x3 conv (32 ch) + max-pool -> 1/4 resolution;
 * four stages of two BasicBlocks, widths 32 / 64 / 128 / 256 (the ResNet-18 layout at half
   width, so a quarter of its convolution parameters) -> 1/32 resolution;
-* global average pool -> Linear(256 -> 32) + BatchNorm + ReLU = the 32-d embedding;
+* global average AND max pool, concatenated -> Linear(512 -> 32) + BatchNorm + ReLU = the
+  32-d embedding. A defect (a chipped corner, a bent lead, a particle) covers a few cells of
+  the final 9 x 9 map: the average divides its evidence by the area, the max keeps it whole,
+  and the average still describes the part as a whole;
 * Linear(32 -> 1) head.
 
 Half-width stages suit the data: one grayscale channel of a single, aligned part type has far
@@ -15,6 +18,7 @@ less variety than ImageNet, and the smaller network trains ~4x faster per image.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from core.models import register_model
@@ -41,11 +45,13 @@ class DesignedResNet(DefectModel):
     def __init__(self) -> None:
         super().__init__()
         self.trunk = make_trunk(STEM_CHANNELS, STAGE_WIDTHS, BLOCKS_PER_STAGE)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.embedding = EmbeddingLayer(STAGE_WIDTHS[-1], self.embedding_dim)
+        self.avg_pool, self.max_pool = nn.AdaptiveAvgPool2d(1), nn.AdaptiveMaxPool2d(1)
+        self.embedding = EmbeddingLayer(2 * STAGE_WIDTHS[-1], self.embedding_dim)
         self.head = nn.Linear(self.embedding_dim, 1)
         init_weights(self)
 
     def embed(self, x: Tensor) -> Tensor:
         """32-d embedding ``(B, 32)`` (non-negative: it follows a ReLU)."""
-        return self.embedding(self.pool(self.trunk(x)).flatten(1))
+        features = self.trunk(x)
+        pooled = torch.cat([self.avg_pool(features), self.max_pool(features)], dim=1)
+        return self.embedding(pooled.flatten(1))
