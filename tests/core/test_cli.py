@@ -12,9 +12,9 @@ from scoring_fixtures import make_lot, make_run
 
 from core.annotations import flags
 from core.cli import TerminalProgress, main
-from core.progress import Progress
 from core.dataset import open_dataset
 from core.models import list_models
+from core.progress import Progress
 from core.scoring import load_scores
 
 
