@@ -535,7 +535,8 @@ class ActivationScatter(QWidget):
         for name, title in zip(("bottom", "left"), AXIS_TITLES[self.method], strict=True):
             axis = self.plot_item.getAxis(name)
             axis.setLabel(title, color=AXIS_COLOUR)
-            axis.setStyle(showValues=self.method == "pca")
+            axis.setStyle(showValues=self.method == "pca",
+                          tickLength=5 if self.method == "pca" else 0)
 
     def set_points(self, coords: np.ndarray, image_ids: np.ndarray, *,
                    names: Sequence[str] | None = None, keep_values: bool = True) -> None:

@@ -443,5 +443,6 @@ def test_axes_name_the_projection_and_tsne_shows_no_coordinates(view):
     view.method_combo.setCurrentIndex(view.method_combo.findData("tsne"))  # as a user would
     assert (bottom.labelText, left.labelText) == ("t-SNE 1", "t-SNE 2")
     assert not bottom.style["showValues"] and not left.style["showValues"]
+    assert bottom.style["tickLength"] == 0
     view.set_method("pca")  # as the controller does, without a signal
     assert left.labelText == "principal component 2" and left.style["showValues"]
