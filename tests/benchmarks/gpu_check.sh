@@ -6,11 +6,12 @@
 #
 # Runs with whatever python3 has torch (no install: it puts the checkout on PYTHONPATH), so
 # it also runs on a GPU machine that has PyTorch but not the GUI's packages. Logs go to
-# OUT_FOLDER (default ./gpu-check). TRAIN_SECONDS caps each training run (Ctrl-C semantics:
+# OUT_FOLDER (default /tmp/diesight-gpu-check). TRAIN_MODELS picks the models to train (default: all
+# four), TRAIN_SECONDS caps each training run (Ctrl-C semantics:
 # the run stops cleanly and keeps its best checkpoint).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:-gpu-check}; shift || true
+out=${1:-${TMPDIR:-/tmp}/diesight-gpu-check}; shift || true
 parts=${*:-env tests bench train}
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -35,7 +36,7 @@ torch.__version__, "torchvision", torchvision.__version__, torch.cuda.get_device
     train)
       data=$out/demo10k
       [ -d "$data" ] || diesight demo-data "$data" --n ${DEMO_N:-10000} 2>&1 | tail -3
-      for model in ${TRAIN_MODELS:-stratified designed_resnet}; do
+      for model in ${TRAIN_MODELS:-designed_resnet stratified resnet18 resnet50}; do
         timeout -s INT ${TRAIN_SECONDS:-150} "$py" -c \
           'import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))' \
           train "$data" --model "$model" --image-size 267 --sampler B --per-class 5000 \
