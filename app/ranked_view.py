@@ -39,10 +39,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QComboBox,
     QHeaderView,
     QLabel,
-    QSizePolicy,
     QStackedWidget,
     QStyle,
     QStyledItemDelegate,
@@ -53,7 +51,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.filter_bar import filter_bar
+from app.filter_bar import filter_bar, filter_combo
 from app.icons import icon
 from app.palette import LABEL_COLOURS, label_name
 from app.state import AppState
@@ -462,8 +460,8 @@ class RankedView(QWidget):
         self._owns_thumbnails = thumbnails is None
         self.thumbnails = thumbnails if thumbnails is not None else ThumbnailModel(parent=self)
         self.model = RankedModel(state, self.thumbnails, self)
-        self.kind_filter = self._combo(FILTERS, "rankedKindFilter")
-        self.split_filter = self._combo(SPLITS, "rankedSplitFilter")
+        self.kind_filter = filter_combo(FILTERS, "rankedKindFilter")
+        self.split_filter = filter_combo(SPLITS, "rankedSplitFilter")
         self.selection_chip = QToolButton(objectName="selectionChip")
         self.selection_chip.setToolTip("Remove the selection filter")
         self.selection_chip.hide()
@@ -480,16 +478,6 @@ class RankedView(QWidget):
         self._on_dataset_change()
 
     # -- construction --------------------------------------------------------------
-    @staticmethod
-    def _combo(choices: list[tuple[str, str]], name: str) -> QComboBox:
-        combo = QComboBox(objectName=name)
-        for key, text in choices:
-            combo.addItem(text, key)
-        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        # Never squeezed below its text ("Disagreements (1,234)") by a narrow tab.
-        combo.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        return combo
-
     def _make_table(self) -> RankedTable:
         table = RankedTable(objectName="rankedTable")
         table.setModel(self.model)

@@ -34,7 +34,6 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QComboBox,
     QLabel,
     QListView,
     QStyle,
@@ -44,7 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.filter_bar import filter_bar
+from app.filter_bar import filter_bar, filter_combo
 from app.palette import ACCENT, LABEL_COLOURS, label_name
 from app.state import AppState
 
@@ -433,8 +432,8 @@ class ThumbnailGrid(QWidget):
         self.state = state
         self.model = ThumbnailModel(parent=self)
         self.delegate = ThumbnailDelegate(parent=self)
-        self.class_filter = self._combo(CLASS_FILTERS, "classFilter")
-        self.split_filter = self._combo(SPLIT_FILTERS, "splitFilter")
+        self.class_filter = filter_combo(CLASS_FILTERS, "classFilter")
+        self.split_filter = filter_combo(SPLIT_FILTERS, "splitFilter")
         self._split_choices = list(SPLIT_FILTERS)
         self.count_label = QLabel(objectName="gridCount")
         self.view = self._make_view()
@@ -447,14 +446,6 @@ class ThumbnailGrid(QWidget):
         self._on_dataset_change()
 
     # -- construction --------------------------------------------------------------
-    @staticmethod
-    def _combo(choices: list[tuple[str, str]], name: str) -> QComboBox:
-        combo = QComboBox(objectName=name)
-        for key, text in choices:
-            combo.addItem(text, key)
-        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        return combo
-
     def _make_view(self) -> QListView:
         view = _JustifiedListView(self.delegate.item_size())
         view.setObjectName("thumbnailView")
