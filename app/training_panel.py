@@ -50,6 +50,7 @@ from app.training_jobs import Hardware, discover_hardware, score_job, train_job
 from app.workers import Task, describe_error
 from core.progress import Progress
 from core.runs import EpochRecord, RunRecord, epochs, get_run
+from core.training import presets
 from core.training.config import (
     OPTIMIZERS,
     PRECISIONS,
@@ -59,33 +60,14 @@ from core.training.config import (
     width_for_rows,
 )
 
-QUICK = "Quick (CPU)"
-FULL = "Full (GPU)"
+# The presets are defined once, in core (``diesight train --preset`` uses the same); the
+# form knows them by their titles.
+QUICK = presets.QUICK.title
+FULL = presets.FULL.title
 CUSTOM = "Custom"
-
-# Quick: measured on the 3,000-image demo set (2,400 labelled, 240 bad) on a 2-core machine,
-# one core per run: validation AUC 0.983 with the default seed (0.926 / 0.960 / 0.924 with
-# seeds 1-3: 48 bad validation images make AUC move a few points with the split), training
-# 2.3-3.3 min. Tried on the way: 96 rows x 4 epochs, AUC 0.80; 64 rows x 16 epochs, 0.953;
-# 128 rows x 12 epochs, 0.932 / 0.941 (seeds 0 / 1) in 6 minutes. The stratified model with
-# the same settings: seeds 0 / 1 / 2 AUC 0.983 / 0.906 / 0.974, a little slower.
-PRESETS: dict[str, TrainConfig] = {
-    QUICK: TrainConfig(model="designed_resnet", image_size=80, sampler="B", per_class=1000,
-                       epochs=12, batch_size=32, lr=3e-3, device="auto", precision="auto",
-                       early_stopping_patience=0),
-    # The seed study's settings: stratified model, 5000 bootstrap draws per class, the
-    # native 267-row images, 20 epochs in bf16 on a GPU. On an H200 with 10,000 demo
-    # images: 1 min 05 s, validation AUC 0.985 (designed_resnet with the same: 46 s, 0.993).
-    FULL: TrainConfig(model="stratified", image_size=267, sampler="B", per_class=5000,
-                      epochs=20, batch_size=64, lr=1e-3, device="auto", precision="bf16"),
-}
-PRESET_NOTES = {
-    QUICK: "A compact model on reduced images: about 2 minutes on a laptop CPU for the "
-           "3,000-image demo set, enough to see ranked scores and an activation space.",
-    FULL: "The seed study's settings (stratified model, 5000B, full 267-row images, "
-          "20 epochs, bf16). Meant for a CUDA GPU: about a minute on an H200.",
-    CUSTOM: "Your own settings. Pick a preset to start again from one.",
-}
+PRESETS: dict[str, TrainConfig] = {p.title: p.config for p in presets.PRESETS.values()}
+PRESET_NOTES = {p.title: p.note for p in presets.PRESETS.values()}
+PRESET_NOTES[CUSTOM] = "Your own settings. Pick a preset to start again from one."
 SAMPLER_TITLES = {"B": "B — balanced bootstrap", "S": "S — balanced subsample",
                   "shuffle": "shuffle — every image once",
                   "weighted": "weighted — class-weighted loss"}

@@ -536,6 +536,9 @@ def _add_train(sub) -> None:
                        help="start from a run's config: ID, latest, or OTHER_DATA@ID")
     start.add_argument("--resume", metavar="ID", type=int,
                        help="continue a cancelled or interrupted run from its last epoch")
+    start.add_argument("--preset", choices=_preset_names(),
+                       help="start from the app's preset: " + "; ".join(
+                           f"{key} = {title}" for key, title in _preset_names().items()))
     p.add_argument("--model", help="designed_resnet, stratified, resnet18 or resnet50")
     p.add_argument("--sampler", choices=SAMPLERS,
                    help="B: balanced bootstrap (default); S: balanced without replacement; "
@@ -564,10 +567,17 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _preset_names() -> dict[str, str]:
+    from core.training.presets import PRESETS
+
+    return {key: p.title for key, p in PRESETS.items()}
+
+
 def _train_config(args, workspace):
     """The starting config (defaults / --config / --replay / --resume) plus the flags given."""
     from core.runs import get_run, resolve_run
     from core.training.config import TrainConfig
+    from core.training.presets import preset
 
     if args.config:
         config = TrainConfig.load(args.config)
@@ -575,6 +585,8 @@ def _train_config(args, workspace):
         config = resolve_run(workspace, args.replay).config
     elif args.resume is not None:
         config = get_run(workspace, args.resume).config
+    elif args.preset:
+        config = preset(args.preset).config
     else:
         config = TrainConfig()
     overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items()

@@ -202,3 +202,13 @@ def test_a_run_that_cannot_start_is_reported(qtbot, window):
     assert "CUDA" in window.message_box.text()  # the window's error box
     assert not panel.busy and panel.start_button.isEnabled()
     assert list_runs(window.state.dataset.workspace) == []
+
+
+def test_the_forms_presets_are_cores(qtbot):
+    from core.training import presets
+
+    form = TrainingSettingsForm()
+    qtbot.addWidget(form)
+    for p in presets.PRESETS.values():
+        form.apply_preset(p.title)
+        assert form.config() == p.config
