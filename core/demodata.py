@@ -10,6 +10,10 @@ of jitter, and about ``bad_fraction`` of them one of 13 planted defects, from ob
 pocket, two parts) to subtle (a small particle, a slightly rotated part), recorded with a
 severity and a bounding box.
 
+That is the default "mixed" demo style. :mod:`core.demostyles` defines others (another fab's
+product, pocket, lighting, noise and defect mix) from the same renderer, through the optional
+:class:`Product` fields and :class:`Lighting`; ``generate_demo_data(..., style=NAME)`` draws one.
+
 Written layout::
 
     OUT/train/good_0/<32 hex>.jpg
@@ -36,13 +40,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.atomic import atomic_write
 from core.progress import CancelCheck, Cancelled, ProgressFn, Throttle, check_cancel, report
+
+if TYPE_CHECKING:
+    from core.demostyles import DemoStyle
 
 IMAGE_SHAPE = (267, 275)
 """(rows, columns) of every generated image, as in the Kaggle set."""
@@ -54,8 +61,8 @@ FOLDERS = {("train", 0): "train/good_0", ("train", 1): "train/bad_1",
            ("test", 0): "test/all_tests", ("test", 1): "test/all_tests"}
 NO_DEFECT = "none"
 
-# Relative frequencies among bad images. The big, unmistakable failures (empty pocket,
-# overexposure, two parts) are rarer in real lots than lead and body damage.
+# Relative frequencies among bad images of the "mixed" style. The big, unmistakable failures
+# (empty pocket, overexposure, two parts) are rarer in real lots than lead and body damage.
 DEFECT_WEIGHTS = {
     "rotated": 9, "shifted": 8, "missing_lead": 10, "bent_lead": 9, "extra_lead": 6,
     "chipped_corner": 9, "crack": 9, "particle": 10, "missing_marking": 7,
@@ -68,7 +75,6 @@ SUBTLE_FRACTION = 0.1
 
 _H, _W = IMAGE_SHAPE
 _SCENE_PAD = 14          # scene templates are larger than the frame so jitter is a slice
-_JPEG_QUALITY = 90
 
 
 # --- products -------------------------------------------------------------------------------------
@@ -90,6 +96,11 @@ class Product:
         tape_y: half the distance between the tape edges.
         floor: half width and half height of the pocket floor outline.
         weight: share of the images showing this product.
+        closed_pocket: walls drawn all the way round (another carrier's embossed pocket)
+            instead of brackets cut open at the top and bottom.
+        stripe_lines: lines in the band on the lower body; 0 picks 5 or 6 by body height.
+        mark_dots: dot pitch of a dot-matrix laser marking; 0 draws solid strokes.
+        upside_down: share of parts whose marking reads upside down.
     """
 
     name: str
@@ -106,6 +117,10 @@ class Product:
     tape_y: int
     floor: tuple[int, int]
     weight: float
+    closed_pocket: bool = False
+    stripe_lines: int = 0
+    mark_dots: int = 0
+    upside_down: float = 0.7
 
     @property
     def canvas(self) -> int:
@@ -208,14 +223,13 @@ def _stripe_band(p: Product, body: _Box, size: int) -> np.ndarray:
     height = y1 - y0
     spacing = 3 if height < 80 else 4
     first = y0 + int(height * (0.56 if height < 80 else 0.64))
-    for k in range(5 if height < 80 else 6):
+    for k in range(p.stripe_lines or (5 if height < 80 else 6)):
         layer[first + k * spacing, x0 + inset:x1 - inset] = 1.0
     return layer
 
 
 @cache
-def _part_template(name: str) -> _PartTemplate:
-    p = PRODUCTS[name]
+def _part_template(p: Product) -> _PartTemplate:
     size = p.canvas
     c = size / 2
     body = _Box(round(c - p.body_w / 2), round(c - p.body_h / 2),
@@ -266,6 +280,17 @@ def _marking(code: str, px: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=16)
+def _dot_grid(shape: tuple[int, int], pitch: int) -> np.ndarray:
+    """2x2-pixel dots every ``pitch`` pixels: multiplied into a marking, solid strokes become
+    the dotted strokes of a dot-matrix laser marker."""
+    grid = np.zeros(shape, np.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            grid[dy::pitch, dx::pitch] = 1.0
+    return grid
+
+
 @dataclass
 class _SceneTemplate:
     """Unit-brightness layers of the carrier tape and pocket, padded for jitter."""
@@ -288,13 +313,19 @@ def _bracket_walls(p: Product, size: tuple[int, int], cx: float, cy: float) -> n
                         lambda d, b=box, v=level, t=width:
                         d.rounded_rectangle(b, radius=p.wall_radius, outline=v, width=t))
         layer = np.maximum(layer, outline)
+    if p.closed_pocket:
+        return layer * _wall_speckle(p, size)
     stub = p.wall_radius + 4
     cut = slice(int(cx - p.wall_x + stub), int(cx + p.wall_x - stub))
     for y in (cy - half_h, cy + half_h):
         layer[int(y) - 9:int(y) + 10, cut] = 0
+    return layer * _wall_speckle(p, size)
+
+
+def _wall_speckle(p: Product, size: tuple[int, int]) -> np.ndarray:
     # Moulded plastic glints unevenly; a fixed speckle per product keeps it cheap.
     speckle = np.random.default_rng(sum(map(ord, p.name))).uniform(0.55, 1.25, size)
-    return layer * speckle.astype(np.float32)
+    return speckle.astype(np.float32)
 
 
 def _tape_edges(p: Product, size: tuple[int, int], cy: float) -> np.ndarray:
@@ -307,8 +338,7 @@ def _tape_edges(p: Product, size: tuple[int, int], cy: float) -> np.ndarray:
 
 
 @cache
-def _scene_template(name: str) -> _SceneTemplate:
-    p = PRODUCTS[name]
+def _scene_template(p: Product) -> _SceneTemplate:
     size = (_H + 2 * _SCENE_PAD, _W + 2 * _SCENE_PAD)
     cx, cy = size[1] / 2, size[0] / 2
     fx, fy = p.floor
@@ -350,23 +380,61 @@ class _Look:
     noise: float
     shot_noise: float
     row_noise: float
+    vignette: float = 0.0                       # brightness lost towards the corners
+    tilt: tuple[float, float] = (0.0, 0.0)      # lighting gradient across x and y
 
 
-def _draw_look(rng: np.random.Generator, p: Product) -> _Look:
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """The ranges one camera set-up draws an image's look from (grey levels before gain).
+
+    The defaults are the Nexperia-like station of the "mixed" demo style. ``vignette`` and
+    ``tilt`` are drawn only when their range is non-zero, so a set-up without them draws the
+    same random numbers as before they existed.
+    """
+
+    levels: tuple[tuple[str, Range], ...] = (
+        ("bg", (12, 30)), ("wall", (110, 200)), ("edge", (90, 180)), ("floor", (10, 30)),
+        ("well", (0, 9)), ("body", (34, 58)), ("stripe", (55, 105)), ("mark", (50, 95)),
+        ("lead", (175, 240)))
+    gain: Range = (0.68, 1.5)
+    offset: Range = (-6, 10)
+    blur: Range = (0.06, 0.2)
+    noise: Range = (2.0, 5.0)
+    shot_noise: Range = (0.15, 0.4)
+    row_noise: Range = (0.5, 2.5)
+    vignette: Range = (0.0, 0.0)
+    tilt: Range = (0.0, 0.0)
+
+
+NEXPERIA_LIGHTING = Lighting()
+
+
+def _draw_look(rng: np.random.Generator, p: Product,
+               lighting: Lighting = NEXPERIA_LIGHTING) -> _Look:
     # A few pixels of jitter and under 2 degrees of rotation: normal seating in the pocket.
     dx, dy = np.clip(rng.normal(0, 1.5, 2), -4, 4)
     pose = _Pose(float(dx), float(dy), float(np.clip(rng.normal(0, 0.6), -1.8, 1.8)))
     u = rng.uniform
-    levels = {"bg": u(12, 30), "wall": u(110, 200), "edge": u(90, 180), "floor": u(10, 30),
-              "well": u(0, 9), "body": u(34, 58), "stripe": u(55, 105), "mark": u(50, 95),
-              "lead": u(175, 240)}
-    return _Look(
+    lt = lighting
+    levels = {name: u(*span) for name, span in lt.levels}
+    look = _Look(
         pose=pose, scene_dx=int(rng.integers(-5, 6)), scene_dy=int(rng.integers(-10, 11)),
-        code=p.codes[int(rng.integers(len(p.codes)))], upside_down=bool(rng.random() < 0.7),
-        levels=levels,
+        code=p.codes[int(rng.integers(len(p.codes)))],
+        upside_down=bool(rng.random() < p.upside_down), levels=levels,
         # Exposure varies as much for good as for bad parts, so mean brightness says little.
-        gain=float(np.exp(u(np.log(0.68), np.log(1.5)))), offset=u(-6, 10),
-        blur=u(0.06, 0.2), noise=u(2.0, 5.0), shot_noise=u(0.15, 0.4), row_noise=u(0.5, 2.5))
+        gain=float(np.exp(u(np.log(lt.gain[0]), np.log(lt.gain[1])))), offset=u(*lt.offset),
+        blur=u(*lt.blur), noise=u(*lt.noise), shot_noise=u(*lt.shot_noise),
+        row_noise=u(*lt.row_noise))
+    if lt.vignette[1] > 0:
+        look.vignette = u(*lt.vignette)
+    if lt.tilt[1] > 0:
+        strength, direction = u(*lt.tilt), u(0, 2 * math.pi)
+        look.tilt = (strength * math.cos(direction), strength * math.sin(direction))
+    return look
 
 
 @dataclass
@@ -385,8 +453,10 @@ class _Part:
 
     @classmethod
     def from_template(cls, p: Product, look: _Look) -> _Part:
-        t = _part_template(p.name)
+        t = _part_template(p)
         glyphs = _marking(look.code, p.text_px)
+        if p.mark_dots:
+            glyphs = glyphs * _dot_grid(glyphs.shape, p.mark_dots)
         if look.upside_down:
             glyphs = glyphs[::-1, ::-1]
         return cls(t, t.body, t.stripes, t.leads, t.alpha, glyphs, dict(look.levels))
@@ -737,7 +807,7 @@ assert set(_DEFECTS) == set(DEFECT_TYPES)
 
 def _scene(p: Product, look: _Look) -> np.ndarray:
     """The empty carrier pocket: a weighted sum of the product's scene layers, shifted."""
-    t = _scene_template(p.name)
+    t = _scene_template(p)
     y0, x0 = _SCENE_PAD + look.scene_dy, _SCENE_PAD + look.scene_dx
     win = (slice(y0, y0 + _H), slice(x0, x0 + _W))
     lv = look.levels
@@ -775,8 +845,26 @@ def _unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return noise
 
 
+@cache
+def _field() -> tuple[np.ndarray, np.ndarray]:
+    """Column and row coordinates, -1 at one edge of the frame to 1 at the other."""
+    return (np.linspace(-1, 1, _W, dtype=np.float32)[None, :],
+            np.linspace(-1, 1, _H, dtype=np.float32)[:, None])
+
+
+def _illumination(look: _Look) -> np.ndarray:
+    """Uneven lighting: a ring light's fall-off towards the corners, tilted across the field."""
+    xs, ys = _field()
+    light = 1 - look.vignette / 2 * (xs * xs + ys * ys)
+    light += look.tilt[0] * xs + look.tilt[1] * ys
+    return light
+
+
 def _finish(frame: np.ndarray, look: _Look, rng: np.random.Generator) -> np.ndarray:
-    """Exposure, optics blur and sensor noise, then 8-bit quantisation."""
+    """Lighting, exposure, optics blur and sensor noise, then 8-bit quantisation."""
+    if look.vignette or look.tilt != (0.0, 0.0):
+        # Before the noise: shot noise follows the light that actually reaches the sensor.
+        frame *= _illumination(look)
     frame = _blur(frame, look.blur)
     frame *= look.gain
     frame += look.offset
@@ -799,7 +887,8 @@ def _product(product: str | Product) -> Product:
 
 
 def render_part(rng: np.random.Generator, product: str | Product = "sod123",
-                defect: str | None = None, severity: float = 0.7
+                defect: str | None = None, severity: float = 0.7, *,
+                lighting: Lighting = NEXPERIA_LIGHTING
                 ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Renders one inspection image.
 
@@ -812,6 +901,7 @@ def render_part(rng: np.random.Generator, product: str | Product = "sod123",
         product: a name from :data:`PRODUCTS` or a :class:`Product`.
         defect: one of :data:`DEFECT_TYPES`, or None for a good part.
         severity: 0 (barely visible) .. 1 (obvious); ignored for good parts.
+        lighting: the camera set-up the look is drawn from.
 
     Returns:
         The image as a (267, 275) uint8 array, and the defect's bounding box (x, y, w, h) in
@@ -825,7 +915,7 @@ def render_part(rng: np.random.Generator, product: str | Product = "sod123",
         raise ValueError(f"unknown defect type {defect!r}; known: {', '.join(DEFECT_TYPES)}")
     if not 0.0 <= severity <= 1.0:
         raise ValueError(f"severity must be within 0..1, got {severity}")
-    look = _draw_look(rng, p)
+    look = _draw_look(rng, p, lighting)
     noise_rng, defect_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, size=2))
     part = _Part.from_template(p, look)
     d = _Defect(p, part, replace(look.pose), defect_rng, severity)
@@ -870,8 +960,9 @@ class DemoSummary:
         out: the data set's root folder.
         ground_truth: path of the ground-truth CSV.
         counts: ``{split: {"good": n, "bad": n}}`` for "train" and "test".
-        defects: number of bad images per defect type.
+        defects: number of bad images per defect type of the style.
         seconds: wall time of the whole run.
+        style: name of the demo style drawn (see :mod:`core.demostyles`).
     """
 
     out: Path
@@ -879,6 +970,7 @@ class DemoSummary:
     counts: dict[str, dict[str, int]]
     defects: dict[str, int]
     seconds: float
+    style: str = "mixed"
 
     @property
     def images(self) -> int:
@@ -889,7 +981,14 @@ class DemoSummary:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-def _plan(n: int, bad_fraction: float, test_fraction: float, seed: int) -> list[_Job]:
+def _style(name: str) -> DemoStyle:
+    # Imported on use: core.demostyles builds its styles from this module's renderer.
+    from core.demostyles import get_style
+    return get_style(name)
+
+
+def _plan(n: int, bad_fraction: float, test_fraction: float, seed: int,
+          style: DemoStyle) -> list[_Job]:
     """Labels, splits, defect types and severities for all images (from the seed alone)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     n_bad = round(n * bad_fraction)
@@ -899,55 +998,58 @@ def _plan(n: int, bad_fraction: float, test_fraction: float, seed: int) -> list[
     test = np.zeros(n, bool)
     for members in (np.flatnonzero(bad), np.flatnonzero(~bad)):   # stratified test split
         test[rng.permutation(members)[:round(len(members) * test_fraction)]] = True
-    weights = np.array([DEFECT_WEIGHTS[t] for t in DEFECT_TYPES], float)
-    kinds = rng.choice(len(DEFECT_TYPES), size=n, p=weights / weights.sum())
-    subtle = rng.random(n) < SUBTLE_FRACTION
+    types = style.defect_types
+    weights = np.array([style.defect_weights[t] for t in types], float)
+    kinds = rng.choice(len(types), size=n, p=weights / weights.sum())
+    subtle = rng.random(n) < style.subtle_fraction
     severity = np.where(subtle, rng.uniform(0.12, 0.35, n), rng.uniform(0.35, 1.0, n))
     return [_Job(i, int(bad[i]), "test" if test[i] else "train",
-                 DEFECT_TYPES[kinds[i]] if bad[i] else None,
+                 types[kinds[i]] if bad[i] else None,
                  round(float(severity[i]), 3) if bad[i] else 0.0)
             for i in range(n)]
 
 
-def _pick_product(rng: np.random.Generator) -> Product:
+def pick_product(rng: np.random.Generator) -> Product:
+    """A product drawn by the :attr:`Product.weight` of :data:`PRODUCTS` (the mixed style)."""
     products = list(PRODUCTS.values())
     weights = np.array([p.weight for p in products])
     return products[int(rng.choice(len(products), p=weights / weights.sum()))]
 
 
-def _write_jpeg(path: Path, pixels: np.ndarray) -> None:
+def _write_jpeg(path: Path, pixels: np.ndarray, quality: int) -> None:
     """Encodes in memory, writes a hidden temp file and renames it into place, so a killed run
     never leaves a half-written JPEG. No fsync per image: that would cost more than the render
     and only matters for power loss, which a demo set can simply regenerate after."""
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", quality=_JPEG_QUALITY)
+    Image.fromarray(pixels).save(buf, "JPEG", quality=quality)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
 
 
-def _make_image(out: Path, seed: int, job: _Job) -> _Row:
+def _make_image(out: Path, seed: int, style: DemoStyle, job: _Job) -> _Row:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(job.index,)))
     name = rng.bytes(16).hex()
-    product = _pick_product(rng)
-    pixels, bbox = render_part(rng, product, job.defect, job.severity)
-    _write_jpeg(out / FOLDERS[job.split, job.label] / f"{name}.jpg", pixels)
+    pixels, bbox = style.render(rng, job.defect, job.severity)
+    _write_jpeg(out / FOLDERS[job.split, job.label] / f"{name}.jpg", pixels, style.jpeg_quality)
     return _Row(job.index, name, job.label, job.defect or NO_DEFECT, job.severity, job.split, bbox)
 
 
-def _render_chunk(out: str, seed: int, jobs: list[_Job]) -> list[_Row]:
-    """Worker entry point: renders and writes a run of images."""
-    return [_make_image(Path(out), seed, job) for job in jobs]
+def _render_chunk(out: str, seed: int, style: str, jobs: list[_Job]) -> list[_Row]:
+    """Worker entry point: renders and writes a run of images (the style travels by name,
+    since a style's render function need not pickle)."""
+    drawn = _style(style)
+    return [_make_image(Path(out), seed, drawn, job) for job in jobs]
 
 
-def _chunks_in_process(out: Path, seed: int, chunks: list[list[_Job]],
+def _chunks_in_process(out: Path, seed: int, style: str, chunks: list[list[_Job]],
                        cancel: CancelCheck | None) -> Iterator[list[_Row]]:
     for chunk in chunks:
         check_cancel(cancel)
-        yield _render_chunk(str(out), seed, chunk)
+        yield _render_chunk(str(out), seed, style, chunk)
 
 
-def _chunks_in_pool(out: Path, seed: int, chunks: list[list[_Job]], workers: int,
+def _chunks_in_pool(out: Path, seed: int, style: str, chunks: list[list[_Job]], workers: int,
                     cancel: CancelCheck | None) -> Iterator[list[_Row]]:
     """Runs chunks on a process pool, a few at a time so that a cancel takes effect soon.
 
@@ -959,13 +1061,14 @@ def _chunks_in_pool(out: Path, seed: int, chunks: list[list[_Job]], workers: int
     todo = deque(chunks)
     cancelled = False
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        running = deque(pool.submit(_render_chunk, str(out), seed, todo.popleft())
+        running = deque(pool.submit(_render_chunk, str(out), seed, style, todo.popleft())
                         for _ in range(min(len(todo), 2 * workers)))
         while running:
             yield running.popleft().result()
             cancelled = cancelled or (cancel is not None and cancel())
             if todo and not cancelled:
-                running.append(pool.submit(_render_chunk, str(out), seed, todo.popleft()))
+                running.append(pool.submit(_render_chunk, str(out), seed, style,
+                                           todo.popleft()))
     if cancelled:
         raise Cancelled()
 
@@ -997,7 +1100,7 @@ def _write_ground_truth(path: Path, rows: list[_Row]) -> None:
 
 
 def _validate(n: int, bad_fraction: float, test_fraction: float, seed: int,
-              workers: int | None) -> None:
+              workers: int | None, style: str) -> DemoStyle:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive number of images, got {n!r}")
     if not 0.0 <= bad_fraction <= 1.0:
@@ -1008,22 +1111,23 @@ def _validate(n: int, bad_fraction: float, test_fraction: float, seed: int,
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    return _style(style)
 
 
-def _summarise(out: Path, rows: list[_Row], seconds: float) -> DemoSummary:
+def _summarise(out: Path, rows: list[_Row], seconds: float, style: DemoStyle) -> DemoSummary:
     counts = {split: {"good": 0, "bad": 0} for split in ("train", "test")}
-    defects = dict.fromkeys(DEFECT_TYPES, 0)
+    defects = dict.fromkeys(style.defect_types, 0)
     for r in rows:
         counts[r.split]["bad" if r.label else "good"] += 1
         if r.label:
             defects[r.defect] += 1
-    return DemoSummary(out, out / GROUND_TRUTH_NAME, counts, defects, seconds)
+    return DemoSummary(out, out / GROUND_TRUTH_NAME, counts, defects, seconds, style.name)
 
 
 def generate_demo_data(out: str | os.PathLike, n: int = 3000, bad_fraction: float = 0.1,
                        seed: int = 0, *, test_fraction: float = 0.2, workers: int | None = None,
-                       progress: ProgressFn | None = None,
-                       cancel: CancelCheck | None = None) -> DemoSummary:
+                       progress: ProgressFn | None = None, cancel: CancelCheck | None = None,
+                       style: str = "mixed") -> DemoSummary:
     """Writes a labelled synthetic image set in the Kaggle Nexperia layout.
 
     Args:
@@ -1035,26 +1139,28 @@ def generate_demo_data(out: str | os.PathLike, n: int = 3000, bad_fraction: floa
         workers: processes rendering in parallel; None picks one per CPU for large sets.
         progress: receives ``Progress("demo", done, n, ...)`` reports.
         cancel: checked between batches of images.
+        style: the demo style ("fab") to draw, a name from :data:`core.demostyles.STYLES`;
+            it decides the look, the defect types and their mix, and the JPEG quality.
 
     Returns:
         Counts per split and class, counts per defect type, and the time taken.
 
     Raises:
-        ValueError: a parameter is out of range.
+        ValueError: a parameter is out of range, or the style is unknown.
         FileExistsError: ``out`` holds files already.
         Cancelled: ``cancel`` returned True. The images written so far are complete and
             ``ground_truth.csv`` lists exactly them, so the folder stays consistent.
     """
-    _validate(n, bad_fraction, test_fraction, seed, workers)
+    drawn = _validate(n, bad_fraction, test_fraction, seed, workers, style)
     start = time.monotonic()
     out = Path(out)
     _prepare(out)
-    jobs = _plan(n, bad_fraction, test_fraction, seed)
+    jobs = _plan(n, bad_fraction, test_fraction, seed, drawn)
     workers = workers or _default_workers(n)
     size = max(4, min(48, math.ceil(n / (4 * workers))))
     chunks = [jobs[i:i + size] for i in range(0, n, size)]
-    batches = (_chunks_in_process(out, seed, chunks, cancel) if workers == 1
-               else _chunks_in_pool(out, seed, chunks, workers, cancel))
+    batches = (_chunks_in_process(out, seed, drawn.name, chunks, cancel) if workers == 1
+               else _chunks_in_pool(out, seed, drawn.name, chunks, workers, cancel))
     rows: list[_Row] = []
     throttle = Throttle()
     try:
@@ -1066,4 +1172,4 @@ def generate_demo_data(out: str | os.PathLike, n: int = 3000, bad_fraction: floa
     finally:
         # Also on cancel or a worker failure: the ground truth lists exactly the finished files.
         _write_ground_truth(out / GROUND_TRUTH_NAME, rows)
-    return _summarise(out, rows, time.monotonic() - start)
+    return _summarise(out, rows, time.monotonic() - start, drawn)
