@@ -701,13 +701,18 @@ _PARSERS.append(_add_scan)
 # --- demo-data -------------------------------------------------------------------------------
 
 def _add_demo_data(sub) -> None:
+    from core.demostyles import DEFAULT_STYLE, STYLES
+
     p = sub.add_parser(
         "demo-data", help="write a labelled synthetic image set in the Kaggle Nexperia layout",
         description="Write OUT/train/good_0, OUT/train/bad_1 and OUT/test/all_tests with "
                     "267x275 grayscale JPEGs of parts in carrier pockets (about BAD_FRACTION "
-                    "of them with one of 13 defects), plus OUT/ground_truth.csv with every "
-                    "image's label, defect type, severity, split and defect box. The same "
-                    "seed always gives the same files. Ctrl-C stops cleanly.")
+                    "of them with one of the style's defect types), plus OUT/ground_truth.csv "
+                    "with every image's label, defect type, severity, split and defect box. "
+                    "Each --style draws another fab (products, pocket, lighting, noise, defect "
+                    "mix), to check that a recipe holds beyond the images it was tuned on. "
+                    "The same style and seed always give the same files. Ctrl-C stops "
+                    "cleanly.")
     p.add_argument("out", metavar="OUT", help="a new or empty folder")
     p.add_argument("--n", type=int, default=3000, help="number of images (default 3000)")
     p.add_argument("--bad-fraction", type=float, default=0.1,
@@ -715,6 +720,10 @@ def _add_demo_data(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=int, default=None,
                    help="rendering processes (default: one per CPU)")
+    # No argparse choices: an unknown name gets the one-line error of generate_demo_data.
+    p.add_argument("--style", default=DEFAULT_STYLE, metavar="{" + ",".join(STYLES) + "}",
+                   help=f"demo style (default {DEFAULT_STYLE}): " + "; ".join(
+                       f"{s.name}: {s.summary()}" for s in STYLES.values()).replace("%", "%%"))
     p.set_defaults(func=_cmd_demo_data)
 
 
@@ -726,7 +735,7 @@ def _cmd_demo_data(args) -> int:
         with CtrlC() as cancel:
             summary = generate_demo_data(args.out, n=args.n, bad_fraction=args.bad_fraction,
                                          seed=args.seed, workers=args.workers, progress=bar,
-                                         cancel=cancel)
+                                         cancel=cancel, style=args.style)
     except (ValueError, OSError) as exc:
         bar.close()
         print(f"diesight demo-data: {exc}", file=sys.stderr)
@@ -734,7 +743,8 @@ def _cmd_demo_data(args) -> int:
     finally:
         bar.close()
     train, test = summary.counts["train"], summary.counts["test"]
-    print(f"Wrote {summary.images} images to {summary.out} in {summary.seconds:.1f} s "
+    print(f"Wrote {summary.images} images (style {summary.style}) to {summary.out} in "
+          f"{summary.seconds:.1f} s "
           f"({summary.images_per_second:.0f} images/s): train {train['good']} good + "
           f"{train['bad']} bad, test {test['good'] + test['bad']} unlabelled "
           f"({test['bad']} bad). Ground truth: {summary.ground_truth}")
