@@ -458,6 +458,74 @@ def _cmd_export(args) -> int:
 _PARSERS.append(_add_export)
 
 
+# --- evaluate --------------------------------------------------------------------------------
+
+EVALUATE_EPILOG = """\
+The truth CSV needs the columns id,label (label 0/1 or good/bad); defect_type, severity and
+split are used when present (diesight demo-data writes such a ground_truth.csv). An id is
+an image's file name without extension, as in `diesight export --submission`, so the
+unlabelled test/all_tests images are evaluated too. Truth rows that name no image, or an
+image without a score, are counted and reported, not fatal.
+"""
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="judge a run's scores against a truth CSV (AUC, escapes, recall)",
+        description="Evaluate a run's stored scores of DATA against the true labels of a CSV:\n"
+                    "ROC AUC with a bootstrap 95 % interval, escapes at 1/2/5 % false calls\n"
+                    "with Wilson 95 % intervals, the confusion at the threshold, and recall\n"
+                    "per defect kind and severity band.",
+        epilog=EVALUATE_EPILOG + "\n" + RUN_NAMING_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_data_arguments(p)
+    p.add_argument("--run", default="latest", help=RUN_HELP)
+    p.add_argument("--truth", metavar="CSV", required=True,
+                   help="the answer key: id,label[,defect_type,severity,split]")
+    p.add_argument("--split", metavar="S", default=None,
+                   help="only images of split S (train, val, test, unlabelled, 'lot NAME'), "
+                        "by DATA's folders or the CSV's split column")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="threshold for the confusion and recall (default: the run's, else 0.5)")
+    p.add_argument("--bootstrap", metavar="N", type=int, default=2000,
+                   help="bootstrap rounds for the AUC interval (default 2000; 0: none)")
+    p.add_argument("--json", metavar="OUT", default=None,
+                   help="also write every number (and the ROC curve) as JSON to OUT")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+@_user_errors
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from core.atomic import atomic_write
+    from core.evaluation import evaluate_run, read_truth_csv
+    from core.runs import resolve_run
+    from core.scores import NoScoresError, has_scores, no_scores_message
+
+    if args.bootstrap < 0:
+        raise ValueError("--bootstrap must be 0 or more")
+    truth = read_truth_csv(args.truth)  # a bad CSV fails before the folder is opened
+    dataset = _open_dataset_with_bar(args)
+    run = resolve_run(dataset.workspace, args.run)
+    if not has_scores(dataset.workspace, run.id):
+        raise NoScoresError(no_scores_message(run.id, args.data))
+    result = evaluate_run(dataset, run, truth, args.split, args.threshold,
+                          n_boot=args.bootstrap)
+    for warning in result.warnings:
+        print(f"diesight evaluate: warning: {warning}", file=sys.stderr)
+    print(result.format_text())
+    if args.json:
+        with atomic_write(args.json) as fh:
+            json.dump(result.to_dict(), fh, indent=1)
+            fh.write("\n")
+        print(f"Wrote {args.json}")
+    return 0
+
+
+_PARSERS.append(_add_evaluate)
+
+
 def _add_flag(sub) -> None:
     p = sub.add_parser("flag", help="flag (or --unflag) images by id or path, for scripts",
                        description="Flag images of DATA as defects, saved at once in DATA's "
