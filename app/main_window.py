@@ -325,12 +325,13 @@ class MainWindow(QMainWindow):
         return task
 
     def generate_demo_data(self, folder: str | os.PathLike, n: int = 3000,
-                           bad_fraction: float = 0.1, seed: int = 0) -> Task:
-        """Write a demo set on a worker, then open it."""
+                           bad_fraction: float = 0.1, seed: int = 0,
+                           style: str = "mixed") -> Task:
+        """Write a demo set of the given demo style on a worker, then open it."""
         out = Path(folder).expanduser()
         self._cancel_dataset_task()
-        task = self.run_task(generate_demo_data, out, n, bad_fraction, seed,
-                             title=f"Generating {n:,} demo images")
+        task = self.run_task(generate_demo_data, out, n, bad_fraction, seed, style=style,
+                             title=f"Generating {n:,} demo images ({style})")
         task.done.connect(lambda _: self._on_demo_generate(task, out))
         task.cancelled.connect(
             lambda: self.statusBar().showMessage("Demo data generation cancelled.", 8000))
@@ -490,7 +491,8 @@ class MainWindow(QMainWindow):
             return
         request = dialog.request()
         remember_dialog_folder(self.settings, "demo", request.folder.parent)
-        self.generate_demo_data(request.folder, request.n, request.bad_fraction, request.seed)
+        self.generate_demo_data(request.folder, request.n, request.bad_fraction, request.seed,
+                                request.style)
 
     def _on_export_triggered(self) -> ExportDialog:
         dialog = ExportDialog(self.state, self.settings, self, track=self.task_status.track)

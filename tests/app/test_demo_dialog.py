@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.demo_dialog import DemoDataDialog
+from core.demostyles import STYLES
 
 
 def test_defaults_and_request(qtbot, tmp_path):
@@ -25,3 +26,15 @@ def test_generate_needs_a_folder(qtbot):
     dialog.folder_edit.setText("~/demo")
     assert dialog._ok.isEnabled()
     assert dialog.request().folder == Path("~/demo").expanduser()
+
+
+def test_style_combo_lists_every_style_and_sets_the_request(qtbot, tmp_path):
+    dialog = DemoDataDialog(str(tmp_path / "demo"))
+    qtbot.addWidget(dialog)
+    combo = dialog.style_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == list(STYLES)
+    assert dialog.request().style == "mixed"
+    assert dialog.style_note.text() == STYLES["mixed"].summary()
+    combo.setCurrentIndex(combo.findData("single"))
+    assert dialog.request().style == "single"
+    assert dialog.style_note.text() == STYLES["single"].summary()

@@ -202,10 +202,11 @@ def test_dropping_a_file_is_refused(window, demo_folder):
 
 def test_generate_demo_data_then_opens_it(qtbot, window, tmp_path):
     out = tmp_path / "demo-small"
-    task = window.generate_demo_data(out, n=30, bad_fraction=0.2, seed=3)
+    task = window.generate_demo_data(out, n=30, bad_fraction=0.2, seed=3, style="single")
     with qtbot.waitSignal(task.finished, timeout=60_000):
         pass
     assert task.state == "done"
+    assert task.result.style == "single"
     qtbot.waitUntil(lambda: window.state.dataset is not None, timeout=OPEN_TIMEOUT_MS)
     assert len(window.state.dataset.image_ids) == 30
     written = task.result.counts  # the demo summary: what was written, per split and class
