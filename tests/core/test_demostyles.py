@@ -163,6 +163,15 @@ def test_style_set_is_deterministic_and_uses_its_own_defects(tmp_path, style):
     assert sum(summary.defects.values()) == 15
 
 
+def test_worker_processes_draw_the_same_style(tmp_path):
+    """Workers get the style by name and look it up again: the same bytes as in-process."""
+    generate_demo_data(tmp_path / "one", n=24, bad_fraction=0.5, seed=8, workers=1,
+                       style="single")
+    generate_demo_data(tmp_path / "two", n=24, bad_fraction=0.5, seed=8, workers=2,
+                       style="single")
+    assert _all_bytes(tmp_path / "one") == _all_bytes(tmp_path / "two")
+
+
 def test_styles_draw_different_images_for_the_same_seed(tmp_path):
     sets = {}
     for style in STYLES:
@@ -176,7 +185,7 @@ def test_single_style_plans_its_own_mix_and_more_subtle_defects():
     mixed, single = get_style("mixed"), get_style("single")
     share = {}
     for style in (mixed, single):
-        jobs = [j for j in demodata._plan(6000, 1.0, 0.2, 0, style)]
+        jobs = demodata._plan(6000, 1.0, 0.2, 0, style)
         assert {j.defect for j in jobs} == set(style.defect_types)
         share[style.name] = np.mean([j.severity < 0.35 for j in jobs])
     assert abs(share["single"] - single.subtle_fraction) < 0.03
