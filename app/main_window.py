@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from app.activation_tab import ActivationTab
 from app.dataset_panel import DatasetPanel
 from app.demo_dialog import DemoDataDialog
+from app.evaluation_view import EvaluationView
 from app.export_dialog import ExportDialog
 from app.icons import app_icon, icon, style_sheet
 from app.image_viewer import ImageViewer
@@ -213,6 +214,7 @@ class MainWindow(QMainWindow):
         self.ranked = RankedView(self.state, thumbnails=self.grid.model)
         self.add_tab(self.ranked, "Ranked", "ranked")
         self._build_activation_tab()
+        self._build_evaluation_tab()
         self.tabs.currentChanged.connect(self._on_tab_change)
         self.state.list_filter_requested.connect(self._on_list_filter_request)
         self.setCentralWidget(self.tabs)
@@ -224,6 +226,12 @@ class MainWindow(QMainWindow):
         self.activation.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.activation.failed.connect(lambda text: self.show_message("Activation space", text))
         self.add_tab(self.activation, "Activation space", "activation")
+
+    def _build_evaluation_tab(self) -> None:
+        self.evaluation = EvaluationView(self.state, self.settings,
+                                         track=lambda task: self.task_status.track(task))
+        self.evaluation.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.add_tab(self.evaluation, "Evaluation", "evaluation")
 
     def _build_docks(self) -> None:
         self.dataset_panel = DatasetPanel(self.state)
