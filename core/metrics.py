@@ -4,10 +4,16 @@ A score is the defect probability; labels are 1 (bad) and 0 (good). In inspectio
 *escape* is a defective part that passes (score below the threshold) and a *false call* is
 a good part that is rejected (score at or above the threshold). The GUI, the trainer and
 the exports all use these helpers so the numbers agree everywhere.
+
+Also the logit <-> probability conversions (in float64: float32's sigmoid rounds every logit
+above ~16.6 to exactly 1.0, which would tie the most confident parts) and the prior
+correction that turns a logit learned on class-balanced draws into one at the real defect
+rate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,12 +107,15 @@ def confusion_at(scores, labels, threshold: float) -> Confusion:
 
 
 def threshold_for_max_escapes(scores, labels, max_escapes: int) -> float:
-    """The highest threshold that lets at most ``max_escapes`` bad parts pass.
+    """A threshold that lets at most ``max_escapes`` bad parts pass, with a margin.
 
-    Raising the threshold passes more parts, so this is the threshold with the fewest
-    false calls for a given escape budget. It equals the (max_escapes + 1)-th lowest
-    bad-part score. When the budget covers every bad part, any threshold qualifies; the
-    value returned then is the smallest one above every score (everything passes).
+    The highest such threshold is the (max_escapes + 1)-th lowest bad-part score, but a
+    threshold exactly on a bad part's score lets a part scored a hair lower escape; so the
+    threshold is placed midway, in logit space, between that score and the next lower
+    score (whichever part it belongs to). The counts on these scores are the same as at
+    the highest threshold. With nothing scored lower, it is that bad score itself. When the
+    budget covers every bad part, the value returned is the smallest one above every score
+    (everything passes).
 
     Raises:
         ValueError: if ``max_escapes`` is negative.
@@ -115,10 +124,76 @@ def threshold_for_max_escapes(scores, labels, max_escapes: int) -> float:
         raise ValueError(f"max_escapes must be >= 0, got {max_escapes}")
     scores, bad = _checked(scores, labels)
     bad_scores = np.sort(scores[bad])
-    if max_escapes < len(bad_scores):
-        return float(bad_scores[max_escapes])
-    top = scores.max() if len(scores) else 0.0
-    return float(np.nextafter(top, np.inf))
+    if max_escapes >= len(bad_scores):
+        top = scores.max() if len(scores) else 0.0
+        return float(np.nextafter(top, np.inf))
+    lowest_caught = bad_scores[max_escapes]
+    below = scores[scores < lowest_caught]
+    if not len(below):
+        return float(lowest_caught)
+    lower = below.max()
+    middle = sigmoid((logit(lowest_caught) + logit(lower)) / 2)
+    # Rounding must not move it onto either neighbour's side.
+    return float(min(max(middle, np.nextafter(lower, np.inf)), lowest_caught))
+
+
+def escape_rate_upper_bound(escapes: int, bad: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound on the escape rate after ``escapes`` of ``bad``.
+
+    What "0 escapes" is worth depends on how many bad parts were tried: 0 of 48 only
+    shows (at 95 %) that the escape rate is below ~6 %. NaN when ``bad`` is 0.
+    """
+    if bad <= 0:
+        return float("nan")
+    if escapes >= bad:
+        return 1.0
+    alpha = 1.0 - confidence
+    low, high = escapes / bad, 1.0
+    for _ in range(60):  # bisection: the binomial CDF falls as the rate rises
+        middle = (low + high) / 2
+        if _binomial_cdf(escapes, bad, middle) > alpha:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n may be thousands)."""
+    log_p, log_q = math.log(p), math.log1p(-p)
+    return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                        + i * log_p + (n - i) * log_q) for i in range(k + 1))
+
+
+def sigmoid(logits) -> np.ndarray:
+    """Probabilities from logits in float64 (distinct up to logits of ~36, not ~16.6)."""
+    x = np.asarray(logits, dtype=np.float64)
+    positive = x >= 0
+    # exp of a negative number only: no overflow for very large logits of either sign.
+    e = np.exp(np.where(positive, -x, x))
+    return np.where(positive, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def logit(probabilities) -> np.ndarray:
+    """Logits from probabilities in float64 (0 -> -inf, 1 -> +inf)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(p) - np.log1p(-p)
+
+
+def prior_logit_offset(defect_rate: float | None, train_prior: float | None) -> float:
+    """What to add to a logit learned at class prior ``train_prior`` (the bad share of the
+    training draws, 0.5 for balanced sampling) to make it the logit at ``defect_rate``.
+
+    Bayes' rule: the odds scale with the prior odds, so the logit shifts by the difference
+    of the log prior odds. 0 when either prior is unknown (runs made before it was stored).
+    """
+    if defect_rate is None or train_prior is None:
+        return 0.0
+    if not (0 < defect_rate < 1 and 0 < train_prior < 1):
+        return 0.0
+    return (math.log(defect_rate / (1 - defect_rate))
+            - math.log(train_prior / (1 - train_prior)))
 
 
 def log_loss(scores, labels, eps: float = 1e-7) -> float:
