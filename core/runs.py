@@ -35,6 +35,7 @@ STATUSES = ("running", "finished", "cancelled", "failed", "imported")
 FINAL_STATUSES = ("finished", "cancelled", "failed")
 LOCK_NAME = "running.lock"
 VALIDATION_IDS = "validation_ids.npy"
+HOLDOUT_IDS = "holdout_ids.npy"
 INTERRUPTED = "Interrupted"
 
 
@@ -44,7 +45,14 @@ class RunNotFound(ValueError):
 
 @dataclass
 class RunRecord:
-    """One training run (a row of ``runs``)."""
+    """One training run (a row of ``runs``).
+
+    For a run trained here, ``val_auc``, ``val_loss``, ``escapes`` and ``false_calls`` are
+    measured with the best checkpoint on the run's holdout images (``holdout_good`` +
+    ``holdout_bad`` of them), never on the images that chose the epoch; ``threshold`` is
+    the config's, or the operating point placed on the holdout. Scores are corrected from
+    the training prior ``train_prior`` to the labelled defect rate ``defect_rate``.
+    """
 
     id: int
     created_at: str
@@ -63,6 +71,17 @@ class RunRecord:
     checkpoint: Path | None = None
     source: str | None = None
     message: str | None = None
+    train_prior: float | None = None
+    defect_rate: float | None = None
+    holdout_good: int | None = None
+    holdout_bad: int | None = None
+
+    @property
+    def logit_offset(self) -> float:
+        """What scoring adds to the network's logit (the prior correction; 0 if unknown)."""
+        from core.metrics import prior_logit_offset
+
+        return prior_logit_offset(self.defect_rate, self.train_prior)
 
 
 @dataclass
@@ -318,7 +337,8 @@ def _import_run(workspace: Workspace, other_root: Path, other_ref: str) -> RunRe
     source = f"{other_root}@{original.id}"
     copied = {name: getattr(original, name) for name in
               ("best_epoch", "val_auc", "val_loss", "threshold", "escapes", "false_calls",
-               "train_seconds", "device", "parameters")}
+               "train_seconds", "device", "parameters", "train_prior", "defect_rate",
+               "holdout_good", "holdout_bad")}
     with workspace.transaction() as con:
         row = con.execute("SELECT id FROM runs WHERE source = ?", (source,)).fetchone()
         if row is None:
@@ -334,11 +354,23 @@ def _import_run(workspace: Workspace, other_root: Path, other_ref: str) -> RunRe
     return _fetch_run(workspace, run_id)
 
 
-# -- validation ids --------------------------------------------------------------------------
+# -- held-out ids ----------------------------------------------------------------------------
 
-def save_validation_ids(workspace: Workspace, run_id: int, image_ids: np.ndarray) -> Path:
-    """Write the image ids a run validates on (atomically) to its run folder."""
-    path = workspace.run_dir(run_id) / VALIDATION_IDS
+def save_validation_ids(workspace: Workspace, run_id: int, image_ids: np.ndarray,
+                        holdout_ids: np.ndarray | None = None) -> Path:
+    """Write the image ids a run holds out from training (atomically) to its run folder.
+
+    Args:
+        image_ids: every held-out id (selection and holdout).
+        holdout_ids: the ones among them that calibrate and report (the rest choose the
+            epoch). Written first: a run whose validation ids exist always has its roles.
+    """
+    if holdout_ids is not None:
+        _save_ids(workspace.run_dir(run_id) / HOLDOUT_IDS, holdout_ids)
+    return _save_ids(workspace.run_dir(run_id) / VALIDATION_IDS, image_ids)
+
+
+def _save_ids(path: Path, image_ids: np.ndarray) -> Path:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(image_ids, dtype=np.int64))
     with atomic_write(path, "wb") as fh:
@@ -346,13 +378,38 @@ def save_validation_ids(workspace: Workspace, run_id: int, image_ids: np.ndarray
     return path
 
 
+def _load_ids(path: Path) -> np.ndarray:
+    if not path.is_file():
+        return np.empty(0, dtype=np.int64)
+    return np.load(path, allow_pickle=False).astype(np.int64)
+
+
 def validation_ids(workspace: Workspace, run_id: int) -> np.ndarray:
-    """Image ids used for validation by a run of this workspace.
+    """Every image id a run of this workspace held out from training (selection + holdout).
 
     Empty for an imported run (none of this dataset's images validated it) or a run
     that has not saved them yet.
     """
-    path = workspace.run_dir(run_id) / VALIDATION_IDS
-    if not path.is_file():
-        return np.empty(0, dtype=np.int64)
-    return np.load(path, allow_pickle=False).astype(np.int64)
+    return _load_ids(workspace.run_dir(run_id) / VALIDATION_IDS)
+
+
+def has_holdout(workspace: Workspace, run_id: int) -> bool:
+    """True when the run saved which held-out ids are its holdout (runs since schema 3)."""
+    return (workspace.run_dir(run_id) / HOLDOUT_IDS).is_file()
+
+
+def holdout_ids(workspace: Workspace, run_id: int) -> np.ndarray:
+    """The held-out ids a run calibrates and reports on (never used to choose its epoch).
+
+    A run saved before the holdout existed has only its validation ids, which chose its
+    epoch too; they are returned as the closest there is.
+    """
+    if has_holdout(workspace, run_id):
+        return _load_ids(workspace.run_dir(run_id) / HOLDOUT_IDS)
+    return validation_ids(workspace, run_id)
+
+
+def selection_ids(workspace: Workspace, run_id: int) -> np.ndarray:
+    """The held-out ids that chose a run's best epoch (all of them for an older run)."""
+    return np.setdiff1d(validation_ids(workspace, run_id),
+                        _load_ids(workspace.run_dir(run_id) / HOLDOUT_IDS))

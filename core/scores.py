@@ -1,9 +1,14 @@
 """Stored scores: each run's defect probabilities and embeddings in a dataset's workspace.
 
-Scores live in the ``scores`` table (one row per run and image id), embeddings in the run's
+Scores live in the ``scores`` table (one row per run, image id: the probability and the
+logit it came from, both float64), embeddings in the run's
 folder as ``embeddings.npy`` (float32 (n, D)) + ``embedding_ids.npy`` (int64 (n,)). This
 module only stores and reads them, without torch, so ranking, export and ``diesight runs``
 stay quick to start; ``core.scoring`` computes them.
+
+Rank and AUC by the logit (:func:`aligned_logits`): a probability carries less and, in
+float32, ties every part above a logit of ~16.6. Rows stored before the logit was kept
+(schema < 3) get it back from their probability.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import numpy as np
 from core.annotations import now_iso
 from core.atomic import atomic_write
 from core.dbarrays import align_by_id, query_array
+from core.metrics import logit
 from core.runs import RunRecord, list_runs, resolve_run
 from core.workspace import Workspace
 
@@ -30,8 +36,10 @@ def as_run(workspace: Workspace, run: RunRecord | int | str) -> RunRecord:
 
 
 def store_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores: np.ndarray,
-                 embeddings: np.ndarray) -> None:
+                 embeddings: np.ndarray, *, logits: np.ndarray | None = None) -> None:
     """Replace a run's stored scores and embeddings.
+
+    ``logits`` are the logits the scores came from (default: derived from the scores).
 
     The two ``.npy`` files are both written to temporary files before either replaces
     its old version, and the table is replaced in one transaction, so readers see either
@@ -39,11 +47,11 @@ def store_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     """
     image_ids = _checked_lengths(image_ids, scores, embeddings)
     _write_embeddings(workspace, run_id, image_ids, embeddings)
-    _write_scores(workspace, run_id, image_ids, scores, replace=True)
+    _write_scores(workspace, run_id, image_ids, scores, logits, replace=True)
 
 
 def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores: np.ndarray,
-                 embeddings: np.ndarray) -> None:
+                 embeddings: np.ndarray, *, logits: np.ndarray | None = None) -> None:
     """Add or replace the scores and embeddings of some images, keeping the run's others.
 
     Used to score only new images (a new lot, core.lots) without scoring the rest again.
@@ -66,7 +74,7 @@ def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     order = np.argsort(all_ids, kind="stable")  # stored ascending by id, like a full pass
     _write_embeddings(workspace, run_id, all_ids[order],
                       np.concatenate([old_embeddings[keep], embeddings])[order])
-    _write_scores(workspace, run_id, image_ids, scores, replace=False)
+    _write_scores(workspace, run_id, image_ids, scores, logits, replace=False)
 
 
 def _checked_lengths(image_ids, scores, embeddings) -> np.ndarray:
@@ -85,16 +93,22 @@ def _write_embeddings(workspace: Workspace, run_id: int, image_ids: np.ndarray,
         np.save(ids_file, image_ids)
 
 
-def _write_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores,
+def _write_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores, logits,
                   *, replace: bool) -> None:
     """Write score rows in one transaction; ``replace`` drops the run's other rows first."""
-    rows = zip([run_id] * len(image_ids), image_ids.tolist(),
-               np.asarray(scores, dtype=np.float64).tolist(), strict=True)
+    scores = np.asarray(scores, dtype=np.float64)
+    logits = logit(scores) if logits is None else np.asarray(logits, dtype=np.float64)
+    if len(logits) != len(scores):
+        raise ValueError("scores and logits must have the same length")
+    # SQLite keeps +-inf but not NaN; NULL means "derive it from the score" when read.
+    logit_values = [None if np.isnan(v) else v for v in logits.tolist()]
+    rows = zip([run_id] * len(image_ids), image_ids.tolist(), scores.tolist(), logit_values,
+               strict=True)
     with workspace.transaction() as con:
         if replace:
             con.execute("DELETE FROM scores WHERE run_id = ?", (run_id,))
-        con.executemany("INSERT OR REPLACE INTO scores (run_id, image_id, score) "
-                        "VALUES (?, ?, ?)", rows)
+        con.executemany("INSERT OR REPLACE INTO scores (run_id, image_id, score, logit) "
+                        "VALUES (?, ?, ?, ?)", rows)
         con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     (_scored_at_key(run_id), now_iso()))
 
@@ -140,6 +154,20 @@ def load_scores(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarr
     return table[:, 0].astype(np.int64), table[:, 1].copy()
 
 
+def load_logits(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """A run's stored logits (prior-corrected; derived from the score for older rows).
+
+    Returns:
+        (image_ids int64 ascending, logits float64), empty when the run has none.
+    """
+    table = query_array(workspace, "SELECT image_id, score, IFNULL(logit, 0), logit IS NULL "
+                                   "FROM scores WHERE run_id = ? ORDER BY image_id",
+                        (int(run_id),), columns=4)
+    logits, missing = table[:, 2].copy(), table[:, 3] == 1
+    logits[missing] = logit(table[missing, 1])
+    return table[:, 0].astype(np.int64), logits
+
+
 def aligned_scores(dataset, run_id: int) -> np.ndarray:
     """The run's scores aligned with the dataset's positions (NaN where an image has none).
 
@@ -152,6 +180,18 @@ def aligned_scores(dataset, run_id: int) -> np.ndarray:
     if len(ids) == 0:
         raise NoScoresError(no_scores_message(run_id))
     return align_by_id(dataset.image_ids, ids, scores, np.nan)
+
+
+def aligned_logits(dataset, run_id: int) -> np.ndarray:
+    """The run's logits aligned with the dataset's positions (NaN where an image has none).
+
+    Raises:
+        NoScoresError: the run has not scored this dataset.
+    """
+    ids, logits = load_logits(dataset.workspace, run_id)
+    if len(ids) == 0:
+        raise NoScoresError(no_scores_message(run_id))
+    return align_by_id(dataset.image_ids, ids, logits, np.nan)
 
 
 def load_embeddings(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:

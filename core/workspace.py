@@ -16,7 +16,7 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migrations by the version they lead to. A future schema change appends an entry;
 # opening an older workspace applies the missing ones in order.
@@ -85,6 +85,17 @@ _MIGRATIONS: dict[int, str] = {
         folder TEXT NOT NULL UNIQUE,        -- absolute path of the folder (never written to)
         added_at TEXT NOT NULL
     );
+    """,
+    # Honest numbers: each score's logit (float64, prior-corrected; probabilities saturate
+    # to 1.0 and tie the most confident parts), the priors a run's scores are corrected
+    # with, and the size of the holdout its reported figures come from. Rows stored
+    # before keep logit NULL (core.scores derives it from the score).
+    3: """
+    ALTER TABLE scores ADD COLUMN logit REAL;
+    ALTER TABLE runs ADD COLUMN train_prior REAL;    -- bad share of the training draws
+    ALTER TABLE runs ADD COLUMN defect_rate REAL;    -- bad share of the labelled images
+    ALTER TABLE runs ADD COLUMN holdout_good INTEGER;
+    ALTER TABLE runs ADD COLUMN holdout_bad INTEGER;
     """,
 }
 

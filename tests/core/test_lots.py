@@ -182,7 +182,7 @@ def test_a_version_1_workspace_migrates_and_keeps_its_data(tmp_path):
     con.close()
 
     workspace = Workspace(path)
-    assert SCHEMA_VERSION == 2 and workspace.schema_version() == 2
+    assert workspace.schema_version() == SCHEMA_VERSION
     assert workspace.get_meta("image_height") == "72"
     assert list_lots(workspace) == []
 
