@@ -17,7 +17,7 @@ import numpy as np
 
 from core.annotations import UNLABELLED, current_labels, flagged_mask
 from core.runs import validation_ids
-from core.scores import aligned_scores
+from core.scores import aligned_logits, aligned_scores
 
 FILTERS = ("all", "bad", "good", "unlabelled", "flagged", "disagreements")
 VALIDATION_SPLIT = "validation"
@@ -97,7 +97,9 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
                   split: str | None = None) -> Ranking:
     """The dataset's images ranked by the run's score, highest first, optionally filtered.
 
-    Ties keep ascending image id, so the order is stable between calls.
+    The order is by logit, which keeps very confident parts apart where their
+    probabilities round to the same value; ties keep ascending image id, so the order is
+    stable between calls.
 
     Args:
         dataset: an opened ``core.dataset.Dataset``.
@@ -121,6 +123,7 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
     workspace = dataset.workspace
     image_ids = np.asarray(dataset.image_ids, dtype=np.int64)
     scores = aligned_scores(dataset, run_id)
+    logits = aligned_logits(dataset, run_id)
     labels = current_labels(workspace, image_ids)
     flagged = flagged_mask(workspace, image_ids)
     predictions = (scores >= threshold).astype(np.int8)
@@ -129,7 +132,7 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
     selected &= split_mask(dataset, run_id, split)
     scored = ~np.isnan(scores)
     positions = np.flatnonzero(selected & scored)
-    order = np.lexsort((image_ids[positions], -scores[positions]))
+    order = np.lexsort((image_ids[positions], -logits[positions]))
     positions = positions[order]
     return Ranking(positions, image_ids[positions], scores[positions], labels[positions],
                    predictions[positions], flagged[positions], float(threshold),

@@ -2,9 +2,13 @@
 
 Every present image (train, validation, test, unlabelled) goes once through the run's best
 checkpoint, in batches under ``torch.inference_mode()``, at the run's image size and with
-the trainer's own image preparation (``core.training.data``), so scores match what the
-trainer validated. ``forward_with_embedding`` gives the logit and the penultimate
-activations from the same pass.
+the trainer's own image preparation (``core.training.data``) and the trainer's own forward
+pass (``core.training.predict.predict``: fp32, prior-corrected), so the stored scores are
+exactly the numbers the trainer validated with. ``forward_with_embedding`` gives the logit
+and the penultimate activations from the same pass.
+
+Each image gets its logit (float64, corrected from the training draws' class balance to
+the run's labelled defect rate) and its probability, computed from the logit in float64.
 
 Results are stored per run in the workspace: the ``scores`` table (replaced in one
 transaction) and ``runs/<id>/embeddings.npy`` + ``embedding_ids.npy`` (atomic writes).
@@ -25,22 +29,26 @@ import numpy as np
 import torch
 
 from core.checkpoint import load_model_from_run
+from core.metrics import sigmoid
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 from core.runs import RunRecord
 from core.scores import (  # noqa: F401  (re-exported: the storage half of scoring)
     EMBEDDING_IDS_FILE,
     EMBEDDINGS_FILE,
     NoScoresError,
+    aligned_logits,
     aligned_scores,
     as_run,
     has_scores,
     load_embeddings,
+    load_logits,
     load_scores,
     merge_scores,
     scored_at,
     store_scores,
 )
-from core.training.data import normalise, prepare_images
+from core.training.data import prepare_images
+from core.training.predict import place_model, predict
 from core.training.trainer import select_device
 
 # Inference keeps no activations for a backward pass, so batches can be larger than in
@@ -58,6 +66,7 @@ class ScoreResult:
         image_ids: int64 (n,) image ids.
         scores: float64 (n,) defect probabilities, sigmoid of the logit.
         embeddings: float32 (n, D) penultimate activations.
+        logits: float64 (n,) prior-corrected logits (what ranking and AUC use).
         device: the torch device used.
         seconds: wall time of the pass (image preparation and network).
     """
@@ -68,6 +77,7 @@ class ScoreResult:
     embeddings: np.ndarray
     device: str = "cpu"
     seconds: float = 0.0
+    logits: np.ndarray | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -111,16 +121,18 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
 
     started = time.perf_counter()
     model, config = load_model_from_run(run)
-    model.to(torch_device).eval()
-    scores, embeddings = _score_all(dataset, positions, model, config.input_shape,
-                                    torch_device, batch, progress, cancel)
+    place_model(model, torch_device).eval()
+    logits, embeddings = _score_all(dataset, positions, model, config.input_shape,
+                                    torch_device, batch, progress, cancel, run.logit_offset)
     check_cancel(cancel)
+    scores = sigmoid(logits)
     store = store_scores if only_ids is None else merge_scores
-    store(dataset.workspace, run.id, image_ids, scores, embeddings)
+    store(dataset.workspace, run.id, image_ids, scores, embeddings, logits=logits)
     seconds = time.perf_counter() - started
     report(progress, "score", len(image_ids), len(image_ids),
            f"{len(image_ids)} images scored in {seconds:.1f} s")
-    return ScoreResult(run.id, image_ids, scores, embeddings, str(torch_device), seconds)
+    return ScoreResult(run.id, image_ids, scores, embeddings, str(torch_device), seconds,
+                       logits)
 
 
 def _positions_to_score(dataset, only_ids) -> np.ndarray:
@@ -139,14 +151,14 @@ def _positions_to_score(dataset, only_ids) -> np.ndarray:
     return positions
 
 
-def _forward_unless_out_of_memory(model, images: torch.Tensor):
-    """(logits, embeddings), or None when the GPU ran out of memory.
+def _forward_unless_out_of_memory(model, images: torch.Tensor, logit_offset: float):
+    """(logits, embeddings) from :func:`predict`, or None when the GPU ran out of memory.
 
     Returning instead of handling the error here lets the failed pass's activations, which
     the exception's traceback still references, be freed before the caller retries.
     """
     try:
-        return model.forward_with_embedding(normalise(images))
+        return predict(model, images, logit_offset)
     except torch.OutOfMemoryError:
         return None
 
@@ -164,11 +176,12 @@ def _smaller_batch(batch: int, device: torch.device, progress: ProgressFn | None
 
 def _score_all(dataset, positions: np.ndarray, model, image_size: tuple[int, int],
                device: torch.device, batch: int, progress: ProgressFn | None,
-               cancel: CancelCheck | None) -> tuple[np.ndarray, np.ndarray]:
-    """The batched forward passes over ``positions``; returns (scores float64 (n,),
-    embeddings float32 (n, D)) aligned with them."""
+               cancel: CancelCheck | None, logit_offset: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The batched forward passes over ``positions``; returns (prior-corrected logits
+    float64 (n,), embeddings float32 (n, D)) aligned with them."""
     n = len(positions)
-    scores = np.empty(n, dtype=np.float64)
+    logits = np.empty(n, dtype=np.float64)
     embeddings = np.empty((n, model.embedding_dim), dtype=np.float32)
     throttle = Throttle(0.25)
     started, start = time.perf_counter(), 0
@@ -179,15 +192,16 @@ def _score_all(dataset, positions: np.ndarray, model, image_size: tuple[int, int
             images = prepare_images(dataset, positions[start:stop], image_size, device,
                                     None, cancel)
             # prepare_images keeps the batch in CPU memory when the GPU is short of room.
-            outputs = _forward_unless_out_of_memory(model, images.to(device, non_blocking=True))
+            outputs = _forward_unless_out_of_memory(
+                model, images.to(device, non_blocking=True), logit_offset)
             if outputs is None:
                 batch = _smaller_batch(batch, device, progress)
                 continue
-            logits, batch_embeddings = outputs
-            scores[start:stop] = torch.sigmoid(logits.float()).cpu().numpy()
-            embeddings[start:stop] = batch_embeddings.float().cpu().numpy()
+            batch_logits, batch_embeddings = outputs
+            logits[start:stop] = batch_logits.cpu().numpy()
+            embeddings[start:stop] = batch_embeddings.cpu().numpy()
             start = stop
             if throttle.ready(final=stop == n):
                 rate = stop / max(time.perf_counter() - started, 1e-9)
                 report(progress, "score", stop, n, f"{rate:.0f} images/s", images_per_s=rate)
-    return scores, embeddings
+    return logits, embeddings

@@ -8,6 +8,7 @@ training starts.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -53,15 +54,22 @@ class TrainConfig:
         sampler: 'B', 'S', 'shuffle' or 'weighted' (see ``SAMPLER_HELP``).
         per_class: draws per class per epoch for samplers 'B' and 'S'.
         augment: photometric jitter, noise and small translations on training batches.
-        val_fraction: share of each class held out for validation (stratified).
-        seed: seeds weight init, split, sampling and augmentation.
+        val_fraction: share of each class held out from training (stratified); the held-out
+            images are divided again into a selection part (chooses the epoch) and a
+            holdout part (the reported figures and the operating point).
+        seed: seeds weight init, sampling and augmentation (and the split, unless
+            ``split_seed`` is given).
+        split_seed: seeds only the train / selection / holdout split (None: ``seed``), so
+            the initial weights can vary while the images held out stay the same.
         device: 'auto' (CUDA when available), 'cuda' or 'cpu'.
         precision: 'auto' (bf16/fp16 on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16'.
         image_size: rows of the network input; width follows the 267:275 aspect ratio.
         early_stopping_patience: epochs without a better validation AUC before stopping
             (0 disables early stopping).
-        threshold: score at or above which a part is called defective (for escapes and
-            false calls).
+        threshold: prior-corrected probability at or above which a part is called
+            defective. None (the default): the run's operating point, the highest threshold
+            with no escapes among its holdout images (``core.metrics``); per-epoch figures
+            then use 0.5.
         num_threads: CPU threads for torch (None: all cores).
         weights: optional local file with pretrained weights for the model.
     """
@@ -78,11 +86,12 @@ class TrainConfig:
     augment: bool = True
     val_fraction: float = 0.2
     seed: int = 0
+    split_seed: int | None = None
     device: str = "auto"
     precision: str = "auto"
     image_size: int = NATIVE_ROWS
     early_stopping_patience: int = 5
-    threshold: float = 0.5
+    threshold: float | None = None
     num_threads: int | None = None
     weights: str | None = None
 
@@ -93,6 +102,11 @@ class TrainConfig:
     def input_shape(self) -> tuple[int, int]:
         """(rows, columns) of the network input."""
         return self.image_size, width_for_rows(self.image_size)
+
+    @property
+    def effective_split_seed(self) -> int:
+        """The seed that picks the split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def validate(self) -> None:
         """Raise ValueError with a clear message for any out-of-range setting."""
@@ -108,13 +122,15 @@ class TrainConfig:
         _at_least("early_stopping_patience", self.early_stopping_patience, 0)
         if self.num_threads is not None:
             _at_least("num_threads", self.num_threads, 1)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.split_seed is not None:
+            _at_least("split_seed", self.split_seed, 0)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        if not 0 <= self.threshold <= 1:
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
 
     # -- serialisation -------------------------------------------------------------

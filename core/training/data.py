@@ -9,7 +9,8 @@ operation, converted to float and normalised (and augmented) on the device.
 :func:`normalise` is the single definition of the network's input scaling; scoring uses it
 too, so a checkpoint always sees images scaled the way it was trained.
 
-Also here: the stratified train/validation split (:func:`split_train_val`).
+Also here: the stratified split of the labelled images into training, selection and holdout
+images (:func:`split_train_val`).
 """
 
 from __future__ import annotations
@@ -144,76 +145,137 @@ def batch_count(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
-# -- train / validation split ---------------------------------------------------------------
+# -- train / selection / holdout split ------------------------------------------------------
+
+# Share of each class of the held-out images that goes to the holdout (the rest selects).
+HOLDOUT_SHARE = 0.5
+# Each part of the held-out images needs a good and a bad image.
+MIN_HELD_OUT_PER_CLASS = 2
+# Salts the generator that divides the held-out images, so the held-out images themselves
+# are drawn exactly as before the division existed.
+_DIVIDE_SALT = 0x5E1EC7
+
 
 @dataclass
 class Split:
-    """Positions (into the dataset's per-image arrays) of the training and validation images.
+    """Positions (into the dataset's per-image arrays) of the training and held-out images.
+
+    The held-out images are divided in two, stratified: the *selection* images choose the
+    best epoch (and early stopping); the *holdout* images, never used for any choice during
+    training, give the run's reported figures and its operating point.
 
     Attributes:
         train: positions of the training images.
-        val: positions of the validation images.
-        source: 'val split' when the dataset's own labelled 'val' images were used,
-            'stratified' when they were held out from the train split.
+        selection: positions of the images that choose the epoch.
+        holdout: positions of the images that calibrate and report.
+        source: 'val split' when the dataset's own labelled 'val' images were held out,
+            'stratified' when they were held out from the train split, 'saved' when the
+            split was read back from a run.
     """
 
     train: np.ndarray
-    val: np.ndarray
+    selection: np.ndarray
+    holdout: np.ndarray
     source: str
+
+    @property
+    def val(self) -> np.ndarray:
+        """Every held-out position (selection and holdout), ascending."""
+        return np.sort(np.concatenate([self.selection, self.holdout]))
 
 
 def split_train_val(labels: np.ndarray, splits: np.ndarray, val_fraction: float,
                     seed: int) -> Split:
-    """Choose training and validation images among the labelled ones.
+    """Choose training, selection and holdout images among the labelled ones.
 
-    Uses the dataset's labelled 'val' images for validation when there are any (with both
-    classes); otherwise holds out ``val_fraction`` of each class of the labelled 'train'
-    images (at least one of each), chosen with a generator seeded by ``seed``. Test and
-    unlabelled images are never used.
+    Holds out the dataset's labelled 'val' images when there are at least two of each
+    class; otherwise ``val_fraction`` of each class of the labelled 'train' images (at
+    least two of each), chosen with a generator seeded by ``seed``. The held-out images
+    are then divided per class into selection and holdout (:func:`divide_held_out`). Test
+    and unlabelled images are never used.
 
     Raises:
-        ValueError: when there are too few labelled good or bad images to train and
-            validate.
+        ValueError: when there are too few labelled good or bad images to train, select
+            and calibrate.
     """
     labels = np.asarray(labels)
     splits = np.asarray(splits)
     train_pool = np.flatnonzero((splits == "train") & (labels >= 0))
     val_pool = np.flatnonzero((splits == "val") & (labels >= 0))
     _require_both_classes(labels[train_pool], "the train split", minimum=1)
-    if len(val_pool) and _has_both_classes(labels[val_pool]):
-        return Split(train=train_pool, val=val_pool, source="val split")
-    _require_both_classes(labels[train_pool], "the train split", minimum=2)
+    if len(val_pool) and _has_both_classes(labels[val_pool], MIN_HELD_OUT_PER_CLASS):
+        return divide_held_out(train_pool, val_pool, labels, seed, "val split")
+    _require_both_classes(labels[train_pool], "the train split",
+                          minimum=MIN_HELD_OUT_PER_CLASS + 1)
     generator = torch.Generator().manual_seed(seed)
     held_out = []
     for cls in (0, 1):
         members = train_pool[labels[train_pool] == cls]
-        k = min(len(members) - 1, max(1, int(round(len(members) * val_fraction))))
+        k = min(len(members) - 1,
+                max(MIN_HELD_OUT_PER_CLASS, int(round(len(members) * val_fraction))))
         picks = torch.randperm(len(members), generator=generator)[:k].numpy()
         held_out.append(members[picks])
     val = np.sort(np.concatenate(held_out))
     train = np.setdiff1d(train_pool, val, assume_unique=True)
-    return Split(train=train, val=val, source="stratified")
+    return divide_held_out(train, val, labels, seed, "stratified")
 
 
-def split_from_validation_ids(image_ids: np.ndarray, labels: np.ndarray, splits: np.ndarray,
-                              val_ids: np.ndarray) -> Split:
-    """Rebuild a run's split from its saved validation ids (for resume).
+def divide_held_out(train: np.ndarray, held_out: np.ndarray, labels: np.ndarray, seed: int,
+                    source: str) -> Split:
+    """Divide held-out positions per class into selection and holdout (HOLDOUT_SHARE of
+    each class to the holdout, at least one image of each class in each part)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + _DIVIDE_SALT)
+    holdout = []
+    for cls in (0, 1):
+        members = np.sort(held_out[labels[held_out] == cls])
+        k = min(len(members) - 1, max(1, int(round(len(members) * HOLDOUT_SHARE))))
+        holdout.append(members[torch.randperm(len(members), generator=generator)[:k].numpy()])
+    holdout = np.sort(np.concatenate(holdout))
+    selection = np.setdiff1d(held_out, holdout)
+    _require_both_classes(labels[selection], "the selection images", minimum=1)
+    _require_both_classes(labels[holdout], "the holdout images", minimum=1)
+    return Split(train=np.asarray(train), selection=selection, holdout=holdout, source=source)
 
-    Training images are the labelled train-split images that are not validation images;
-    validation ids whose images have vanished or lost their label are dropped.
+
+def split_from_saved_ids(image_ids: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                         val_ids: np.ndarray, holdout_ids: np.ndarray | None = None,
+                         seed: int = 0) -> Split:
+    """Rebuild a run's split from its saved ids (resume, replay), whatever the labels now.
+
+    Training images are the labelled train-split images that are not held out; held-out
+    ids whose images have vanished or lost their label are dropped. ``holdout_ids`` None
+    (a run saved before the holdout existed): the saved images are divided now, with
+    ``seed``.
     """
     image_ids = np.asarray(image_ids)
     labels = np.asarray(labels)
     in_val = np.isin(image_ids, val_ids) & (labels >= 0)
-    val = np.flatnonzero(in_val)
     train = np.flatnonzero((np.asarray(splits) == "train") & (labels >= 0) & ~in_val)
-    _require_both_classes(labels[val], "the saved validation images", minimum=1)
     _require_both_classes(labels[train], "the training images", minimum=1)
-    return Split(train=train, val=val, source="saved")
+    if holdout_ids is None:
+        return divide_held_out(train, np.flatnonzero(in_val), labels, seed, "saved")
+    in_holdout = in_val & np.isin(image_ids, holdout_ids)
+    selection, holdout = np.flatnonzero(in_val & ~in_holdout), np.flatnonzero(in_holdout)
+    _require_both_classes(labels[selection], "the saved selection images", minimum=1)
+    _require_both_classes(labels[holdout], "the saved holdout images", minimum=1)
+    return Split(train=train, selection=selection, holdout=holdout, source="saved")
 
 
-def _has_both_classes(labels: np.ndarray) -> bool:
-    return bool((labels == 0).any() and (labels == 1).any())
+def split_from_validation_ids(image_ids: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                              val_ids: np.ndarray) -> Split:
+    """:func:`split_from_saved_ids` for a run that saved only its validation ids."""
+    return split_from_saved_ids(image_ids, labels, splits, val_ids)
+
+
+def labelled_bad_share(labels: np.ndarray) -> float:
+    """The bad share of the labelled images: the defect rate scores are corrected to."""
+    labels = np.asarray(labels)
+    labelled = int((labels >= 0).sum())
+    return float((labels == 1).sum() / labelled) if labelled else float("nan")
+
+
+def _has_both_classes(labels: np.ndarray, minimum: int = 1) -> bool:
+    return bool((labels == 0).sum() >= minimum and (labels == 1).sum() >= minimum)
 
 
 def _require_both_classes(labels: np.ndarray, where: str, minimum: int) -> None:

@@ -106,3 +106,16 @@ def positive_weight(labels: np.ndarray) -> float:
     """BCE ``pos_weight`` that makes bad parts count as much as good ones in total."""
     counts = class_counts(labels)
     return counts.good / counts.bad if counts.bad else 1.0
+
+
+def training_prior(sampler: str, labels: np.ndarray, per_class: int) -> float:
+    """The bad share the loss sees per epoch: the class prior the network's logits learn.
+
+    0.5 for the balanced samplers (B, and S while both classes fill ``per_class``) and for
+    'weighted' (its loss weight makes the bad parts count as much as the good ones); the
+    training set's own bad share for 'shuffle'.
+    """
+    if sampler == "weighted":
+        return 0.5
+    draws = draws_per_class(sampler, labels, per_class)
+    return draws[1] / (draws[0] + draws[1])

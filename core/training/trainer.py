@@ -2,20 +2,31 @@
 
 What a run does, in order:
 
-1. Split the labelled images into training and validation sets (stratified; the
-   dataset's own labelled 'val' images when it has any) and save the validation ids.
+1. Split the labelled images into training and held-out images (stratified; the dataset's
+   own labelled 'val' images when it has any), divide the held-out ones into *selection*
+   images (choose the epoch) and *holdout* images (report), and save both sets of ids.
+   A resumed run, or a replay given ``split_from``, reads the saved ids back instead.
 2. Resize the needed images once into a uint8 tensor (on the GPU when it fits); batches
    are built by indexing it, then normalised and augmented on the device.
 3. Per epoch: train on the sampler's draws (per-step cosine schedule after a short
-   warm-up), validate (loss, AUC, escapes and false calls at ``config.threshold``),
-   write ``best.pt`` when the validation AUC improves (ties: lower validation loss)
-   and ``last.pt`` always, record the epoch in the database, and stop early after
-   ``early_stopping_patience`` epochs without improvement.
+   warm-up), validate on the selection images (loss, AUC, escapes and false calls at
+   ``config.threshold``, 0.5 when it is left to the operating point), write ``best.pt``
+   when the selection AUC improves (ties: lower loss) and ``last.pt`` always, record the
+   epoch in the database, and stop early after ``early_stopping_patience`` epochs without
+   improvement. While training, the run's row shows the best epoch's selection figures.
+4. At the end (finished, or cancelled with a best epoch): score the holdout images with
+   ``best.pt`` and record the run's AUC, loss, escapes and false calls from them, at the
+   config's threshold or, when it is None, at the operating point placed on the holdout
+   (no escapes, ``core.metrics.threshold_for_max_escapes``).
+
+Every score (validation, holdout, and later ``core.scoring``) comes from
+``core.training.predict.predict``: fp32, and prior-corrected from the training draws'
+class balance to the labelled defect rate, so all of them are the same numbers.
 
 Progress events (``core.progress.Progress``) sent to ``progress``:
 
-* ``'start'``: once; data {run_id, config, device, parameters, train_images, val_images,
-  start_epoch}.
+* ``'start'``: once; data {run_id, config, device, parameters, train_images, val_images
+  (selection + holdout), selection_images, holdout_images, start_epoch}.
 * ``'notice'``: a sentence for the user (sampler caps, out-of-memory back-off, early stop).
 * ``'prepare'``: images resized so far (from :func:`prepare_images`).
 * ``'train'``: done/total batches of the epoch; data {epoch, epochs, batch, loss,
@@ -44,7 +55,13 @@ import torch
 from torch import nn
 
 from core.checkpoint import CheckpointError, load_checkpoint, load_state_into, save_checkpoint
-from core.metrics import confusion_at, roc_auc
+from core.metrics import (
+    confusion_at,
+    prior_logit_offset,
+    roc_auc,
+    sigmoid,
+    threshold_for_max_escapes,
+)
 from core.models import create_model
 from core.progress import Cancelled, Throttle, check_cancel, report
 from core.runs import (
@@ -54,6 +71,8 @@ from core.runs import (
     create_run,
     delete_epochs_from,
     get_run,
+    has_holdout,
+    holdout_ids,
     record_epoch,
     save_validation_ids,
     update_run,
@@ -66,18 +85,21 @@ from core.training.data import (
     Split,
     batch_count,
     iterate_batches,
+    labelled_bad_share,
     normalise_unit,
     prepare_images,
-    split_from_validation_ids,
+    split_from_saved_ids,
     split_train_val,
     to_unit,
 )
+from core.training.predict import place_model, predict
 from core.training.samplers import (
     epoch_generator,
     epoch_indices,
     epoch_length,
     positive_weight,
     sampler_notes,
+    training_prior,
 )
 
 BEST = "best.pt"
@@ -89,6 +111,9 @@ MAX_WARMUP_STEPS = 500
 FINAL_LR_SHARE = 0.01
 # BatchNorm needs two images to normalise over; the out-of-memory back-off stops here.
 MIN_MICRO_BATCH = 2
+# Per-epoch escapes and false calls are counted here when the run's threshold is left to
+# the operating point (which only the holdout, after training, places).
+EPOCH_THRESHOLD = 0.5
 
 
 # -- device and precision -------------------------------------------------------------------
@@ -240,10 +265,11 @@ class Context:
 
     config: TrainConfig
     device: torch.device
-    images: torch.Tensor          # (N, 1, H, W) uint8: training rows first, then validation
+    images: torch.Tensor          # (N, 1, H, W) uint8: training, selection, holdout rows
     targets: torch.Tensor         # (N,) float 0/1 labels of ``images``, on the device
     train_rows: np.ndarray        # rows of ``images`` used for training
-    val_rows: np.ndarray          # rows of ``images`` used for validation
+    val_rows: np.ndarray          # rows of ``images`` that choose the epoch (selection)
+    holdout_rows: np.ndarray      # rows of ``images`` that report (never choose anything)
     train_labels: np.ndarray      # 0/1 labels of the training rows (for the sampler)
     step: GradientStep
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -252,6 +278,7 @@ class Context:
     channels_last: bool = False
     epoch_seconds: list[float] = field(default_factory=list)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+    logit_offset: float = 0.0     # the prior correction (core.metrics.prior_logit_offset)
 
     def inputs(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """uint8 batch -> network input; augmented when a generator is given."""
@@ -263,6 +290,9 @@ class Context:
 
     def targets_of(self, rows: np.ndarray) -> torch.Tensor:
         return self.targets[torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)]
+
+    def labels_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.targets_of(rows).cpu().numpy().astype(np.int64)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         cfg = self.config
@@ -313,29 +343,47 @@ def train_one_epoch(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, 
     return loss_sum.item() / max(1, seen), seen / elapsed if elapsed > 0 else 0.0
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, np.ndarray]:
-    """Score the validation images; returns (mean BCE loss, defect probabilities).
+    """Score the selection images; returns (mean BCE loss, prior-corrected logits float64).
 
-    The loss is unweighted (natural class mix) so it is comparable across samplers.
+    The loss is unweighted (natural class mix) and taken on the corrected logits, so it is
+    comparable across samplers.
+    """
+    throttle = Throttle(0.25)
+
+    def before_batch(i: int, total: int) -> None:
+        check_cancel(ctx.cancel)
+        if throttle.ready(final=i == total):
+            report(ctx.progress, "validate", i, total, f"validating epoch {epoch}",
+                   epoch=epoch, epochs=ctx.config.epochs)
+
+    logits = predict_rows(model, ctx, ctx.val_rows, before_batch)
+    return _loss(logits, ctx, ctx.val_rows), logits.cpu().numpy()
+
+
+def predict_rows(model: nn.Module, ctx: Context, rows: np.ndarray,
+                 before_batch=None) -> torch.Tensor:
+    """Prior-corrected logits (float64, on the device) of ``rows`` of ``ctx.images``, through
+    the same :func:`core.training.predict.predict` that scoring uses.
+
+    ``before_batch(i, total)`` runs before each batch (cancel checks, progress).
     """
     model.eval()
     # No gradients: twice the batch fits (the micro-batch, after an out-of-memory back-off).
     batch_size = ctx.step.micro_batch * 2
-    total = batch_count(len(ctx.val_rows), batch_size)
-    logits, throttle = [], Throttle(0.25)
-    for i, (batch, _rows) in enumerate(iterate_batches(ctx.images, ctx.val_rows, batch_size,
+    total = batch_count(len(rows), batch_size)
+    logits = []
+    for i, (batch, _rows) in enumerate(iterate_batches(ctx.images, rows, batch_size,
                                                        ctx.device), start=1):
-        check_cancel(ctx.cancel)
-        with ctx.step.autocast():
-            logits.append(model(ctx.inputs(batch, None)).float())
-        if throttle.ready(final=i == total):
-            report(ctx.progress, "validate", i, total, f"validating epoch {epoch}",
-                   epoch=epoch, epochs=ctx.config.epochs)
-    logits = torch.cat(logits)
-    targets = ctx.targets_of(ctx.val_rows)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, targets)
-    return float(loss), torch.sigmoid(logits).cpu().numpy()
+        if before_batch is not None:
+            before_batch(i, total)
+        logits.append(predict(model, batch, ctx.logit_offset)[0])
+    return torch.cat(logits)
+
+
+def _loss(logits: torch.Tensor, ctx: Context, rows: np.ndarray) -> float:
+    targets = ctx.targets_of(rows).double()
+    return float(nn.functional.binary_cross_entropy_with_logits(logits, targets))
 
 
 def _eta(ctx: Context, epoch: int, elapsed: float, done: int, total: int) -> float:
@@ -366,7 +414,7 @@ class _State:
 
 
 def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=None,
-          resume_run: int | None = None) -> RunRecord:
+          resume_run: int | None = None, split_from: int | None = None) -> RunRecord:
     """Train a model on a dataset's labelled images and record the run.
 
     Args:
@@ -377,9 +425,13 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
         cancel: returns True to stop; checked before every batch.
         resume_run: id of a cancelled, interrupted or failed run to continue from its
             ``last.pt`` (the next epoch on, optimizer/scheduler/RNG state restored).
+        split_from: id of a run whose saved training / selection / holdout ids this new
+            run reuses (a replay), whatever the labels or the seed say now. A run without
+            saved ids (imported) is ignored: the split is drawn as usual.
 
     Returns:
-        The run's record: status 'finished', or 'cancelled' when ``cancel`` stopped it.
+        The run's record: status 'finished', or 'cancelled' when ``cancel`` stopped it;
+        its AUC, escapes and false calls measured on the holdout (see the module doc).
 
     Raises:
         ValueError: bad settings, too few labelled images, or a run that cannot resume.
@@ -407,17 +459,24 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
     def seconds() -> float:
         return previous_seconds + time.perf_counter() - started
 
+    model_ready = False
     try:
-        split = _split_for(dataset, config, run_id, resumed=resume_run is not None)
+        split = _split_for(dataset, config, run_id, resume_run if resume_run is not None
+                           else split_from, own=resume_run is not None)
         ctx = _build_context(dataset, config, device, model, split, progress, cancel)
+        ctx.logit_offset = _record_priors(workspace, run_id, dataset, ctx)
         state = _State()
         if resume_run is not None:
             state = _restore(model, ctx, workspace.run_dir(run_id) / LAST, run_id, workspace)
+        model_ready = True
         _announce(progress, run_id, config, device_name, parameters, split, state, ctx)
         _run_epochs(model, ctx, workspace, run_id, state)
+        _calibrate(model, ctx, workspace, run_id)
         update_run(workspace, run_id, status="finished", train_seconds=seconds(),
                    message=_finish_message(state, config))
     except Cancelled:
+        if model_ready:
+            _calibrate(model, ctx, workspace, run_id)  # a cancelled run can still be used
         update_run(workspace, run_id, status="cancelled", train_seconds=seconds(),
                    message=_stop_message("Cancelled", workspace, run_id))
     except BaseException as exc:
@@ -459,26 +518,48 @@ def _resume_config(saved: TrainConfig, given: TrainConfig | None) -> TrainConfig
     return saved.replace(**{name: getattr(given, name) for name in RUNTIME_FIELDS})
 
 
-def _split_for(dataset, config: TrainConfig, run_id: int, resumed: bool) -> Split:
-    if resumed:
-        saved = validation_ids(dataset.workspace, run_id)
-        if len(saved):
-            return split_from_validation_ids(dataset.image_ids, dataset.labels, dataset.splits,
-                                             saved)
-    split = split_train_val(dataset.labels, dataset.splits, config.val_fraction, config.seed)
-    save_validation_ids(dataset.workspace, run_id, np.asarray(dataset.image_ids)[split.val])
+def _split_for(dataset, config: TrainConfig, run_id: int, saved_by: int | None,
+               own: bool) -> Split:
+    """The run's split: read back from run ``saved_by`` when it saved one, else drawn with
+    the config's split seed; saved with the run either way (``own``: its own saved ids)."""
+    workspace = dataset.workspace
+    saved = validation_ids(workspace, saved_by) if saved_by is not None else ()
+    if len(saved):
+        holdout = holdout_ids(workspace, saved_by) if has_holdout(workspace, saved_by) \
+            else None
+        split = split_from_saved_ids(dataset.image_ids, dataset.labels, dataset.splits,
+                                     saved, holdout, config.effective_split_seed)
+        if own and holdout is not None:
+            return split
+    else:
+        split = split_train_val(dataset.labels, dataset.splits, config.val_fraction,
+                                config.effective_split_seed)
+    ids = np.asarray(dataset.image_ids)
+    save_validation_ids(workspace, run_id, ids[split.val], holdout_ids=ids[split.holdout])
     return split
+
+
+def _record_priors(workspace, run_id: int, dataset, ctx: Context) -> float:
+    """Store (once per run) the training prior and the labelled defect rate; returns the
+    logit offset between them. A resumed run keeps the priors it started with."""
+    run = get_run(workspace, run_id)
+    train_prior, defect_rate = run.train_prior, run.defect_rate
+    if train_prior is None or defect_rate is None:
+        cfg = ctx.config
+        train_prior = training_prior(cfg.sampler, ctx.train_labels, cfg.per_class)
+        defect_rate = labelled_bad_share(dataset.labels)
+        update_run(workspace, run_id, train_prior=train_prior, defect_rate=defect_rate)
+    return prior_logit_offset(defect_rate, train_prior)
 
 
 def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn.Module,
                    split: Split, progress, cancel) -> Context:
-    positions = np.concatenate([split.train, split.val])
+    positions = np.concatenate([split.train, split.selection, split.holdout])
     images = prepare_images(dataset, positions, config.input_shape, device, progress, cancel)
     labels = np.asarray(dataset.labels)[positions].astype(np.float32)
     train_labels = labels[: len(split.train)].astype(np.int64)
     channels_last = device.type == "cuda"
-    model.to(device, memory_format=torch.channels_last if channels_last else
-             torch.contiguous_format)
+    place_model(model, device)
     pos_weight = None
     if config.sampler == "weighted":
         pos_weight = torch.tensor(positive_weight(train_labels), device=device)
@@ -492,7 +573,9 @@ def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn
     return Context(config=config, device=device, images=images,
                    targets=torch.from_numpy(labels).to(device),
                    train_rows=np.arange(len(split.train)),
-                   val_rows=np.arange(len(split.train), len(positions)),
+                   val_rows=np.arange(len(split.train), len(split.train) + len(split.selection)),
+                   holdout_rows=np.arange(len(split.train) + len(split.selection),
+                                          len(positions)),
                    train_labels=train_labels, step=step,
                    scheduler=build_scheduler(optimizer, config, steps), progress=progress,
                    cancel=cancel, channels_last=channels_last,
@@ -504,10 +587,11 @@ def _announce(progress, run_id: int, config: TrainConfig, device_name: str, para
     resumed = f", resuming at epoch {state.start_epoch}" if state.start_epoch > 1 else ""
     report(progress, "start", message=(
         f"Run {run_id}: {config.model} ({parameters:,} parameters) on {device_name}; "
-        f"{len(split.train)} training / {len(split.val)} validation images "
-        f"({split.source}){resumed}"),
+        f"{len(split.train)} training / {len(split.selection)} selection / "
+        f"{len(split.holdout)} holdout images ({split.source}){resumed}"),
         run_id=run_id, config=config.to_dict(), device=device_name, parameters=parameters,
         train_images=len(split.train), val_images=len(split.val),
+        selection_images=len(split.selection), holdout_images=len(split.holdout),
         start_epoch=state.start_epoch)
     for note in sampler_notes(config.sampler, ctx.train_labels, config.per_class):
         report(progress, "notice", message=note)
@@ -543,22 +627,50 @@ def _run_epochs(model: nn.Module, ctx: Context, workspace, run_id: int, state: _
 
 
 def _epoch_record(run_id: int, epoch: int, train_loss: float, val_loss: float,
-                  scores: np.ndarray, speed: float, ctx: Context) -> EpochRecord:
-    labels = ctx.targets_of(ctx.val_rows).cpu().numpy().astype(np.int64)
-    confusion = confusion_at(scores, labels, ctx.config.threshold)
+                  logits: np.ndarray, speed: float, ctx: Context) -> EpochRecord:
+    labels = ctx.labels_of(ctx.val_rows)
+    threshold = EPOCH_THRESHOLD if ctx.config.threshold is None else ctx.config.threshold
+    confusion = confusion_at(sigmoid(logits), labels, threshold)
+    # AUC by logit: probabilities of very confident parts can round to the same value.
     return EpochRecord(run_id=run_id, epoch=epoch, train_loss=train_loss, val_loss=val_loss,
-                       val_auc=roc_auc(scores, labels), escapes=confusion.escapes,
+                       val_auc=roc_auc(logits, labels), escapes=confusion.escapes,
                        false_calls=confusion.false_calls, images_per_s=speed,
                        seconds=ctx.epoch_seconds[-1])
 
 
 def _record_best(workspace, run_id: int, state: _State, run_dir) -> None:
-    """Copy the best epoch's metrics to the run row (kept current in case of a kill)."""
+    """Copy the best epoch's selection metrics to the run row while it trains (kept current
+    in case of a kill); :func:`_calibrate` replaces them with the holdout's at the end."""
     best = next((r for r in state.history if r.epoch == state.best_epoch), None)
     if best is not None:
         update_run(workspace, run_id, best_epoch=best.epoch, val_auc=best.val_auc,
                    val_loss=best.val_loss, escapes=best.escapes,
                    false_calls=best.false_calls, checkpoint=run_dir / BEST)
+
+
+def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int) -> None:
+    """Measure ``best.pt`` on the holdout: the run's reported figures and its threshold.
+
+    The holdout chose nothing during training, so its AUC and escapes are not flattered
+    by the choice of epoch. Without a configured threshold the run's threshold is the
+    operating point: no holdout escapes, placed midway (in logit space) below the lowest
+    bad score.
+    """
+    best = workspace.run_dir(run_id) / BEST
+    if not best.is_file():
+        return
+    load_state_into(model, load_checkpoint(best)["model"], str(best))
+    logits_t = predict_rows(model, ctx, ctx.holdout_rows)
+    logits, labels = logits_t.cpu().numpy(), ctx.labels_of(ctx.holdout_rows)
+    scores = sigmoid(logits)
+    threshold = ctx.config.threshold
+    if threshold is None:
+        threshold = threshold_for_max_escapes(scores, labels, 0)
+    confusion = confusion_at(scores, labels, threshold)
+    update_run(workspace, run_id, val_auc=roc_auc(logits, labels),
+               val_loss=_loss(logits_t, ctx, ctx.holdout_rows), threshold=threshold,
+               escapes=confusion.escapes, false_calls=confusion.false_calls,
+               holdout_good=int((labels == 0).sum()), holdout_bad=int((labels == 1).sum()))
 
 
 def _report_epoch(ctx: Context, record: EpochRecord, state: _State, improved: bool,
@@ -591,6 +703,7 @@ def _checkpoint(model: nn.Module, ctx: Context, epoch: int, state: _State) -> di
             "scheduler": ctx.scheduler.state_dict(),
             "scaler": ctx.step.scaler.state_dict() if ctx.step.scaler else None,
             "epoch": epoch, "config": ctx.config.to_dict(), "best_auc": state.best_key[0],
+            "logit_offset": ctx.logit_offset,
             "best_loss": -state.best_key[1], "best_epoch": state.best_epoch,
             "stale_epochs": state.stale_epochs, "rng": rng,
             "history": [r.to_dict() for r in state.history]}

@@ -14,6 +14,7 @@ from core.runs import list_runs
 from core.scoring import (
     EMBEDDINGS_FILE,
     NoScoresError,
+    aligned_logits,
     aligned_scores,
     load_embeddings,
     load_scores,
@@ -178,3 +179,56 @@ def test_out_of_memory_on_a_single_image_is_a_clear_error(dataset, run, monkeypa
     monkeypatch.setattr("core.scoring.load_model_from_run", load_always_oom)
     with pytest.raises(RuntimeError, match="Out of GPU memory scoring a single image"):
         score_dataset(dataset, run, device="cpu", batch_size=4)
+
+
+def test_confident_parts_keep_distinct_scores_ranks_and_auc(dataset, run):
+    """Logits 20 and 25: float32 probabilities would both be exactly 1.0 (a tie)."""
+    from core.metrics import roc_auc, sigmoid
+    from core.ranking import ranked_images
+
+    n = len(dataset.image_ids)
+    logits = np.linspace(-3, 3, n)
+    first, second = 2, 5  # the good part at logit 20, the bad one at 25
+    logits[[first, second]] = 20.0, 25.0
+    labels = np.zeros(n, dtype=int)
+    labels[second] = 1
+    store_scores(dataset.workspace, run.id, dataset.image_ids, sigmoid(logits),
+                 np.zeros((n, 32), np.float32), logits=logits)
+
+    ids, scores = load_scores(dataset.workspace, run.id)
+    assert scores[first] < scores[second] < 1.0
+    assert np.array_equal(aligned_logits(dataset, run.id), logits)
+    ranking = ranked_images(dataset, run.id)
+    assert ranking.positions[:2].tolist() == [second, first]
+    assert roc_auc(aligned_logits(dataset, run.id), labels) == 1.0
+    tied = torch.sigmoid(torch.tensor(logits, dtype=torch.float32)).numpy()
+    assert roc_auc(tied, labels) < 1.0  # what the float32 probabilities gave
+
+
+def test_a_version_2_workspace_migrates_its_scores_and_runs(tmp_path):
+    import sqlite3
+
+    from core.runs import get_run
+    from core.scores import load_logits
+    from core.workspace import _MIGRATIONS, SCHEMA_VERSION, Workspace
+
+    path = tmp_path / "v2"
+    path.mkdir()
+    con = sqlite3.connect(path / "diesight.sqlite")
+    con.executescript("BEGIN;" + _MIGRATIONS[1] + _MIGRATIONS[2]
+                      + "; PRAGMA user_version = 2; COMMIT;")
+    con.execute("INSERT INTO runs (id, created_at, model, config_json, status, threshold) "
+                "VALUES (1, 'then', 'tiny', '{\"threshold\": 0.5}', 'finished', 0.5)")
+    con.executemany("INSERT INTO scores (run_id, image_id, score) VALUES (1, ?, ?)",
+                    [(0, 0.8), (1, 1.0)])
+    con.commit()
+    con.close()
+
+    workspace = Workspace(path)
+    assert SCHEMA_VERSION == 3 and workspace.schema_version() == 3
+    ids, logits = load_logits(workspace, 1)  # derived from the old probabilities
+    assert ids.tolist() == [0, 1]
+    assert logits[0] == pytest.approx(np.log(0.8 / 0.2)) and logits[1] == np.inf
+    run = get_run(workspace, 1)
+    assert run.threshold == 0.5 and run.config.threshold == 0.5
+    assert run.train_prior is None and run.logit_offset == 0.0 and run.holdout_bad is None

@@ -19,9 +19,17 @@ from torch import nn
 
 import core.training.trainer as trainer
 from core.checkpoint import CheckpointError, load_checkpoint, load_model_from_run
+from core.metrics import confusion_at, roc_auc, sigmoid, threshold_for_max_escapes
 from core.models import DefectModel
 from core.progress import Progress
-from core.runs import epochs, get_run, list_runs, validation_ids
+from core.runs import (
+    epochs,
+    get_run,
+    holdout_ids,
+    list_runs,
+    selection_ids,
+    validation_ids,
+)
 from core.training import TrainConfig, train
 from core.training.augment import AugmentSettings, augment_batch, translate
 from core.training.data import (
@@ -144,6 +152,10 @@ def test_config_round_trips_and_rejects_unknown_keys():
     ({"val_fraction": 1.0}, "val_fraction"),
     ({"image_size": 32}, "image_size"),
     ({"lr": 0}, "lr must be positive"),
+    ({"lr": float("inf")}, "lr must be positive and finite"),
+    ({"lr": float("nan")}, "lr must be positive and finite"),
+    ({"threshold": float("nan")}, "threshold"),
+    ({"split_seed": -1}, "split_seed"),
 ])
 def test_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -249,7 +261,7 @@ def test_split_prefers_the_datasets_val_images_and_ignores_test_and_unlabelled(t
 
 def test_split_explains_missing_labels():
     labels = np.array([0, 0, 0, 1], dtype=np.int8)
-    with pytest.raises(ValueError, match="at least 2 good and 2 bad.*found 3 good and 1 bad"):
+    with pytest.raises(ValueError, match="at least 3 good and 3 bad.*found 3 good and 1 bad"):
         split_train_val(labels, np.array(["train"] * 4), 0.2, seed=0)
 
 
@@ -266,8 +278,10 @@ def test_tiny_run_lowers_loss_and_records_everything(tiny, data):
     assert history[-1].train_loss < history[0].train_loss
     assert all(e.images_per_s > 0 and e.seconds > 0 for e in history)
     best = max(history, key=lambda e: (e.val_auc, -e.val_loss))
-    assert (run.best_epoch, run.val_auc, run.escapes, run.false_calls) == \
-        (best.epoch, best.val_auc, best.escapes, best.false_calls)
+    assert run.best_epoch == best.epoch
+    # The run's figures are the holdout's (half the held-out images, per class).
+    assert (run.holdout_good, run.holdout_bad) == (12, 4)
+    assert run.escapes + run.false_calls >= 0 and run.threshold is not None
     assert run.val_auc > 0.9, "a bright spot is easy to find"
     run_dir = data.workspace.run_dir(run.id)
     assert run.checkpoint == run_dir / "best.pt" and (run_dir / "last.pt").is_file()
@@ -277,6 +291,10 @@ def test_tiny_run_lowers_loss_and_records_everything(tiny, data):
 
     val = validation_ids(data.workspace, run.id)
     assert len(val) == 32 and set(val) <= set(data.image_ids)
+    holdout, selection = holdout_ids(data.workspace, run.id), selection_ids(data.workspace,
+                                                                            run.id)
+    assert len(holdout) == len(selection) == 16 and not set(holdout) & set(selection)
+    assert set(holdout) | set(selection) == set(val)
 
     assert events.stage("start")[0].data["run_id"] == run.id
     train_events = events.stage("train")
@@ -385,7 +403,8 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_training(data, monkeypat
                 fired.append(inputs[0].shape[0])
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-        model.register_forward_pre_hook(fail_once_on_big_batches)
+        # On a submodule: validation calls forward_with_embedding, not the model itself.
+        model.features.register_forward_pre_hook(fail_once_on_big_batches)
         return model
 
     monkeypatch.setattr(trainer, "create_model", flaky_model)
@@ -501,6 +520,139 @@ def test_wrong_checkpoint_for_the_model_is_a_checkpoint_error(tiny, data):
         load_model_from_run(type(run)(**{**run.__dict__, "config": wrong}))
 
 
+# -- honest numbers -----------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_everywhere(monkeypatch):
+    """TinyNet for the trainer and for core.scoring (which builds models from the registry)."""
+    import core.models
+
+    monkeypatch.setattr(trainer, "create_model", tiny_model)
+    monkeypatch.setattr(core.models, "create_model", tiny_model)
+
+
+def capture_validation(monkeypatch) -> list[np.ndarray]:
+    """Record the selection logits of every epoch as the trainer computes them."""
+    seen, evaluate = [], trainer.evaluate
+
+    def recording(model, ctx, epoch):
+        loss, logits = evaluate(model, ctx, epoch)
+        seen.append(logits.copy())
+        return loss, logits
+
+    monkeypatch.setattr(trainer, "evaluate", recording)
+    return seen
+
+
+def stored(dataset, run_id: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, labels) that core.scoring stored for ``ids``."""
+    from core.scores import load_logits
+
+    all_ids, logits = load_logits(dataset.workspace, run_id)
+    positions = np.searchsorted(dataset.image_ids, ids)
+    return logits[np.searchsorted(all_ids, ids)], dataset.labels[positions].astype(int)
+
+
+def test_validation_scores_are_the_scoring_scores_even_after_bf16_training(
+        tiny_everywhere, data, monkeypatch):
+    """Training under bf16 autocast: validation still runs the fp32 pass scoring runs."""
+    from core.scoring import score_dataset
+
+    seen = capture_validation(monkeypatch)
+    run = train(data, tiny_config(epochs=1, precision="bf16"))
+    result = score_dataset(data, run, device="cpu", batch_size=7)
+    selection = selection_ids(data.workspace, run.id)
+    logits, _ = stored(data, run.id, selection)
+    # best.pt is epoch 1's model: the very numbers that chose it.
+    assert np.allclose(seen[0], logits, rtol=0, atol=1e-6)
+    positions = np.searchsorted(result.image_ids, selection)
+    assert np.array_equal(result.scores[positions], sigmoid(logits))
+
+
+def test_reported_figures_come_from_the_holdout_not_the_selection(tiny_everywhere, data,
+                                                                   monkeypatch):
+    from core.scoring import score_dataset
+
+    chosen_on, positions = [], {}
+    build, evaluate = trainer._build_context, trainer.evaluate
+
+    def keep_positions(dataset, config, device, model, split, *rest):
+        positions["of rows"] = np.concatenate([split.train, split.selection, split.holdout])
+        return build(dataset, config, device, model, split, *rest)
+
+    def recording(model, ctx, epoch):
+        chosen_on.append(data.image_ids[positions["of rows"][ctx.val_rows]])
+        return evaluate(model, ctx, epoch)
+
+    monkeypatch.setattr(trainer, "evaluate", recording)
+    monkeypatch.setattr(trainer, "_build_context", keep_positions)
+    run = train(data, tiny_config(epochs=3))
+    holdout = holdout_ids(data.workspace, run.id)
+    # No image that chose the epoch is among those the figures come from.
+    assert all(not set(ids) & set(holdout) for ids in chosen_on)
+    score_dataset(data, run, device="cpu")
+    logits, labels = stored(data, run.id, holdout)
+    assert (run.holdout_good, run.holdout_bad) == ((labels == 0).sum(), (labels == 1).sum())
+    assert run.val_auc == pytest.approx(roc_auc(logits, labels), abs=1e-12)
+    # The operating point (no threshold configured): no holdout escapes, with a margin.
+    assert run.config.threshold is None
+    assert run.threshold == pytest.approx(
+        threshold_for_max_escapes(sigmoid(logits), labels, 0), rel=1e-6)
+    at = confusion_at(sigmoid(logits), labels, run.threshold)
+    assert (run.escapes, run.false_calls) == (at.escapes, at.false_calls) and at.escapes == 0
+    assert run.threshold < sigmoid(logits[labels == 1]).min()
+
+
+def test_scores_are_corrected_to_the_labelled_defect_rate(tiny_everywhere, data):
+    from core.checkpoint import load_model_from_run
+    from core.scoring import score_dataset
+
+    run = train(data, tiny_config(epochs=1))
+    assert run.train_prior == 0.5  # sampler B: as many bad draws as good
+    assert run.defect_rate == pytest.approx(0.25)  # the synthetic set's bad share
+    result = score_dataset(data, run, device="cpu")
+    model, config = load_model_from_run(run)
+    images = prepare_images(data, np.arange(5), config.input_shape)
+    with torch.inference_mode():
+        raw = model(normalise(images)).double().numpy()
+    assert np.allclose(result.logits[:5] - raw, np.log(0.25 / 0.75), atol=1e-6)
+
+    plain = train(data, tiny_config(epochs=1, sampler="shuffle"))
+    training_labels = data.labels[~np.isin(data.image_ids, validation_ids(data.workspace,
+                                                                           plain.id))]
+    assert plain.train_prior == pytest.approx(training_labels.mean())
+
+
+def test_split_seed_keeps_the_held_out_images_while_the_seed_changes(tiny, data):
+    first = train(data, tiny_config(epochs=1, seed=1, split_seed=9))
+    second = train(data, tiny_config(epochs=1, seed=2, split_seed=9))
+    for ids in (validation_ids, holdout_ids):
+        assert np.array_equal(ids(data.workspace, first.id), ids(data.workspace, second.id))
+    # The initial weights did change.
+    assert [e.train_loss for e in epochs(data.workspace, first.id)] != \
+        [e.train_loss for e in epochs(data.workspace, second.id)]
+    by_seed = train(data, tiny_config(epochs=1, seed=9))
+    assert np.array_equal(validation_ids(data.workspace, by_seed.id),
+                          validation_ids(data.workspace, first.id))
+
+
+def test_replay_reuses_the_saved_split_after_a_relabel(tiny, data):
+    run = train(data, tiny_config(epochs=1))
+    saved_val = validation_ids(data.workspace, run.id)
+    saved_holdout = holdout_ids(data.workspace, run.id)
+    # Relabel a held-out good image as bad: drawn afresh, the split would change.
+    position = int(np.flatnonzero(np.isin(data.image_ids, saved_holdout)
+                                  & (data.labels == 0))[0])
+    data.labels[position] = 1
+    fresh = split_train_val(data.labels, data.splits, 0.2, seed=0)
+    assert not np.array_equal(data.image_ids[fresh.val], saved_val)
+
+    replay = train(data, run.config, split_from=run.id)
+    assert np.array_equal(validation_ids(data.workspace, replay.id), saved_val)
+    assert np.array_equal(holdout_ids(data.workspace, replay.id), saved_holdout)
+    assert replay.holdout_bad == run.holdout_bad + 1  # the labels are today's
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 
 def test_cli_train_replay_and_config(tiny, demo_folder, tmp_path, capsys):
@@ -520,7 +672,8 @@ def test_cli_train_replay_and_config(tiny, demo_folder, tmp_path, capsys):
     assert main(["train", str(demo_folder), "--config", str(tmp_path / "run.json")]) == 0
     workspace = Workspace.for_dataset(demo_folder)
     configs = [r.config for r in list_runs(workspace)]
-    assert configs[1] == saved.replace(seed=5) and configs[2] == saved
+    # A replay keeps the split: its split seed is the replayed run's (here its seed, 0).
+    assert configs[1] == saved.replace(seed=5, split_seed=0) and configs[2] == saved
     capsys.readouterr()
 
     assert main(["train", str(demo_folder), "--resume", "2"]) == 2
