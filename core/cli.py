@@ -584,7 +584,7 @@ _TRAIN_FLAGS = {
     "device": "device", "precision": "precision", "seed": "seed",
     "val_fraction": "val_fraction", "patience": "early_stopping_patience",
     "threshold": "threshold", "threads": "num_threads", "augment": "augment",
-    "weights": "weights",
+    "weights": "weights", "split_seed": "split_seed",
 }
 
 
@@ -622,6 +622,9 @@ def _add_train(sub) -> None:
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--seed", type=int)
+    p.add_argument("--split-seed", type=int,
+                   help="seed for the held-out images only (default: --seed); with --replay, "
+                        "draw a new split instead of reusing the run's saved one")
     p.add_argument("--val-fraction", type=float, help="share of each class for validation")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--threshold", type=float, help="score that calls a part bad")
@@ -651,6 +654,8 @@ def _train_config(args, workspace):
         config = TrainConfig.load(args.config)
     elif args.replay:
         config = resolve_run(workspace, args.replay).config
+        # The replay reuses the run's saved split (_replayed_split): say so in its config.
+        config = config.replace(split_seed=config.effective_split_seed)
     elif args.resume is not None:
         config = get_run(workspace, args.resume).config
     elif args.preset:
@@ -660,6 +665,16 @@ def _train_config(args, workspace):
     overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items()
                  if getattr(args, flag) is not None}
     return config.replace(**overrides)
+
+
+def _replayed_split(args, workspace) -> int | None:
+    """The run whose saved held-out ids a --replay reuses (None: draw the split), so
+    relabelled images or another --seed do not move images between the sets."""
+    from core.runs import resolve_run
+
+    if not args.replay or args.split_seed is not None or args.val_fraction is not None:
+        return None
+    return resolve_run(workspace, args.replay).id
 
 
 class _TrainPrinter:
@@ -686,7 +701,8 @@ def _cmd_train(args) -> int:
 
     bar = TerminalProgress()
     try:
-        config = _train_config(args, Workspace.for_dataset(args.data))
+        workspace = Workspace.for_dataset(args.data)
+        config = _train_config(args, workspace)
         if args.save_config:
             from core.atomic import atomic_write
 
@@ -699,7 +715,8 @@ def _cmd_train(args) -> int:
                                    cancel=cancel)
             bar.close()
             run = train(dataset, config, progress=_TrainPrinter(bar), cancel=cancel,
-                        resume_run=args.resume)
+                        resume_run=args.resume,
+                        split_from=_replayed_split(args, workspace))
     except (ValueError, DatasetError, CheckpointError) as exc:
         bar.close()
         print(f"diesight train: {exc}", file=sys.stderr)
@@ -712,10 +729,8 @@ def _cmd_train(args) -> int:
 def _print_run_summary(run, data: str) -> int:
     seconds = run.train_seconds or 0.0
     if run.status == "finished" and run.val_auc is not None:
-        print(f"Run {run.id} finished in {seconds / 60:.1f} min: best epoch {run.best_epoch}, "
-              f"val AUC {run.val_auc:.4f}, val loss {run.val_loss:.4f}, escapes "
-              f"{run.escapes} / false calls {run.false_calls} at threshold {run.threshold}. "
-              f"{run.message}\nBest checkpoint: {run.checkpoint}")
+        print(f"Run {run.id} finished in {seconds / 60:.1f} min: best epoch {run.best_epoch}. "
+              f"{_holdout_summary(run)} {run.message}\nBest checkpoint: {run.checkpoint}")
         return 0
     if run.status == "finished":
         print(f"Run {run.id} finished: {run.message}")
@@ -723,6 +738,23 @@ def _print_run_summary(run, data: str) -> int:
     print(f"Run {run.id} {run.status}: {run.message}\nResume with:  diesight train "
           f"{data} --resume {run.id}", file=sys.stderr)
     return 130
+
+
+def _holdout_summary(run) -> str:
+    """The run's figures, with how far its escape count can be trusted."""
+    from core.metrics import escape_rate_upper_bound
+
+    at = f"at threshold {run.threshold:.4g}"
+    if run.config.threshold is None:
+        at = f"at the holdout's operating point {run.threshold:.4g}"
+    if run.holdout_bad is None:  # a run from before the holdout existed
+        return (f"val AUC {run.val_auc:.4f}, val loss {run.val_loss:.4f}, escapes "
+                f"{run.escapes} / false calls {run.false_calls} {at}.")
+    bound = escape_rate_upper_bound(run.escapes, run.holdout_bad)
+    return (f"Holdout ({run.holdout_good + run.holdout_bad} images that chose nothing): AUC "
+            f"{run.val_auc:.4f}, loss {run.val_loss:.4f}; {run.escapes} of {run.holdout_bad} "
+            f"bad parts escape (escape rate <= {100 * bound:.1f} % at 95 % confidence), "
+            f"{run.false_calls} of {run.holdout_good} good parts are false calls, {at}.")
 
 
 _PARSERS.append(_add_train)
