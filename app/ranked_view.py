@@ -100,7 +100,8 @@ class ListFilter:
 def ranked_order(scores: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
     """Positions of the scored images, highest score first; ties by ascending image id.
 
-    The same order as ``core.ranking.ranked_images`` (NaN scores are left out).
+    Given the logits (as :meth:`RankedModel.reload` does), the same order as
+    ``core.ranking.ranked_images`` (NaN scores are left out).
     """
     scored = np.flatnonzero(~np.isnan(scores))
     return scored[np.lexsort((image_ids[scored], -scores[scored]))]
@@ -153,7 +154,8 @@ class RankedModel(QAbstractTableModel):
 
     def reload(self) -> None:
         """Re-rank after the dataset, the run or its scores changed."""
-        dataset, scores = self.state.dataset, self.state.scores
+        # Ranked by logit, like core.ranking: confident parts' probabilities may tie.
+        dataset, scores = self.state.dataset, self.state.logits
         self._name_order = None
         self._split_masks.clear()
         if dataset is None or scores is None:

@@ -1,14 +1,15 @@
 """The runs table of the Training tab: every run of the dataset, live, with ROC comparison.
 
 One row per run (the seed study's results table): id, model, parameters, sampler ("5000B"),
-validation AUC, escapes and false calls at the run's threshold, training time, device,
+holdout AUC, escapes and false calls at the run's threshold, training time, device,
 date, status and whether it has scored this dataset. A running run's row is refreshed after
 every epoch by whoever trains it (:meth:`RunsView.refresh`).
 
 Selecting a row makes that run current for every view (``AppState.set_current_run``);
-selecting several rows (Ctrl/Shift+click) overlays their ROC curves on their validation
-images, with each AUC in the legend. A run without scores can be scored from here
-("Score Now").
+selecting several rows (Ctrl/Shift+click) overlays their ROC curves on their holdout
+images (the held-out images that did not choose the epoch; all held-out images for a run
+from before the holdout existed), with each AUC in the legend. A run without scores can be
+scored from here ("Score Now").
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from PySide6.QtWidgets import (
 from app.state import AppState
 from app.workers import Task
 from core import metrics
-from core.runs import RunRecord, epochs, get_run, list_runs, validation_ids
-from core.scores import has_scores, load_scores, scored_at
+from core.runs import RunRecord, epochs, get_run, holdout_ids, list_runs
+from core.scores import has_scores, load_logits, scored_at
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -55,7 +56,7 @@ NARROW_WIDTH = 560  # pixels below which the ROC plot moves under the table
 MAX_COMPARED = 6  # more overlaid ROC curves cannot be told apart
 ROC_COLOURS = ("#2f6fde", "#d9822b", "#2e9e5b", "#9b59b6", "#d64545", "#16a2b8")
 PLOT_BACKGROUND = "#ffffff"
-ROC_TITLE = "ROC on validation images"
+ROC_TITLE = "ROC on holdout images"
 AXIS_COLOUR = "#5d6673"
 STATUS_COLOURS = {"running": "#2f6fde", "finished": "#2e9e5b", "cancelled": "#b7791f",
                   "failed": "#d64545", "imported": "#5d6673"}
@@ -145,13 +146,14 @@ COLUMNS = (
     Column("Model", "Network architecture", lambda r: r.run.model, lambda r: r.run.model),
     Column("Sampler", "Draws per class and sampler: B bootstrap, S subsample; or shuffle / "
            "weighted", lambda r: sampler_text(r.run), lambda r: sampler_text(r.run)),
-    Column("Val AUC", "Validation ROC AUC of the best epoch",
+    Column("Val AUC", "ROC AUC of the best epoch on the holdout images (not the ones that "
+           "chose the epoch)",
            lambda r: _optional(r.run.val_auc, "{:.4f}"),
            lambda r: _sort_number(r.run.val_auc), True),
-    Column("Escapes", "Defective validation parts scored below the run's threshold "
+    Column("Escapes", "Defective holdout parts scored below the run's threshold "
            "(best epoch)", lambda r: _optional(r.run.escapes),
            lambda r: _sort_number(r.run.escapes), True),
-    Column("False calls", "Good validation parts scored at or above the run's threshold "
+    Column("False calls", "Good holdout parts scored at or above the run's threshold "
            "(best epoch)", lambda r: _optional(r.run.false_calls),
            lambda r: _sort_number(r.run.false_calls), True),
     Column("Status", "finished, running, cancelled (resumable), failed or imported from "
@@ -259,7 +261,7 @@ class RocCurve:
         fpr, tpr: the curve's points.
         auc: area under it.
         images: how many labelled images it is computed on.
-        basis: 'validation' (the run's own held-out images) or 'labelled' (every labelled
+        basis: 'validation' (the run's own holdout images) or 'labelled' (every labelled
             image: an imported run never saw this dataset).
     """
 
@@ -272,7 +274,8 @@ class RocCurve:
 
 
 def validation_roc(dataset, labels: np.ndarray, run: RunRecord) -> RocCurve | None:
-    """The ROC of ``run``'s stored scores on its validation images of ``dataset``.
+    """The ROC of ``run``'s stored scores on its holdout images of ``dataset`` (by logit:
+    probabilities of very confident parts can tie).
 
     Args:
         dataset: the open dataset (its workspace holds the run).
@@ -282,10 +285,10 @@ def validation_roc(dataset, labels: np.ndarray, run: RunRecord) -> RocCurve | No
     Returns:
         The curve, or None when the run has no scores or the images lack both classes.
     """
-    score_ids, scores = load_scores(dataset.workspace, run.id)
+    score_ids, scores = load_logits(dataset.workspace, run.id)
     if len(score_ids) == 0:
         return None
-    wanted, basis = validation_ids(dataset.workspace, run.id), "validation"
+    wanted, basis = holdout_ids(dataset.workspace, run.id), "validation"
     if len(wanted) == 0:  # imported: nothing of this dataset trained it
         wanted, basis = np.asarray(dataset.image_ids)[labels >= 0], "labelled"
     wanted = np.intersect1d(wanted, score_ids)

@@ -18,7 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from core import annotations
-from core.scores import NoScoresError, aligned_scores
+from core.scores import NoScoresError, aligned_logits, aligned_scores
 
 if TYPE_CHECKING:
     from core.dataset import Dataset
@@ -57,6 +57,7 @@ class AppState(QObject):
         self._current_image = -1
         self._run: RunRecord | None = None
         self._scores: np.ndarray | None = None
+        self._logits: np.ndarray | None = None
         self._threshold = DEFAULT_THRESHOLD
         self._labels = np.zeros(0, dtype=np.int8)
         self._flagged = np.zeros(0, dtype=bool)
@@ -77,7 +78,7 @@ class AppState(QObject):
         """Replace the open dataset; the current image and run go back to none."""
         self._dataset = dataset
         self._current_image = -1
-        self._run, self._scores = None, None
+        self._run, self._scores, self._logits = None, None, None
         self._browse_order = None
         self._load_annotations()
         self.dataset_changed.emit()
@@ -108,36 +109,47 @@ class AppState(QObject):
 
     @property
     def scores(self) -> np.ndarray | None:
-        """The current run's defect probabilities by position (NaN: not scored), or None."""
+        """The current run's defect probabilities (float64) by position (NaN: not scored),
+        or None."""
         return self._scores
+
+    @property
+    def logits(self) -> np.ndarray | None:
+        """The logits behind :attr:`scores` (what ranks: probabilities of very confident
+        parts can round to the same value), or None."""
+        return self._logits
 
     def set_current_run(self, run: RunRecord | None) -> None:
         """Make ``run`` current and load its scores (None when it has not scored yet).
 
-        The threshold follows the run's own threshold, as the run was judged with it.
+        The threshold follows the run's own threshold, as the run was judged with it (for a
+        run trained without one: its operating point on the holdout).
         """
         self._run = run
-        self._scores = self._load_scores(run)
+        self._scores, self._logits = self._load_scores(run)
         self.current_run_changed.emit()
         if run is not None and run.threshold is not None:
             self.set_threshold(run.threshold)
 
     def reload_scores(self) -> None:
         """Re-read the current run's scores (after scoring finished)."""
-        self._scores = self._load_scores(self._run)
+        self._scores, self._logits = self._load_scores(self._run)
         self.current_run_changed.emit()
 
     def notify_runs_changed(self) -> None:
         """Tell the views that the list of runs (or a run's record) changed."""
         self.runs_changed.emit()
 
-    def _load_scores(self, run: RunRecord | None) -> np.ndarray | None:
+    def _load_scores(self, run: RunRecord | None
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(scores, logits) by position; float64, as float32 rounds confident parts to 1."""
         if run is None or self._dataset is None:
-            return None
+            return None, None
         try:
-            return aligned_scores(self._dataset, run.id).astype(np.float32)
+            return (aligned_scores(self._dataset, run.id),
+                    aligned_logits(self._dataset, run.id))
         except NoScoresError:
-            return None
+            return None, None
 
     def predictions(self) -> np.ndarray | None:
         """1 where the current scores call a part defective at the threshold (-1: no score)."""

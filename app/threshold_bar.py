@@ -1,12 +1,17 @@
-"""The decision threshold every view shares, and what it costs on the run's validation images.
+"""The decision threshold every view shares, and what it costs on the run's holdout images.
 
 A part is called defective when its score is at or above :attr:`AppState.threshold`. The bar
 holds a slider (0..1 in steps of 0.001) and a spin box for it, both following the state
-both ways, and beside them what that threshold does to the current run's VALIDATION images
-(the ones the run held out, :func:`core.runs.validation_ids`): how many defective parts it
-lets pass (escapes), how many good parts it rejects (false calls), and the highest threshold
-that lets none escape. One click sets the threshold for at most N escapes. Every number
-comes from :mod:`core.metrics`, so the bar agrees with the trainer and the exports.
+both ways, and beside them what that threshold does to the current run's HOLDOUT images
+(held out from training and never used to choose its epoch, :func:`core.runs.holdout_ids`;
+for a run from before the holdout existed, its validation images): how many defective parts
+it lets pass (escapes), how many good parts it rejects (false calls), and the threshold that
+lets none escape. One click sets the threshold for at most N escapes (placed with a margin,
+midway in logit space below the lowest bad score it must catch). Every number comes from
+:mod:`core.metrics`, so the bar agrees with the trainer and the exports.
+
+When a run becomes current the threshold is the run's own: the one it was trained with, or,
+when none was set, its operating point (no holdout escapes) placed after training.
 
 The numbers use the labels as they stand now (the user's relabels applied), and images that
 are unlabelled or unscored are left out.
@@ -31,14 +36,14 @@ from PySide6.QtWidgets import (
 
 from app.state import AppState
 from core.metrics import Confusion, confusion_at, threshold_for_max_escapes
-from core.runs import validation_ids
+from core.runs import holdout_ids
 
 SLIDER_STEPS = 1000  # three decimals
 
 
 @dataclass(frozen=True)
 class ValidationScores:
-    """The current run's validation images that have a score and a label.
+    """The current run's holdout images that have a score and a label.
 
     Attributes:
         positions: their dataset positions.
@@ -54,7 +59,8 @@ class ValidationScores:
         return confusion_at(self.scores, self.labels, threshold)
 
     def threshold_for(self, max_escapes: int) -> float | None:
-        """The highest threshold with at most ``max_escapes`` escapes (None: no bad part)."""
+        """The threshold for at most ``max_escapes`` escapes, with a margin (None: no bad
+        part)."""
         if not (self.labels == 1).any():
             return None
         return threshold_for_max_escapes(self.scores, self.labels, max_escapes)
@@ -115,23 +121,24 @@ class ThresholdBar(QWidget):
         self.spin.setToolTip(self.slider.toolTip())
         self.scope_label = QLabel(objectName="thresholdScope")
         self.escapes_label = QLabel(objectName="escapesLabel")
-        self.escapes_label.setToolTip("Escapes: defective validation parts scoring below the "
+        self.escapes_label.setToolTip("Escapes: defective holdout parts scoring below the "
                                       "threshold (they would pass inspection)")
         self.false_calls_label = QLabel(objectName="falseCallsLabel")
-        self.false_calls_label.setToolTip("False calls: good validation parts scoring at or "
+        self.false_calls_label.setToolTip("False calls: good holdout parts scoring at or "
                                           "above the threshold (they would be rejected)")
         self.zero_escape_label = QLabel(objectName="zeroEscapeLabel")
-        self.zero_escape_label.setToolTip("The highest threshold (to 0.001) at which no "
-                                          "defective validation part escapes")
+        self.zero_escape_label.setToolTip("A threshold (to 0.001) at which no defective "
+                                          "holdout part escapes, with a margin below the "
+                                          "lowest bad score")
         self.max_escapes_spin = QSpinBox(objectName="maxEscapesSpin")
         self.max_escapes_spin.setRange(0, 100_000)
         self.max_escapes_spin.setPrefix("≤ ")
         self.max_escapes_spin.setSuffix(" escapes")
-        self.max_escapes_spin.setToolTip("How many defective validation parts may escape")
+        self.max_escapes_spin.setToolTip("How many defective holdout parts may escape")
         self.max_escapes_button = QPushButton("Set threshold", objectName="maxEscapesButton")
-        self.max_escapes_button.setToolTip("Set the highest threshold that lets at most this "
-                                           "many defective validation parts escape (fewest "
-                                           "false calls for that budget)")
+        self.max_escapes_button.setToolTip("Set the threshold that lets at most this many "
+                                           "defective holdout parts escape (fewest false "
+                                           "calls for that budget, with a margin)")
 
     def _build_layout(self) -> None:
         layout = QHBoxLayout(self)
@@ -160,17 +167,17 @@ class ThresholdBar(QWidget):
     # -- public --------------------------------------------------------------------
     @property
     def validation(self) -> ValidationScores | None:
-        """The validation images behind the numbers (None without a scored run)."""
+        """The holdout images behind the numbers (None without a scored run)."""
         return self._validation
 
     def set_threshold_for_max_escapes(self, max_escapes: int | None = None) -> float | None:
-        """Set the shared threshold to the highest one with at most N validation escapes.
+        """Set the shared threshold for at most N holdout escapes (with a margin).
 
         Args:
             max_escapes: N (default: the spin box's value).
 
         Returns:
-            The threshold set, or None when there are no defective validation parts.
+            The threshold set, or None when there are no defective holdout parts.
         """
         if max_escapes is None:
             max_escapes = self.max_escapes_spin.value()
@@ -206,7 +213,7 @@ class ThresholdBar(QWidget):
 
     def _on_annotations_change(self, positions) -> None:
         if self._validation is not None and np.isin(positions, self._validation_positions[1]).any():
-            self._validation = self._load_validation()  # a validation image was relabelled
+            self._validation = self._load_validation()  # a holdout image was relabelled
             self._show_numbers()
 
     # -- the numbers ---------------------------------------------------------------
@@ -217,7 +224,7 @@ class ThresholdBar(QWidget):
             self._validation_positions = None
             return None
         if self._validation_positions is None or self._validation_positions[0] != run.id:
-            ids = validation_ids(dataset.workspace, run.id)
+            ids = holdout_ids(dataset.workspace, run.id)
             self._validation_positions = (run.id, positions_of_ids(dataset.image_ids, ids))
         positions = self._validation_positions[1]
         labels = state.labels[positions]
@@ -238,7 +245,7 @@ class ThresholdBar(QWidget):
                 label.setText("—")
             return
         confusion = validation.confusion(self.state.threshold)
-        self.scope_label.setText(f"Validation ({len(validation.positions):,}):")
+        self.scope_label.setText(f"Holdout ({len(validation.positions):,}):")
         self.escapes_label.setText(f"{confusion.escapes:,} escape"
                                    f"{'' if confusion.escapes == 1 else 's'}")
         self.escapes_label.setProperty("alarm", confusion.escapes > 0)
@@ -252,10 +259,10 @@ class ThresholdBar(QWidget):
     def _why_no_numbers(self) -> str:
         state = self.state
         if state.dataset is None or state.current_run is None:
-            return "Validation: no run selected"
+            return "Holdout: no run selected"
         if state.scores is None:
-            return f"Validation: run {state.current_run.id} has no scores yet"
-        return f"Validation: run {state.current_run.id} has no labelled validation images here"
+            return f"Holdout: run {state.current_run.id} has no scores yet"
+        return f"Holdout: run {state.current_run.id} has no labelled holdout images here"
 
     @staticmethod
     def _repolish(widget: QWidget) -> None:

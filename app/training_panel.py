@@ -190,7 +190,7 @@ class TrainingSettingsForm(QWidget):
         advanced = self._form([
             ("Optimizer", "optimizer"), ("Weight decay", "weight_decay"),
             ("LR schedule", "schedule"), ("Augmentation", "augment"),
-            ("Validation share", "val_fraction"),
+            ("Validation share", "val_fraction"), ("Split seed", "split_seed"),
             ("Early stop after", "early_stopping_patience"), ("Threshold", "threshold"),
             ("CPU threads", "num_threads"), ("Initial weights", self._weights_row())])
         layout = QVBoxLayout(self)
@@ -224,6 +224,7 @@ class TrainingSettingsForm(QWidget):
             "device": _combo([("Auto", "auto"), ("CUDA GPU", "cuda"), ("CPU", "cpu")]),
             "precision": _combo([(PRECISION_TITLES[p], p) for p in PRECISIONS]),
             "seed": _spin(0, 2**31 - 1),
+            "split_seed": _spin(-1, 2**31 - 1, 1, "", "same as seed"),
             "optimizer": _combo([(o.upper() if o == "sgd" else "AdamW", o) for o in OPTIMIZERS]),
             "weight_decay": ScientificSpinBox(0.0, 1.0),
             "schedule": _combo([(s, s) for s in SCHEDULES]),
@@ -245,9 +246,16 @@ class TrainingSettingsForm(QWidget):
         w["augment"].setToolTip("Random brightness, contrast, gamma, noise and small shifts "
                                 "on training batches")
         w["val_fraction"].setToolTip("Share of each class held out for validation")
-        w["threshold"].setToolTip("Score at or above which a part is called defective "
-                                  "(for escapes and false calls)")
-        w["seed"].setToolTip("Seeds weight initialisation, the split, sampling and augmentation")
+        # 0 would call every part defective, so it stands for "not set" (TrainConfig None).
+        w["threshold"].setSpecialValueText("operating point")
+        w["threshold"].setToolTip("Score at or above which a part is called defective. "
+                                  "'operating point' (0): the run's threshold is placed "
+                                  "after training, with no escapes on its holdout images")
+        w["seed"].setToolTip("Seeds weight initialisation, sampling and augmentation (and the "
+                             "split, unless a split seed is set)")
+        w["split_seed"].setToolTip("Seeds only which images are held out (selection and "
+                                   "holdout), so other seeds can be compared on the same "
+                                   "images")
         return w
 
     def _form(self, rows: list[tuple[str, str | QWidget]]) -> QFormLayout:
@@ -352,10 +360,11 @@ class TrainingSettingsForm(QWidget):
             schedule=str(w["schedule"].currentData()), sampler=str(w["sampler"].currentData()),
             per_class=w["per_class"].value(), augment=w["augment"].isChecked(),
             val_fraction=round(float(w["val_fraction"].value()), 4), seed=w["seed"].value(),
+            split_seed=None if w["split_seed"].value() < 0 else w["split_seed"].value(),
             device=str(w["device"].currentData()),
             precision=str(w["precision"].currentData()), image_size=w["image_size"].value(),
             early_stopping_patience=w["early_stopping_patience"].value(),
-            threshold=round(float(w["threshold"].value()), 6),
+            threshold=round(float(w["threshold"].value()), 6) or None,
             num_threads=threads or None, weights=weights or None)
 
     def set_config(self, config: TrainConfig) -> None:
@@ -372,8 +381,10 @@ class TrainingSettingsForm(QWidget):
             for name in ("epochs", "batch_size", "per_class", "seed", "image_size",
                          "early_stopping_patience"):
                 w[name].setValue(int(getattr(config, name)))
-            for name in ("lr", "weight_decay", "val_fraction", "threshold"):
+            for name in ("lr", "weight_decay", "val_fraction"):
                 w[name].setValue(float(getattr(config, name)))
+            w["threshold"].setValue(config.threshold or 0.0)
+            w["split_seed"].setValue(-1 if config.split_seed is None else config.split_seed)
             w["augment"].setChecked(bool(config.augment))
             w["num_threads"].setValue(int(config.num_threads or 0))
             w["weights"].setText(config.weights or "")

@@ -12,7 +12,7 @@ from ranked_fixtures import state_with_run, validation_positions
 from app.state import AppState
 from app.threshold_bar import ThresholdBar
 from core.metrics import confusion_at, threshold_for_max_escapes
-from core.runs import validation_ids
+from core.runs import get_run, save_validation_ids, validation_ids
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_escapes_and_false_calls_equal_core_metrics_on_the_validation_ids(bar, s
         expected = confusion_at(scores, labels, threshold)
         assert bar.escapes_label.text().startswith(f"{expected.escapes:,} escape")
         assert bar.false_calls_label.text().startswith(f"{expected.false_calls:,} false call")
-    assert bar.scope_label.text() == f"Validation ({len(scores):,}):"
+    assert bar.scope_label.text() == f"Holdout ({len(scores):,}):"
     zero = threshold_for_max_escapes(scores, labels, 0)
     assert bar.zero_escape_label.text() == f"0 escapes at ≤ {math.floor(zero * 1000) / 1000:.3f}"
 
@@ -98,8 +98,21 @@ def test_without_a_scored_run_the_numbers_say_why(qtbot):
     state = AppState()
     bar = ThresholdBar(state)
     qtbot.addWidget(bar)
-    assert bar.scope_label.text() == "Validation: no run selected"
+    assert bar.scope_label.text() == "Holdout: no run selected"
     assert not bar.max_escapes_button.isEnabled()
     assert bar.set_threshold_for_max_escapes(0) is None
     bar.slider.setValue(800)  # the threshold itself works without a run
     assert state.threshold == pytest.approx(0.8)
+
+
+def test_the_numbers_come_from_the_holdout_not_the_selection_images(bar, scored):
+    state, run, _ = scored
+    workspace = state.dataset.workspace
+    held_out = validation_ids(workspace, run.id)
+    save_validation_ids(workspace, run.id, held_out, holdout_ids=held_out[::2])
+    state.set_current_run(None)
+    state.set_current_run(get_run(workspace, run.id))  # the bar reads the run's ids again
+    expected = np.searchsorted(state.dataset.image_ids, held_out[::2])
+    expected = expected[state.labels[expected] >= 0]
+    assert np.array_equal(bar.validation.positions, expected)
+    assert bar.scope_label.text() == f"Holdout ({len(expected):,}):"

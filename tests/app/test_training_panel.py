@@ -67,7 +67,7 @@ def test_presets_fill_the_form(form):
 def test_form_round_trips_every_config_field(form):
     config = TrainConfig(model="resnet18", epochs=3, batch_size=24, lr=3e-4, optimizer="sgd",
                          weight_decay=5e-5, schedule="constant", sampler="S", per_class=750,
-                         augment=False, val_fraction=0.25, seed=42, device="cpu",
+                         augment=False, val_fraction=0.25, seed=42, split_seed=7, device="cpu",
                          precision="fp32", image_size=128, early_stopping_patience=0,
                          threshold=0.35, num_threads=3, weights="/models/resnet18.pth")
     # Every field differs from the defaults, so the round trip checks each widget.
@@ -77,9 +77,12 @@ def test_form_round_trips_every_config_field(form):
     form.set_config(config)
     assert form.config() == config
     assert form.preset_combo.currentText() == CUSTOM
-    form.set_config(config.replace(sampler="weighted", num_threads=None, weights=None))
+    form.set_config(config.replace(sampler="weighted", num_threads=None, weights=None,
+                                   split_seed=None, threshold=None))
     assert form.config().sampler == "weighted"
     assert form.config().num_threads is None and form.config().weights is None
+    # Unset split seed and threshold (the operating point) round-trip as None too.
+    assert form.config().split_seed is None and form.config().threshold is None
     assert not form.widgets["per_class"].isEnabled()  # draws per class mean nothing here
 
 
