@@ -4,6 +4,12 @@ Every file is written atomically (``core.atomic``): a failed or interrupted expo
 leaves the previous file untouched. Scores are written with ``repr`` (the shortest text
 that reads back to the same float64), so a file parses back to exactly the stored
 values. Labels are written 1 (bad) / 0 (good), empty when unlabelled.
+
+Which scale: a score is the defect probability at the dataset's labelled defect rate (the
+run's ``defect_rate``), not at the 50/50 class balance balanced sampling trains at: the
+logit is prior-corrected before the sigmoid (``core.metrics.prior_logit_offset``; runs
+made before schema 3 are uncorrected). Rows are ordered by logit, which keeps very
+confident parts apart.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 from core.annotations import UNLABELLED, current_labels, flags
 from core.atomic import atomic_write
 from core.runs import RunRecord
-from core.scores import NoScoresError, aligned_scores, as_run
+from core.scores import NoScoresError, aligned_logits, aligned_scores, as_run
 
 FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at")
 SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction")
@@ -69,7 +75,8 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
     flagged_at = flags(dataset.workspace)
     user_flagged = np.isin(dataset.image_ids, np.fromiter(flagged_at, dtype=np.int64))
     chosen = user_flagged | (include_predicted & (scores >= threshold))
-    positions = _by_score(np.flatnonzero(chosen), scores, dataset.image_ids)
+    positions = _by_score(np.flatnonzero(chosen), aligned_logits(dataset, run.id),
+                          dataset.image_ids)
     ids, image_ids = dataset.ids, dataset.image_ids
     rows = ([ids[p], dataset.relpaths[p], _number(scores[p]), _label(labels[p]), run.id,
              run.model, repr(threshold), flagged_at.get(int(image_ids[p]), "")]
@@ -136,7 +143,7 @@ def _by_id(positions: list[int], ids: Sequence[str]) -> list[int]:
 
 
 def _by_score(positions: np.ndarray, scores: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
-    """Positions ordered by score descending (unscored last), ties by image id."""
+    """Positions ordered by score (or logit) descending (unscored last), ties by image id."""
     keyed = np.where(np.isnan(scores[positions]), -np.inf, scores[positions])
     return positions[np.lexsort((np.asarray(image_ids)[positions], -keyed))]
 
