@@ -468,7 +468,7 @@ class TrainingCurves(QWidget):
         self.auc_plot = self.auc_widget.getPlotItem()
         self.train_loss = self._curve(self.loss_plot, LOSS_COLOURS["train"], "training")
         self.val_loss = self._curve(self.loss_plot, LOSS_COLOURS["val"], "validation")
-        self.val_auc = self._curve(self.auc_plot, AUC_COLOUR, "validation AUC")
+        self.val_auc = self._curve(self.auc_plot, AUC_COLOUR, "selection AUC")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -807,7 +807,7 @@ class TrainingPanel(QWidget):
         run_id = result.run_id
         total = time.monotonic() - self._started
         run = self._make_current(run_id)
-        auc = f"validation AUC {run.val_auc:.4f}, " if run and run.val_auc is not None else ""
+        auc = f"holdout AUC {run.val_auc:.4f}, " if run and run.val_auc is not None else ""
         self.status_label.setText(
             f"Run {run_id} ready: {auc}{len(result.image_ids):,} images scored. "
             f"Took {duration_text(total)} (training {duration_text(self._train_seconds)}, "
