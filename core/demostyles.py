@@ -18,6 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
+from core import demo_vertical
 from core.demodata import (
     DEFECT_WEIGHTS,
     SUBTLE_FRACTION,
@@ -143,3 +144,4 @@ register(DemoStyle(
     "single", "one SOT-323 part in a closed pocket, bright low-contrast dome light with "
     "vignetting, noisier and softer",
     SINGLE_WEIGHTS, 0.28, 75, _render_single))
+register(style_from_module(demo_vertical))
