@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -117,9 +118,45 @@ def most_common_size(paths: Sequence[str], sample: int = 64) -> tuple[int, int] 
 _worker_target: tuple[int, int, int] | None = None  # (fd, height, width) in a pool worker
 
 
-def _init_worker(cache_path: str, height: int, width: int) -> None:
+def _init_worker(cache_path: str, height: int, width: int, parent_pid: int) -> None:
     global _worker_target
+    die_with_parent(parent_pid)
     _worker_target = (os.open(cache_path, os.O_WRONLY), height, width)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when ``parent_pid`` ends, however it ends.
+
+    A pool worker orphaned by a kill -9 of its parent would otherwise wait for ever on its
+    task pipe (it holds the pipe's write end too) and keep every descriptor it inherited.
+    On Linux the kernel sends SIGKILL at the parent's death (PR_SET_PDEATHSIG); a parent
+    that died before that was set is caught by the parent-pid check after it.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no usable libc: the watchdog below still runs
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not sys.platform.startswith("linux"):
+        _start_parent_watchdog(parent_pid)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _start_parent_watchdog(parent_pid: int) -> None:
+    """Elsewhere: a daemon thread that ends the process once it is orphaned."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _decode_chunk_in_worker(jobs: list[Job]) -> list[DecodeResult]:
@@ -256,7 +293,8 @@ def _decode_in_pool(cache: ImageCache, jobs: list[Job], committer: _Committer, w
     chunk_size = max(MIN_CHUNK, min(MAX_CHUNK, math.ceil(len(jobs) / (workers * 4))))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
                                initializer=_init_worker,
-                               initargs=(str(cache.path), cache.height, cache.width))
+                               initargs=(str(cache.path), cache.height, cache.width,
+                                         os.getpid()))
     chunk_of: dict[Future, list[Job]] = {}
     cancelled = False
     try:
@@ -305,27 +343,64 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 @contextmanager
 def exclusive_open(workspace_path: str | os.PathLike, cancel: CancelCheck | None = None,
                    progress: ProgressFn | None = None):
-    """Hold the workspace's open lock, so two processes never decode into it at once."""
+    """Hold the workspace's open lock, so two opens never decode into it at once.
+
+    Two locks, both released by the kernel or the interpreter when their owner ends:
+
+    * between processes, a POSIX record lock (``fcntl.lockf``) on ``open.lock``. Unlike
+      ``flock``, a record lock belongs to the process, not to the open file: a forked
+      decode worker never holds it, so a kill -9 of the opener frees it at once even if
+      a worker lingered;
+    * between threads of this process (record locks do not exclude those), a
+      ``threading.Lock`` per workspace.
+    """
+    key = str(Path(workspace_path).resolve())
+    with _THREAD_LOCKS_GUARD:
+        thread_lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
+    waited = _wait_for(lambda: thread_lock.acquire(blocking=False), False, cancel,
+                       progress)
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock available
-        yield
-        return
-    lock_path = Path(workspace_path) / LOCK_FILE_NAME
-    with open(lock_path, "a") as fh:
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    report(progress, "wait", message="Waiting for another DieSight process "
-                                                     "that is opening this folder...")
-                    waited = True
-                check_cancel(cancel)
-                time.sleep(0.1)
         try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process lock available
+            yield
+            return
+        fd = os.open(Path(workspace_path) / LOCK_FILE_NAME,
+                     os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            def try_lock() -> bool:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except OSError:  # EACCES or EAGAIN: held by another process
+                    return False
+
+            _wait_for(try_lock, waited, cancel, progress)
+            try:  # who holds it, for a person looking at the file; never worth failing for
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            os.close(fd)  # closing drops the record lock
+    finally:
+        thread_lock.release()
+
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _wait_for(try_acquire: Callable[[], bool], waited: bool, cancel: CancelCheck | None,
+              progress: ProgressFn | None) -> bool:
+    """Poll ``try_acquire`` until it succeeds, saying once that it waits (unless ``waited``
+    says that was said already); returns whether it waited."""
+    while not try_acquire():
+        if not waited:
+            report(progress, "wait", message="Waiting for another DieSight process "
+                                             "that is opening this folder...")
+            waited = True
+        check_cancel(cancel)
+        time.sleep(0.1)
+    return waited
