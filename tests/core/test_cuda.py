@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from core.dataset import open_dataset
+from core.metrics import roc_auc
 from core.progress import Progress
-from core.runs import epochs
+from core.runs import epochs, holdout_ids
 from core.scoring import score_dataset
 from core.training import TrainConfig, train
 
@@ -45,6 +46,20 @@ def test_auto_trains_on_the_gpu_in_bf16_and_scores_like_the_cpu(dataset):
     # The GPU convolves in TF32: close to the CPU's fp32, not bit-equal.
     assert np.abs(on_gpu.scores - on_cpu.scores).max() < 0.02
     assert np.corrcoef(on_gpu.embeddings.ravel(), on_cpu.embeddings.ravel())[0, 1] > 0.999
+
+
+def test_bf16_run_reports_the_numbers_its_gpu_scores_give(dataset):
+    """Trained in bf16, evaluated in fp32: the holdout figures recorded by the trainer are
+    those of the stored GPU scores (TF32 convolutions may pick other kernels for other
+    batch sizes, so close rather than bit-equal)."""
+    run = train(dataset, small_config(epochs=1))
+    result = score_dataset(dataset, run, device="cuda")
+    ids = holdout_ids(dataset.workspace, run.id)
+    logits = result.logits[np.searchsorted(result.image_ids, ids)]
+    labels = np.asarray(dataset.labels)[dataset.positions(ids)]
+    assert (int((labels == 1).sum()), int((labels == 0).sum())) == \
+        (run.holdout_bad, run.holdout_good)
+    assert roc_auc(logits, labels) == pytest.approx(run.val_auc, abs=0.02)
 
 
 def test_fp16_trains_with_a_gradient_scaler(dataset):
