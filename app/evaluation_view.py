@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -115,21 +116,19 @@ class EvaluationRoc(pg.PlotWidget):
             "#b8c0cc", width=1, style=Qt.PenStyle.DashLine)))
         self.curve = pg.PlotDataItem([], [], pen=pg.mkPen(ROC_COLOURS[0], width=2))
         item.addItem(self.curve)
+        # Labels on the canvas would overlap (1 % and 2 % lie close): hovering names them.
         self.points = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(POINT_COLOUR),
-                                         pen=pg.mkPen("#ffffff"))
+                                         pen=pg.mkPen("#ffffff"), hoverable=True,
+                                         tip=lambda x, y, data: data)
         self.marker = pg.ScatterPlotItem(size=12, symbol="d", brush=pg.mkBrush(THRESHOLD_COLOUR),
                                          pen=pg.mkPen("#ffffff"))
         item.addItem(self.points)
         item.addItem(self.marker)
-        self.point_labels: list[pg.TextItem] = []
         self.zoomed = False
         self.show_range()
 
     def show_curve(self, result: RunEvaluation | None) -> None:
         """Draw a result's curve and operating points (nothing for None)."""
-        for label in self.point_labels:
-            self.getPlotItem().removeItem(label)
-        self.point_labels = []
         e = result.evaluation if result is not None else None
         self.legend.clear()
         if e is None or len(e.roc_fpr) == 0:
@@ -141,13 +140,9 @@ class EvaluationRoc(pg.PlotWidget):
         self._fill_legend(f"ROC · AUC {e.auc:.4f}")
         xs = [p.false_calls.value for p in e.operating_points]
         ys = [1 - p.escapes.value for p in e.operating_points]
-        self.points.setData(xs, ys)
-        for point, x, y in zip(e.operating_points, xs, ys, strict=True):
-            label = pg.TextItem(percent(point.max_false_call_rate, 0), color=POINT_COLOUR,
-                                anchor=(0, 1))
-            label.setPos(x, y)
-            self.getPlotItem().addItem(label)
-            self.point_labels.append(label)
+        tips = [f"≤ {percent(p.max_false_call_rate, 0)} false calls: threshold "
+                f"{p.threshold:.4g}, {p.escapes.count} escapes" for p in e.operating_points]
+        self.points.setData(xs, ys, data=tips)
 
     def _fill_legend(self, curve_name: str) -> None:
         self.legend.addItem(self.curve, curve_name)
@@ -185,9 +180,7 @@ def _table(name: str, headers: list[str]) -> QTableWidget:
     # The tab's scroll area scrolls; a table is as wide and as high as its cells.
     table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     table.verticalHeader().setDefaultSectionSize(22)
-    header = table.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setStretchLastSection(True)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     return table
 
 
@@ -201,9 +194,9 @@ def _fill(table: QTableWidget, rows: list[list[str]], left_columns: int = 1) -> 
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             table.setItem(r, c, item)
     header, frame = table.horizontalHeader(), 2 * table.frameWidth()
-    table.setFixedHeight(header.sizeHint().height() + 22 * len(rows) + frame)
-    table.setMinimumWidth(frame + sum(max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
-                                      for c in range(table.columnCount())))
+    header.resizeSections(QHeaderView.ResizeMode.ResizeToContents)
+    table.setFixedSize(header.length() + frame, header.sizeHint().height() + 22 * len(rows)
+                       + frame)
 
 
 def _caught(group: GroupRecall | None) -> list[str]:
@@ -264,10 +257,11 @@ class EvaluationView(QWidget):
         self.message = QLabel(NO_DATASET, objectName="evaluationMessage", wordWrap=True)
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setStyleSheet("color: #6b7685; font-size: 11pt; padding: 24px;")
-        layout.addWidget(self.message)
+        layout.addWidget(self.message, 1)
         self.scroll = QScrollArea(objectName="evaluationScroll")
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setStyleSheet("QWidget#evaluationResults { background: #ffffff; }")
         self.scroll.setWidget(self._build_results())
         layout.addWidget(self.scroll, 1)
 
@@ -303,6 +297,7 @@ class EvaluationView(QWidget):
         self.offer_button = QPushButton("Evaluate with it", objectName="truthOfferButton")
         self.offer_button.clicked.connect(self._on_offer_accept)
         row.addWidget(self.offer_button)
+        self.offer.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.offer.hide()
         return self.offer
 
@@ -319,10 +314,10 @@ class EvaluationView(QWidget):
         for label in (self.auc_label, self.summary_label, self.warning_label):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             outer.addWidget(label)
-        self.body = QBoxLayout(QBoxLayout.Direction.TopToBottom)
+        self.body = QBoxLayout(QBoxLayout.Direction.BottomToTop)
         self.body.setSpacing(12)
-        self.body.addLayout(self._build_plot_column(), 1)
-        self.body.addLayout(self._build_tables(), 1)
+        self.body.addLayout(self._build_plot_column(), 1)  # the plot takes the room left
+        self.body.addLayout(self._build_tables(), 0)
         outer.addLayout(self.body, 1)
         return self.results
 
@@ -343,19 +338,20 @@ class EvaluationView(QWidget):
         column = QVBoxLayout()
         column.setSpacing(2)
         self.points_table = _table("operatingPointsTable", [
-            "False calls ≤", "Threshold", "False calls", "Escapes", "Escape rate",
-            "95 % interval"])
+            "False\ncalls ≤", "Threshold", "False calls", "Escapes", "Escape\nrate",
+            "95 %\ninterval"])
         self.points_table.setToolTip("The lowest threshold with at most this share of false "
                                      "calls on these images, and the bad parts it lets "
                                      "pass (Wilson 95 % interval). Double-click a row to "
                                      "use its threshold.")
         self.points_table.cellDoubleClicked.connect(self._on_point_double_click)
-        self.confusion_title = QLabel(objectName="sectionTitle")
+        # Titles wrap: an unwrapped label would widen the column past a small screen.
+        self.confusion_title = QLabel(objectName="sectionTitle", wordWrap=True)
         self.confusion_table = _table("confusionTable", [
-            "Truth", "Called bad", "Passed", "Errors", "Rate", "95 % interval"])
-        self.kind_title = QLabel(objectName="sectionTitle")
+            "Truth", "Called\nbad", "Passed", "Errors", "95 %\ninterval"])
+        self.kind_title = QLabel(objectName="sectionTitle", wordWrap=True)
         self.kind_table = _table("kindRecallTable", ["Defect kind", "Bad", "", "", "", ""])
-        self.severity_title = QLabel(objectName="sectionTitle")
+        self.severity_title = QLabel(objectName="sectionTitle", wordWrap=True)
         self.severity_table = _table("severityRecallTable", ["Severity", "Bad", "", "", "",
                                                              ""])
         column.addWidget(QLabel("ESCAPES AT FIXED FALSE-CALL RATES", objectName="sectionTitle"))
@@ -369,10 +365,10 @@ class EvaluationView(QWidget):
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         super().resizeEvent(event)
         # Wide: the ROC beside the tables; narrow (both docks open on a small screen):
-        # under each other, and the tab scrolls.
+        # the tables first (the numbers matter most), the ROC under them, and the tab scrolls.
         wide = self.width() >= WIDE_WIDTH
         direction = QBoxLayout.Direction.LeftToRight if wide else \
-            QBoxLayout.Direction.TopToBottom
+            QBoxLayout.Direction.BottomToTop
         if self.body.direction() != direction:
             self.body.setDirection(direction)
 
@@ -555,7 +551,7 @@ class EvaluationView(QWidget):
         self.warning_label.setVisible(bool(result.warnings))
         self.roc.show_curve(result)
         _fill(self.points_table, [
-            [percent(p.max_false_call_rate, 0), f"{p.threshold:.4f}",
+            [percent(p.max_false_call_rate, 0), f"{p.threshold:.4g}",
              f"{p.false_calls.count:,} ({percent(p.false_calls.value, 2)})",
              *_rate_cells(p.escapes.count, p.escapes.total, p.escapes.value, p.escapes.low,
                           p.escapes.high)]
@@ -565,15 +561,14 @@ class EvaluationView(QWidget):
     def _show_threshold_results(self) -> None:
         at, e = self.at_threshold, self.result.evaluation
         self.roc.show_threshold(at)
-        self.confusion_title.setText(f"AT THE SHARED THRESHOLD {at.threshold:.3f}")
+        self.confusion_title.setText(f"AT THE SHARED THRESHOLD {at.threshold:.4g}")
         esc, fc = at.escapes, at.false_calls
         _fill(self.confusion_table, [
-            [f"Bad ({esc.total:,})", f"{at.tp:,}", f"{esc.count:,}", "escapes",
-             percent(esc.value), interval_text(esc.low, esc.high)],
-            [f"Good ({fc.total:,})", f"{fc.count:,}", f"{at.tn:,}", "false calls",
-             percent(fc.value, 2), interval_text(fc.low, fc.high, 2)]])
-        self.confusion_table.item(0, 3).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.confusion_table.item(1, 3).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            [f"Bad ({esc.total:,})", f"{at.tp:,}", f"{esc.count:,}",
+             f"{esc.count:,} escapes ({percent(esc.value)})", interval_text(esc.low, esc.high)],
+            [f"Good ({fc.total:,})", f"{fc.count:,}", f"{at.tn:,}",
+             f"{fc.count:,} false calls ({percent(fc.value, 2)})",
+             interval_text(fc.low, fc.high, 2)]])
         reference = e.at_reference
         self._show_recall(self.kind_title, self.kind_table, "DEFECT KIND", at.by_kind,
                           reference.by_kind if reference else ())
@@ -590,12 +585,16 @@ class EvaluationView(QWidget):
         if not visible:
             return
         at, ref = self.at_threshold, self.result.evaluation.at_reference
-        title.setText(f"RECALL BY {what}")
-        headers = [table.horizontalHeaderItem(0).text(), "Bad",
-                   f"Caught at {at.threshold:.3f}", "Recall"]
+        title.setText(f"RECALL BY {what}" + (f" · {percent(REFERENCE_FPR, 0)} false calls at "
+                                             f"{ref.threshold:.4g}" if ref is not None else ""))
+        # Two-line headers keep the table narrow enough for a 1366-pixel screen.
+        headers = [table.horizontalHeaderItem(0).text(), "Bad", f"Caught\nat {at.threshold:.4g}",
+                   "Recall"]
         if ref is not None:
-            headers += [f"Caught at {percent(REFERENCE_FPR, 0)} false calls "
-                        f"({ref.threshold:.3f})", "Recall"]
+            headers += [f"Caught at {percent(REFERENCE_FPR, 0)}\nfalse calls", "Recall"]
+            table.horizontalHeaderItem(4).setToolTip(
+                f"At threshold {ref.threshold:.4g}, the lowest with at most "
+                f"{percent(REFERENCE_FPR, 0)} false calls on these images")
         table.setColumnCount(len(headers))
         table.setHorizontalHeaderLabels(headers)
         by_name = {g.name: g for g in reference}

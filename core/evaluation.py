@@ -582,7 +582,7 @@ def _report_lines(e: Evaluation) -> list[str]:
                   f"  {'false calls ≤':>13}  {'threshold':>9}  {'false calls':>16}  "
                   f"{'escapes':>11}  {'escape rate':>11}  interval"]
         for p in e.operating_points:
-            lines.append(f"  {percent(p.max_false_call_rate, 0):>13}  {p.threshold:>9.4f}  "
+            lines.append(f"  {percent(p.max_false_call_rate, 0):>13}  {p.threshold:>9.4g}  "
                          f"{_count(p.false_calls):>16}  {_ratio(p.escapes):>11}  "
                          f"{percent(p.escapes.value):>11}  "
                          f"{interval_text(p.escapes.low, p.escapes.high)}")
