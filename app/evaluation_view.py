@@ -491,6 +491,7 @@ class EvaluationView(QWidget):
                     self.state.threshold, self.n_boot, title=f"Evaluating run {run.id}")
         task.done.connect(lambda result: self._on_done(task, result))
         task.failed.connect(lambda error, _trace: self._on_fail(task, error))
+        task.cancelled.connect(lambda: self._on_cancel(task))
         self._task = task
         if self.result is None:
             self._show_message(f"Evaluating run {run.id} against {self.truth_path.name}…")
@@ -515,6 +516,12 @@ class EvaluationView(QWidget):
         self._task = None
         self._clear(f"Cannot evaluate: {describe_error(error)}")
         self.status.emit(f"Evaluation failed: {describe_error(error)}")
+
+    def _on_cancel(self, task: Task) -> None:
+        if task is not self._task:
+            return  # cancelled by a newer request, which is already running
+        self._task, self._stale = None, True  # cancelled by the user (Esc): try again later
+        self._clear("Evaluation cancelled; it runs again when this tab is next shown.")
 
     @property
     def busy(self) -> bool:

@@ -139,3 +139,16 @@ def test_hidden_tab_waits_and_bad_csv_is_explained(qtbot, scored_state, settings
     assert "line 2" in view.message.text() and view.message.isVisible()
     scored_state.set_current_run(None)
     assert "Choose a run" in view.message.text()
+
+
+def test_a_cancelled_evaluation_runs_again_when_shown(qtbot, scored_state, settings):
+    view = make_view(qtbot, scored_state, settings)
+    view.set_truth(found_ground_truth(scored_state.dataset.root))
+    task = view._task
+    task.cancelled.emit()  # as if the user pressed Esc (its real end is then ignored)
+    assert not view.busy and "cancelled" in view.message.text()
+    qtbot.wait(200)
+    assert view.result is None
+    view.hide()
+    view.show()
+    wait_for_result(qtbot, view)
