@@ -429,7 +429,7 @@ class EvaluationView(QWidget):
 
     def set_split(self, split: str | None) -> None:
         """Evaluate only ``split`` (None: every image the CSV names)."""
-        index = self.split_combo.findData(split)
+        index = 0 if split is None else self.split_combo.findData(split)
         if index < 0:
             raise ValueError(f"no split {split!r} in this dataset")
         self.split_combo.setCurrentIndex(index)

@@ -126,6 +126,8 @@ def test_split_and_remembered_truth(qtbot, scored_state, settings):
     assert view.result.evaluation.n_bad == expected.n_bad
     assert view.auc_label.text().startswith(f"ROC AUC {expected.auc:.4f}")
     assert "split 'test'" in view.summary_label.text()
+    view.set_split(None)
+    assert view.split is None and view.busy
 
 
 def test_hidden_tab_waits_and_bad_csv_is_explained(qtbot, scored_state, settings, tmp_path):
