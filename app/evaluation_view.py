@@ -327,8 +327,8 @@ class EvaluationView(QWidget):
         self.roc.setMinimumSize(300, 280)
         self.zoom_button = QPushButton(f"Zoom to ≤ {percent(ZOOM_FPR, 0)} false calls",
                                        objectName="rocZoomButton", checkable=True)
-        self.zoom_button.setToolTip("Show the low false-call end of the curve, where a line "
-                                    "runs")
+        self.zoom_button.setToolTip("Show the low false-call end of the curve, where a "
+                                    "production line operates")
         self.zoom_button.toggled.connect(self.roc.set_zoomed)
         column.addWidget(self.roc, 1)
         column.addWidget(self.zoom_button, 0, Qt.AlignmentFlag.AlignLeft)
