@@ -4,6 +4,10 @@ Both live in the workspace table ``annotations`` (one row per touched image) and
 written the moment the user acts, one transaction per call, each with a timestamp, so
 closing the app, a crash or a kill never loses a flag. Images are named by their id
 (``Dataset.image_ids``), the same id scores and embeddings use.
+
+Each change is also appended, by image path, to the workspace's annotations journal
+(core.recovery) before its transaction commits, so a damaged database loses none of the
+user's work: ``diesight repair`` restores it from the journal.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.dbarrays import align_by_id, query_array
+from core.recovery import append_journal, journal_path
 from core.workspace import Workspace
 
 LABEL_GOOD = 0
@@ -74,6 +79,7 @@ def set_flag(workspace: Workspace, image_ids: Iterable[int] | int, flagged: bool
                  flagged_at = CASE WHEN annotations.flagged = 1 AND excluded.flagged = 1
                                    THEN annotations.flagged_at ELSE excluded.flagged_at END""",
             [(i, int(bool(flagged)), stamp) for i in ids])
+        _journal(workspace, con, ids)
     return len(ids)
 
 
@@ -103,7 +109,28 @@ def set_user_label(workspace: Workspace, image_ids: Iterable[int] | int,
                ON CONFLICT (image_id) DO UPDATE SET
                  user_label = excluded.user_label, labelled_at = excluded.labelled_at""",
             [(i, label, stamp) for i in ids])
+        _journal(workspace, con, ids)
     return len(ids)
+
+
+_JOURNAL_COLUMNS = ("relpath", "flagged", "flagged_at", "user_label", "labelled_at")
+_JOURNAL_QUERY = ("SELECT i.relpath, a.flagged, a.flagged_at, a.user_label, a.labelled_at "
+                  "FROM annotations a JOIN images i ON i.id = a.image_id")
+
+
+def _journal(workspace: Workspace, con, ids: list[int]) -> None:
+    """Append the new state of the ``ids``' annotations to the journal, inside the
+    caller's transaction (a journal that cannot be written rolls the change back).
+
+    A workspace made before the journal existed gets every annotation it holds first.
+    """
+    if not ids:
+        return
+    query = _JOURNAL_QUERY + " WHERE a.image_id IN (SELECT id FROM wanted_ids)"
+    if not journal_path(workspace.path).exists():
+        query = _JOURNAL_QUERY
+    rows = [dict(zip(_JOURNAL_COLUMNS, row, strict=True)) for row in con.execute(query)]
+    append_journal(workspace.path, rows)
 
 
 def flags(workspace: Workspace) -> dict[int, str]:

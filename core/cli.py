@@ -117,12 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USER_ERROR
     try:
         return int(args.func(args) or 0)
     except Cancelled:
         print("Cancelled.", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
 
 
 # --- subcommands -------------------------------------------------------------------------
@@ -150,8 +150,22 @@ using its checkpoint in /data/lot1's workspace; importing it again reuses the sa
 """
 
 
+# Exit codes, the same for every command (tests/faults/test_fault_exit_codes.py):
+EXIT_OK = 0
+EXIT_BUG = 1          # an unexpected error: Python's own exit code for a traceback
+EXIT_USER_ERROR = 2   # what was asked cannot be done: a bad option value, folder, file, CSV,
+#                       checkpoint or run, a damaged, full or read-only workspace, a run that
+#                       another process is training; one line on stderr says why
+EXIT_CANCELLED = 130  # Ctrl-C (a run stopped this way can be resumed)
+
+
+class BusyError(Exception):
+    """Another DieSight process holds what this command needs."""
+
+
 def _user_errors(command):
-    """Print a clear one-line message for the errors a user can cause, not a traceback."""
+    """Print a clear one-line message for the errors a user can cause, not a traceback,
+    and exit with EXIT_USER_ERROR."""
     import functools
 
     @functools.wraps(command)
@@ -161,18 +175,46 @@ def _user_errors(command):
         except Exception as exc:
             if not isinstance(exc, _user_error_types()):
                 raise
-            print(f"diesight {args.command}: {exc}", file=sys.stderr)
-            return 1
+            print(f"diesight {args.command}: {_user_message(exc, args)}", file=sys.stderr)
+            for skipped in getattr(exc, "skipped", None) or []:  # DatasetError's files
+                print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
+            return EXIT_USER_ERROR
     return wrapper
 
 
 def _user_error_types() -> tuple[type[Exception], ...]:
     # Imported only once something failed: core.checkpoint brings torch, which
     # `diesight runs` would otherwise not need.
+    import sqlite3
+
     from core.checkpoint import CheckpointError
     from core.dataset import DatasetError
+    from core.recovery import WorkspaceError
 
-    return ValueError, LookupError, OSError, DatasetError, CheckpointError
+    return (ValueError, LookupError, OSError, DatasetError, CheckpointError, WorkspaceError,
+            BusyError, sqlite3.DatabaseError)
+
+
+def _user_message(exc: Exception, args) -> str:
+    """The one line shown for a user error (the message policy of every command)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, sqlite3.DatabaseError):
+        from core.recovery import database_error_message
+        from core.workspace import workspace_dir_for
+
+        data = getattr(args, "data", None)
+        db = (workspace_dir_for(data) / "diesight.sqlite" if data is not None
+              else "the workspace database")
+        return database_error_message(db, exc, data)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = {errno.ENOSPC: "; free some space and run the command again",
+                errno.EROFS: "; choose a writable folder",
+                errno.EACCES: "; check the permissions or choose another folder"}
+        return f"{exc.strerror}{where}{hint.get(exc.errno, '')}"
+    return " ".join(str(exc).split("\n")).strip() or type(exc).__name__
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
@@ -691,11 +733,11 @@ class _TrainPrinter:
             self.bar(p)
 
 
+@_user_errors
 def _cmd_train(args) -> int:
     import json
 
-    from core.checkpoint import CheckpointError
-    from core.dataset import DatasetError, open_dataset
+    from core.dataset import open_dataset
     from core.training import train
     from core.workspace import Workspace
 
@@ -717,10 +759,11 @@ def _cmd_train(args) -> int:
             run = train(dataset, config, progress=_TrainPrinter(bar), cancel=cancel,
                         resume_run=args.resume,
                         split_from=_replayed_split(args, workspace))
-    except (ValueError, DatasetError, CheckpointError) as exc:
-        bar.close()
-        print(f"diesight train: {exc}", file=sys.stderr)
-        return 2
+    except RuntimeError as exc:
+        if "already being trained" not in str(exc):  # core.runs' lock of a live run
+            raise
+        raise BusyError(f"{exc} Wait for it to finish (or stop it), then resume again."
+                        ) from None
     finally:
         bar.close()
     return _print_run_summary(run, args.data)
@@ -772,23 +815,17 @@ def _add_scan(sub) -> None:
     p.set_defaults(func=_cmd_scan)
 
 
+@_user_errors
 def _cmd_scan(args) -> int:
-    from core.dataset import DatasetError, open_dataset, summary_lines
+    from core.dataset import open_dataset, summary_lines
 
     if args.workers is not None and args.workers < 1:
-        print("diesight scan: --workers must be at least 1", file=sys.stderr)
-        return 2
+        raise ValueError("--workers must be at least 1")
     bar = TerminalProgress()
     try:
         with CtrlC() as cancel:
             dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
                                    cancel=cancel, workers=args.workers)
-    except DatasetError as exc:
-        bar.close()
-        print(f"diesight scan: {exc}", file=sys.stderr)
-        for skipped in exc.skipped:
-            print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
-        return 1
     finally:
         bar.close()
     print("\n".join(summary_lines(dataset)))
@@ -796,6 +833,37 @@ def _cmd_scan(args) -> int:
 
 
 _PARSERS.append(_add_scan)
+
+
+def _add_repair(sub) -> None:
+    p = sub.add_parser(
+        "repair", help="rebuild a damaged workspace database, keeping flags and labels",
+        description="Check DATA's workspace database; when it is damaged, move it aside as "
+                    "diesight.sqlite.damaged-<time>, keep every table that can still be read, "
+                    "rebuild the rest from the folder and restore flags and labels from the "
+                    "annotations journal. A healthy database is left as it is (--force "
+                    "rebuilds it anyway).")
+    _add_data_arguments(p)
+    p.add_argument("--force", action="store_true", help="rebuild even a healthy database")
+    p.set_defaults(func=_cmd_repair)
+
+
+@_user_errors
+def _cmd_repair(args) -> int:
+    from core.recovery import repair_workspace
+
+    bar = TerminalProgress()
+    try:
+        with CtrlC() as cancel:
+            report = repair_workspace(args.data, labels_csv=args.labels, force=args.force,
+                                      progress=bar, cancel=cancel)
+    finally:
+        bar.close()
+    print("\n".join(report.lines()))
+    return EXIT_OK
+
+
+_PARSERS.append(_add_repair)
 
 
 # --- demo-data -------------------------------------------------------------------------------
@@ -827,6 +895,7 @@ def _add_demo_data(sub) -> None:
     p.set_defaults(func=_cmd_demo_data)
 
 
+@_user_errors
 def _cmd_demo_data(args) -> int:
     from core.demodata import generate_demo_data
 
@@ -836,10 +905,6 @@ def _cmd_demo_data(args) -> int:
             summary = generate_demo_data(args.out, n=args.n, bad_fraction=args.bad_fraction,
                                          seed=args.seed, workers=args.workers, progress=bar,
                                          cancel=cancel, style=args.style)
-    except (ValueError, OSError) as exc:
-        bar.close()
-        print(f"diesight demo-data: {exc}", file=sys.stderr)
-        return 2
     finally:
         bar.close()
     train, test = summary.counts["train"], summary.counts["test"]

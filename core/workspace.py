@@ -126,11 +126,21 @@ class Workspace:
 
     def __init__(self, path: str | os.PathLike, dataset_root: str | os.PathLike | None = None):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self.db_path = self.path / "diesight.sqlite"
-        self._migrate()
-        if dataset_root is not None:
-            self.set_meta("dataset_root", str(Path(dataset_root).expanduser().resolve()))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+            if dataset_root is not None:
+                self.set_meta("dataset_root", str(Path(dataset_root).expanduser().resolve()))
+        except OSError as exc:  # DIESIGHT_HOME read-only, a file, full, ...
+            from core.recovery import WorkspaceError, folder_error_message
+
+            raise WorkspaceError(folder_error_message(self.path, exc)) from None
+        except sqlite3.DatabaseError as exc:  # damaged, read-only, full, locked
+            from core.recovery import WorkspaceError, database_error_message
+
+            raise WorkspaceError(database_error_message(self.db_path, exc,
+                                                        dataset_root)) from None
 
     @classmethod
     def for_dataset(cls, dataset_root: str | os.PathLike) -> Workspace:

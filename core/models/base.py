@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 MIN_IMAGE_SIDE = 64
@@ -119,13 +118,12 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     Raises:
         WeightsError: missing file, not a PyTorch file, or not a mapping of names to tensors.
     """
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    from core.checkpoint import CheckpointError, safe_torch_load
+
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError)
-        raise WeightsError(f"{path} is not a readable PyTorch weights file "
-                           f"({type(exc).__name__}: {exc})") from exc
+        loaded = safe_torch_load(Path(path), "Weights file")
+    except CheckpointError as exc:  # one line, never torch's weights_only=False advice
+        raise WeightsError(str(exc)) from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not loaded:

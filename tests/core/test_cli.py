@@ -74,7 +74,7 @@ def test_export_needs_scores_then_writes_all_three_files(lot, tmp_path, capsys):
     dataset, run = lot
     root = str(dataset.root)
     scores_csv = tmp_path / "scores.csv"
-    assert main(["export", root, "--scores", str(scores_csv)]) == 1
+    assert main(["export", root, "--scores", str(scores_csv)]) == 2
     assert "run `diesight score" in capsys.readouterr().err and not scores_csv.exists()
 
     assert main(["score", root, "--run", str(run.id), "--device", "cpu"]) == 0
@@ -107,7 +107,7 @@ def test_flag_and_unflag_for_scripts(lot, capsys):
     assert set(flags(dataset.workspace)) == set(dataset.image_ids[[3, 4]].tolist())
     assert main(["flag", root, "--unflag", dataset.ids[3]]) == 0
     assert set(flags(dataset.workspace)) == {int(dataset.image_ids[4])}
-    assert main(["flag", root, "no-such-image"]) == 1
+    assert main(["flag", root, "no-such-image"]) == 2
     assert "no-such-image" in capsys.readouterr().err
 
 
@@ -131,16 +131,16 @@ def test_help_documents_run_naming(capsys):
 
 def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
     missing = tmp_path / "missing"
-    assert main(["runs", str(missing)]) == 1
+    assert main(["runs", str(missing)]) == 2
     assert "not a folder" in capsys.readouterr().err
-    assert main(["score", str(missing)]) == 1
+    assert main(["score", str(missing)]) == 2
     assert "Folder not found" in capsys.readouterr().err
     fresh = make_lot(tmp_path / "fresh", good=2, bad=2, test=0)
     assert main(["runs", str(fresh)]) == 0
     assert "No runs yet" in capsys.readouterr().out
-    assert main(["score", str(fresh), "--device", "cpu"]) == 1
+    assert main(["score", str(fresh), "--device", "cpu"]) == 2
     assert "train one first" in capsys.readouterr().err
-    assert main(["export", str(fresh)]) == 1
+    assert main(["export", str(fresh)]) == 2
     assert "nothing to export" in capsys.readouterr().err
 
 

@@ -37,13 +37,13 @@ def test_scan_with_labels_csv(tmp_path, capsys):
 
 
 def test_scan_of_a_missing_folder_fails_clearly(tmp_path, capsys):
-    assert main(["scan", str(tmp_path / "nowhere")]) == 1
+    assert main(["scan", str(tmp_path / "nowhere")]) == 2
     assert "Folder not found" in capsys.readouterr().err
 
 
 def test_scan_of_a_folder_without_images_fails_clearly(tmp_path, capsys):
     (tmp_path / "readme.txt").write_text("no pictures here")
-    assert main(["scan", str(tmp_path)]) == 1
+    assert main(["scan", str(tmp_path)]) == 2
     assert "No images found" in capsys.readouterr().err
 
 

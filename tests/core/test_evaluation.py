@@ -331,14 +331,14 @@ def test_cli_evaluate_errors_are_one_line(scored, tmp_path, capsys):
     dataset, run, truth, _, _ = scored
     bad = _write(tmp_path / "bad.csv", "id,label\nx,2\n")
     assert main(["evaluate", str(dataset.root), "--run", str(run.id), "--truth",
-                 str(bad)]) == 1
+                 str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(bad) in err and "line 2" in err
     assert main(["evaluate", str(dataset.root), "--run", str(run.id), "--truth",
-                 str(truth.path), "--split", "val"]) == 1
+                 str(truth.path), "--split", "val"]) == 2
     assert "split 'val'" in capsys.readouterr().err.splitlines()[-1]
     other = create_run(dataset.workspace, TrainConfig(), device="cpu", parameters=1)
     update_run(dataset.workspace, other, status="finished")
     assert main(["evaluate", str(dataset.root), "--run", str(other), "--truth",
-                 str(truth.path)]) == 1
+                 str(truth.path)]) == 2
     assert "diesight score" in capsys.readouterr().err.splitlines()[-1]

@@ -279,10 +279,10 @@ def test_cli_score_lot_then_scan_shows_it(dataset, lot_folder, capsys):
 
 def test_cli_lot_errors_are_one_line(dataset, lot_folder, capsys):
     run = make_run(dataset.workspace)
-    assert main(["score", str(dataset.root), "--lot-name", "x"]) == 1
+    assert main(["score", str(dataset.root), "--lot-name", "x"]) == 2
     assert "--lot-name needs --lot" in capsys.readouterr().err
     assert main(["score", str(dataset.root), "--run", str(run.id), "--device", "cpu",
-                 "--lot", str(dataset.root / "train")]) == 1
+                 "--lot", str(dataset.root / "train")]) == 2
     assert "inside the dataset folder" in capsys.readouterr().err
     assert "--lot FOLDER" in _help_text(capsys)
 

@@ -188,7 +188,7 @@ def test_wrapped_checkpoint_keys_are_accepted(built_models, tmp_path):
 def test_garbage_weights_file_is_a_clear_error(tmp_path):
     path = tmp_path / "garbage.pth"
     path.write_bytes(b"this is not a checkpoint at all" * 10)
-    with pytest.raises(WeightsError, match="garbage.pth is not a readable PyTorch weights file"):
+    with pytest.raises(WeightsError, match="garbage.pth cannot be read: not a PyTorch file"):
         create_model("resnet18", weights=path)
 
 
