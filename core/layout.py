@@ -29,6 +29,7 @@ import numpy as np
 from core.imagefile import is_image_name
 
 GOOD, BAD, UNLABELLED = 0, 1, -1
+_LABEL_WORDS = {GOOD: "good", BAD: "bad"}
 
 TRAIN, VAL, TEST, UNSPLIT = "train", "val", "test", "unlabelled"
 SPLITS = (TRAIN, VAL, TEST, UNSPLIT)
@@ -95,6 +96,7 @@ class CsvLabels:
     labels: dict[str, int] = field(default_factory=dict)
     splits: dict[str, str] = field(default_factory=dict)
     unknown_labels: int = 0
+    lines: dict[str, int] = field(default_factory=dict)  # key -> its line in the file
 
 
 # --- folder names ----------------------------------------------------------------------
@@ -248,12 +250,12 @@ def read_labels_csv(path: str | os.PathLike) -> CsvLabels:
         LabelsCsvError: unreadable file, no usable columns, or no recognisable labels.
     """
     path = Path(path)
-    rows = _read_rows(path)
+    rows, line_numbers = _read_rows(path)
     if not rows:
         raise LabelsCsvError(f"{path.name} is empty")
     file_col, label_col, split_col, body = _choose_columns(path, rows)
     result = CsvLabels(path)
-    for row in body:
+    for row, line in zip(body, line_numbers[len(rows) - len(body):], strict=True):
         if len(row) <= max(file_col, label_col) or not row[file_col].strip():
             continue
         label = parse_label(row[label_col])
@@ -261,6 +263,12 @@ def read_labels_csv(path: str | os.PathLike) -> CsvLabels:
             result.unknown_labels += 1
             continue
         key = row[file_col].strip()
+        if key in result.labels and result.labels[key] != label:
+            raise LabelsCsvError(
+                f"{path}: {key!r} is labelled twice, differently: line {result.lines[key]} "
+                f"says {_LABEL_WORDS[result.labels[key]]}, line {line} says "
+                f"{_LABEL_WORDS[label]}; keep one of the two lines")
+        result.lines.setdefault(key, line)
         result.labels[key] = label
         if split_col is not None and len(row) > split_col:
             split = split_of_folder(row[split_col].strip())
@@ -286,7 +294,8 @@ def parse_label(value: str) -> int | None:
     return {0.0: GOOD, 1.0: BAD}.get(number)
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def _read_rows(path: Path) -> tuple[list[list[str]], list[int]]:
+    """The non-blank rows of a CSV and the line number of each."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -297,7 +306,17 @@ def _read_rows(path: Path) -> list[list[str]]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    return [row for row in csv.reader(text.splitlines(), dialect) if any(c.strip() for c in row)]
+    rows, line_numbers = [], []
+    reader = csv.reader(text.splitlines(), dialect)
+    try:
+        for row in reader:
+            if any(c.strip() for c in row):
+                rows.append(row)
+                line_numbers.append(reader.line_num)
+    except csv.Error as exc:
+        raise LabelsCsvError(f"{path.name} line {reader.line_num}: not valid CSV ({exc})"
+                             ) from None
+    return rows, line_numbers
 
 
 def _choose_columns(path: Path, rows: list[list[str]]):
@@ -386,10 +405,19 @@ def _apply_csv(labels_file: CsvLabels, relpaths: list[str], root, labels: np.nda
     index = _ImageIndex(relpaths, root)
     matched = 0
     disagreements = 0
+    named_by: dict[int, str] = {}  # image -> the first reference that labelled it
     for reference, label in labels_file.labels.items():
         i = index.find(reference)
         if i is None:
             continue
+        first = named_by.setdefault(i, reference)
+        if first != reference and labels_file.labels[first] != label:
+            lines = labels_file.lines
+            raise LabelsCsvError(
+                f"{labels_file.path}: {relpaths[i]} is labelled twice, differently: line "
+                f"{lines.get(first, '?')} ({first!r}) says "
+                f"{_LABEL_WORDS[labels_file.labels[first]]}, line {lines.get(reference, '?')} "
+                f"({reference!r}) says {_LABEL_WORDS[label]}; keep one of the two lines")
         matched += 1
         if labels[i] == UNLABELLED:
             labels[i] = label
