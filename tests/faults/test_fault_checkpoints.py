@@ -86,7 +86,7 @@ def test_crafted_checkpoint_is_one_clear_line(tmp_path, name):
 
 
 def test_crafted_best_checkpoint_through_the_cli(tmp_path, isolated_home):
-    """``diesight score`` with a forged best.pt: exit 2?no: the user-error code, one line."""
+    """``diesight score`` with a forged best.pt: the user-error exit code and one line."""
     from scoring_fixtures import make_lot, make_run
 
     from core.dataset import open_dataset
