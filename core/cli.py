@@ -616,6 +616,96 @@ def _image_ids_for(dataset, names: Sequence[str]) -> list[int]:
 _PARSERS.append(_add_flag)
 
 
+# --- explain -------------------------------------------------------------------------------
+
+def _add_explain(sub) -> None:
+    from core.explain_methods import METHODS
+
+    p = sub.add_parser(
+        "explain", help="write defect heatmaps (where the evidence is) as PNGs",
+        description="For each chosen image of DATA, write where the run's evidence for "
+                    "'bad' lies: ID.png (the map at the image's own size, 16-bit grey, "
+                    "65535 = the image's strongest evidence) and ID-overlay.png (the map over "
+                    "the image). Maps are cached in the run's workspace folder.",
+        epilog="Methods:\n" + "\n".join(f"  {k:<22}{v}" for k, v in METHODS.items())
+               + "\n\n" + RUN_NAMING_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_data_arguments(p)
+    p.add_argument("--run", default="latest", help=RUN_HELP)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--split", metavar="S", help="every image of split S")
+    which.add_argument("--ids", metavar="FILE",
+                       help="the images named in FILE, one id (file stem) or path per line")
+    which.add_argument("--top", metavar="N", type=int,
+                       help="the N highest-scored images of the run (default: 20)")
+    p.add_argument("--method", choices=tuple(METHODS), default=None,
+                   help="attribution method (default: the one measured best for the model)")
+    p.add_argument("--out", metavar="DIR", required=True, help="folder for the PNGs")
+    p.add_argument("--opacity", type=float, default=0.6, help="overlay opacity (0.6)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per pass (default: 64 on CUDA, 8 on the CPU)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.set_defaults(func=_cmd_explain)
+
+
+@_user_errors
+def _cmd_explain(args) -> int:
+    from core.explain import explain
+    from core.explain_files import write_heatmap_pngs
+    from core.runs import resolve_run
+
+    bar = TerminalProgress()
+    with CtrlC() as cancel:
+        try:
+            dataset = _open_dataset_cli(args, bar, cancel)
+            run = resolve_run(dataset.workspace, args.run)
+            image_ids = _explain_selection(args, dataset, run)
+            maps = explain(dataset, run, image_ids, args.method, batch_size=args.batch_size,
+                           device=args.device, progress=bar, cancel=cancel)
+        finally:
+            bar.close()
+    written = write_heatmap_pngs(dataset, maps, args.out, args.opacity)
+    print(f"Wrote {written:,} heatmaps ({maps.method}, run {run.id}) and their overlays to "
+          f"{args.out} ({maps.computed:,} computed, {len(image_ids) - maps.computed:,} "
+          f"from the cache, {maps.seconds:.1f} s).")
+    return 0
+
+
+def _explain_selection(args, dataset, run):
+    """The image ids chosen by --split, --ids or --top (default: the top 20)."""
+    import numpy as np
+
+    if args.split is not None:
+        chosen = dataset.image_ids[dataset.splits == args.split]
+        if len(chosen) == 0:
+            known = ", ".join(sorted(set(dataset.splits.tolist())))
+            raise ValueError(f"no images of split {args.split!r} (splits: {known})")
+        return chosen
+    if args.ids is not None:
+        from core.explain_files import read_id_list
+
+        return np.asarray(_image_ids_for(dataset, read_id_list(args.ids)), dtype=np.int64)
+    return _top_scored(dataset, run, 20 if args.top is None else args.top, args.data)
+
+
+def _top_scored(dataset, run, n: int, data: str):
+    import numpy as np
+
+    from core.scores import NoScoresError, aligned_logits, has_scores, no_scores_message
+
+    if n < 1:
+        raise ValueError("--top must be at least 1")
+    if not has_scores(dataset.workspace, run.id):
+        raise NoScoresError(no_scores_message(run.id, data))
+    logits = aligned_logits(dataset, run.id)
+    scored = np.flatnonzero(~np.isnan(logits))
+    order = scored[np.argsort(-logits[scored], kind="stable")][:n]
+    return dataset.image_ids[order]
+
+
+_PARSERS.append(_add_explain)
+
+
 # --- train ---------------------------------------------------------------------------------
 
 # CLI flag -> TrainConfig field, for the flags that override the starting config.

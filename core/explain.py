@@ -1,0 +1,404 @@
+"""Where on the part is the evidence: attribution heatmaps for a run's defect score.
+
+``explain(dataset, run, image_ids, method)`` returns one map per image at the image's own
+resolution (the dataset's cached size, 267 x 275 for the Nexperia parts), with values in
+0..1: 1 is the image's strongest evidence for "bad", 0 none. Every method comes from
+Captum, PyTorch's attribution library, so the gradients are its well-tested ones:
+
+``gradcam``
+    ``LayerGradCam`` at the last residual stage (1/32 of the input for the ResNets and
+    ``designed_resnet``, 1/16 for ``stratified``): the classic map, coarse (9 x 9 cells).
+``gradcam-fine``
+    ``LayerGradCam`` one stage earlier: twice the resolution, less semantic.
+``layercam``
+    ``LayerGradientXActivation`` at the last three stages in ONE backward pass, each stage's
+    positive channel sum upsampled and normalised, then averaged: coarse stages say which
+    region, finer ones sharpen it (the idea of LayerCAM, Jiang et al. 2021).
+``occlusion``
+    ``Occlusion``: the drop of the logit when a window of the image is greyed out. Model
+    agnostic and faithful by construction, but hundreds of forward passes per image.
+``integrated-gradients``
+    ``IntegratedGradients`` from a mean-grey image, positive part, smoothed (pixel
+    attributions are speckled; a defect is a region).
+
+Maps are computed at the run's input size and bilinearly resized to the image's size. Each
+map is normalised by its own maximum; the maximum itself (``peaks``, in the method's units)
+is kept, so "strong evidence here" and "the strongest of very little" can be told apart.
+
+Computed maps are cached per run and method in the run's folder of the workspace
+(``runs/<id>/heatmaps-<method>.npy`` float16 (n, H, W), ``...-ids.npy``, ``...-peaks.npy`` and
+a stamp naming the checkpoint they came from), written atomically; a later call for cached
+images reads them back instead of running the network, and a new checkpoint (a resumed run)
+makes the cache stale.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.atomic import atomic_write
+from core.checkpoint import load_model_from_run
+from core.explain_methods import (  # noqa: F401  (re-exported)
+    DEFAULT_METHODS,
+    METHODS,
+    check_method,
+    default_method,
+)
+from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
+from core.scores import as_run
+from core.training.data import normalise, prepare_images
+from core.training.trainer import select_device
+
+DEFAULT_BATCH_CUDA = 64
+DEFAULT_BATCH_CPU = 8
+LAYERCAM_STAGES = 3
+IG_STEPS = 16
+IG_SMOOTH_FRACTION = 1 / 60    # Gaussian sigma as a share of the image side (~4.5 px)
+OCCLUSION_FRACTION = 1 / 8     # window side as a share of the image side (stride: half)
+CPU_OCCLUSION_PASS = 64        # images per forward pass while occluding on the CPU
+
+
+@dataclass
+class Heatmaps:
+    """Maps of some images, aligned with ``image_ids`` (in the order asked for).
+
+    Attributes:
+        run_id: the run whose checkpoint was explained.
+        method: one of :data:`METHODS`.
+        image_ids: int64 (n,).
+        maps: float16 (n, H, W), 0..1, at the dataset's image size.
+        peaks: float32 (n,), each map's maximum before normalising (the method's units).
+        computed: how many maps were computed now (the rest came from the cache).
+        seconds: wall time of the call.
+    """
+
+    run_id: int
+    method: str
+    image_ids: np.ndarray
+    maps: np.ndarray
+    peaks: np.ndarray
+    computed: int = 0
+    seconds: float = 0.0
+
+
+def explain(dataset, run, image_ids: Sequence[int] | np.ndarray, method: str | None = None,
+            *, batch_size: int | None = None, device: str = "auto",
+            progress: ProgressFn | None = None, cancel: CancelCheck | None = None,
+            store: bool = True, use_cache: bool = True) -> Heatmaps:
+    """Heatmaps of ``image_ids`` for ``run``'s defect logit.
+
+    Args:
+        dataset: an opened ``core.dataset.Dataset``.
+        run: a run record, its id, 'latest' or 'OTHER_DATA@ID'.
+        image_ids: the images (present in ``dataset``); repeats are allowed.
+        method: one of :data:`METHODS` (default: the model's measured best).
+        batch_size: images per attribution pass (default 64 on CUDA, 8 on the CPU).
+        device: 'auto', 'cuda' or 'cpu'.
+        progress: receives ``Progress('explain', done, total, ...)``.
+        cancel: checked between batches; nothing is stored when it stops the call.
+        store: merge the new maps into the run's cache (the viewer, explaining one image
+            at a time, passes False rather than rewrite a large file per key press).
+        use_cache: read maps already cached instead of computing them again.
+
+    Raises:
+        core.progress.Cancelled: ``cancel`` returned True.
+        core.checkpoint.CheckpointError: the run's checkpoint is missing or unreadable.
+        ValueError: unknown method, an id not in the dataset, or a bad batch size.
+    """
+    started = time.perf_counter()
+    run = as_run(dataset.workspace, run)
+    method = check_method(method or default_method(run.model))
+    wanted = np.asarray(image_ids, dtype=np.int64).ravel()
+    _check_present(dataset, wanted)
+    cache = HeatmapCache(dataset.workspace.run_dir(run.id), method, run.checkpoint)
+    cached = cache.load() if use_cache else None
+    missing = np.unique(wanted if cached is None else wanted[~np.isin(wanted, cached[0])])
+    fresh = None
+    if len(missing):
+        fresh = _compute(dataset, run, missing, method, batch_size, device, progress, cancel)
+        if store:
+            cache.store(*_merged(cached, (missing, *fresh)))
+    maps, peaks = _gather(wanted, cached, missing, fresh, dataset.image_size)
+    report(progress, "explain", len(wanted), len(wanted),
+           f"{len(wanted)} heatmaps ({len(missing)} computed)")
+    return Heatmaps(run.id, method, wanted, maps, peaks, len(missing),
+                    time.perf_counter() - started)
+
+
+def _check_present(dataset, image_ids: np.ndarray) -> None:
+    if len(image_ids) == 0:
+        raise ValueError("no images to explain")
+    absent = image_ids[dataset.positions(image_ids) < 0]
+    if len(absent):
+        raise ValueError(f"image id(s) {absent[:5].tolist()} are not present in {dataset.root}")
+
+
+def _gather(wanted, cached, missing, fresh, size) -> tuple[np.ndarray, np.ndarray]:
+    """Maps and peaks of ``wanted`` (in order) from the cache and the fresh maps."""
+    maps = np.empty((len(wanted), *size), dtype=np.float16)
+    peaks = np.empty(len(wanted), dtype=np.float32)
+    sources = [s for s in (cached, (missing, *fresh) if fresh is not None else None) if s]
+    for ids, source_maps, source_peaks in sources:
+        order = np.argsort(ids)
+        found = np.searchsorted(ids, wanted, sorter=order).clip(0, len(ids) - 1)
+        rows = order[found]
+        hit = np.flatnonzero(ids[rows] == wanted)
+        if len(hit):
+            # Fancy indexing a memmap reads just these rows.
+            maps[hit] = source_maps[rows[hit]]
+            peaks[hit] = source_peaks[rows[hit]]
+    return maps, peaks
+
+
+def _merged(cached, fresh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cache's entries plus the fresh ones (fresh wins), sorted by id."""
+    if cached is None:
+        ids, maps, peaks = fresh
+    else:
+        keep = ~np.isin(cached[0], fresh[0])
+        ids = np.concatenate([cached[0][keep], fresh[0]])
+        maps = np.concatenate([np.asarray(cached[1][keep]), fresh[1]])
+        peaks = np.concatenate([cached[2][keep], fresh[2]])
+    order = np.argsort(ids, kind="stable")
+    return ids[order], maps[order], peaks[order]
+
+
+# --- computing ---------------------------------------------------------------------------
+
+def _compute(dataset, run, image_ids: np.ndarray, method: str, batch_size: int | None,
+             device: str, progress: ProgressFn | None, cancel: CancelCheck | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(maps float16 (n, H, W), peaks float32 (n,)) of ``image_ids`` (ascending)."""
+    torch_device = select_device(device)
+    batch = batch_size or (DEFAULT_BATCH_CUDA if torch_device.type == "cuda"
+                           else DEFAULT_BATCH_CPU)
+    if batch < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch}")
+    model, config = load_model_from_run(run)
+    model = model.to(torch_device).eval()
+    attribute = make_attributor(model, method, config.input_shape, torch_device)
+    positions = dataset.positions(image_ids)
+    n, size = len(positions), dataset.image_size
+    maps = np.empty((n, *size), dtype=np.float16)
+    peaks = np.empty(n, dtype=np.float32)
+    throttle, started = Throttle(0.25), time.perf_counter()
+    for start in range(0, n, batch):
+        check_cancel(cancel)
+        stop = min(start + batch, n)
+        images = prepare_images(dataset, positions[start:stop], config.input_shape,
+                                torch_device)
+        raw = attribute(normalise(images.to(torch_device)))
+        maps[start:stop], peaks[start:stop] = _to_image_size(raw, size)
+        if throttle.ready(final=stop == n):
+            rate = stop / max(time.perf_counter() - started, 1e-9)
+            report(progress, "explain", stop, n, f"{rate:.1f} images/s", images_per_s=rate)
+    return maps, peaks
+
+
+def _to_image_size(raw: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Positive evidence, resized to ``size`` and normalised by each map's maximum."""
+    raw = raw.detach().float().clamp_min(0)
+    if raw.ndim == 3:
+        raw = raw[:, None]
+    resized = F.interpolate(raw, size=size, mode="bilinear", align_corners=False)[:, 0]
+    peaks = resized.flatten(1).amax(dim=1)
+    # An all-zero map (no evidence for "bad" at all) stays zero instead of dividing by 0.
+    normalised = resized / peaks.clamp_min(torch.finfo(torch.float32).tiny)[:, None, None]
+    return normalised.cpu().numpy().astype(np.float16), peaks.cpu().numpy()
+
+
+Attributor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def make_attributor(model: nn.Module, method: str, input_shape: tuple[int, int],
+                    device: torch.device) -> Attributor:
+    """A function from normalised images (B, 1, h, w) to raw maps (B, 1, h', w')."""
+    from captum import attr
+
+    stages = feature_stages(model, input_shape, device)
+    if method == "gradcam":
+        return _gradcam(attr.LayerGradCam(model, stages[-1]))
+    if method == "gradcam-fine":
+        return _gradcam(attr.LayerGradCam(model, stages[-2] if len(stages) > 1 else stages[-1]))
+    if method == "layercam":
+        chosen = stages[-LAYERCAM_STAGES:]
+        return _layercam(attr.LayerGradientXActivation(model, chosen), input_shape)
+    if method == "occlusion":
+        return _occlusion(attr.Occlusion(model), input_shape, device)
+    if method == "integrated-gradients":
+        return _integrated_gradients(attr.IntegratedGradients(model), input_shape)
+    raise ValueError(check_method(method))
+
+
+def _gradcam(cam) -> Attributor:
+    def attribute(x: torch.Tensor) -> torch.Tensor:
+        # The model has one output per image (the defect logit), so no target is needed.
+        return cam.attribute(x, relu_attributions=True)
+    return attribute
+
+
+def _layercam(method, input_shape: tuple[int, int]) -> Attributor:
+    def attribute(x: torch.Tensor) -> torch.Tensor:
+        per_stage = method.attribute(x)
+        combined = torch.zeros((x.shape[0], 1, *input_shape), device=x.device)
+        for stage_map in per_stage:
+            positive = stage_map.sum(dim=1, keepdim=True).clamp_min(0)
+            up = F.interpolate(positive, size=input_shape, mode="bilinear",
+                               align_corners=False)
+            # Each stage counts the same whatever its units: normalise before averaging.
+            combined += up / up.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None, None]
+        return combined / len(per_stage)
+    return attribute
+
+
+def _occlusion(method, input_shape: tuple[int, int], device: torch.device) -> Attributor:
+    rows, cols = input_shape
+    window = max(4, round(min(rows, cols) * OCCLUSION_FRACTION))
+    stride = max(2, window // 2)
+
+    def attribute(x: torch.Tensor) -> torch.Tensor:
+        per_pass = (CPU_OCCLUSION_PASS if device.type == "cpu" else 512) // x.shape[0]
+        # Baseline 0 in normalised units is the dataset's mean grey.
+        return method.attribute(x, sliding_window_shapes=(1, window, window),
+                                strides=(1, stride, stride), baselines=0.0,
+                                perturbations_per_eval=max(1, per_pass))
+    return attribute
+
+
+def _integrated_gradients(method, input_shape: tuple[int, int]) -> Attributor:
+    sigma = max(1.0, min(input_shape) * IG_SMOOTH_FRACTION)
+
+    def attribute(x: torch.Tensor) -> torch.Tensor:
+        raw = method.attribute(x, baselines=0.0, n_steps=IG_STEPS,
+                               internal_batch_size=max(x.shape[0], 8))
+        return _gaussian_blur(raw.clamp_min(0), sigma)
+    return attribute
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = int(3 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+
+
+def feature_stages(model: nn.Module, input_shape: tuple[int, int],
+                   device: torch.device) -> list[nn.Module]:
+    """The last residual block of each resolution, finest first.
+
+    Found by running one blank image and watching every residual block's output size, so
+    it works for any registered model built from torchvision blocks (the ResNets, and the
+    trunks of ``designed_resnet`` and ``stratified``) without a per-model list of names.
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+    hooks = [m.register_forward_hook(lambda mod, _i, out: sizes.__setitem__(mod, out.shape[2:]))
+             for m in model.modules() if isinstance(m, BasicBlock | Bottleneck)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, 1, *input_shape), device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    last_of_size: dict[tuple[int, int], nn.Module] = {}
+    for module, size in sizes.items():  # in execution order
+        last_of_size[tuple(size)] = module
+    if not last_of_size:
+        raise ValueError(f"{type(model).__name__} has no residual blocks to explain")
+    return list(last_of_size.values())
+
+
+# --- the cache -------------------------------------------------------------------------
+
+class HeatmapCache:
+    """One run's cached maps of one method: four files in the run's folder.
+
+    ``heatmaps-<method>.npy`` (float16 maps), ``-ids.npy``, ``-peaks.npy`` and ``.json``
+    (which checkpoint made them, written last). A cache whose files disagree or whose
+    checkpoint changed is ignored (and replaced by the next store).
+    """
+
+    def __init__(self, run_dir: Path, method: str, checkpoint: Path | None) -> None:
+        base = run_dir / f"heatmaps-{method}"
+        self.maps_path = base.with_suffix(".npy")
+        self.ids_path = run_dir / f"heatmaps-{method}-ids.npy"
+        self.peaks_path = run_dir / f"heatmaps-{method}-peaks.npy"
+        self.stamp_path = base.with_suffix(".json")
+        self.checkpoint = checkpoint
+
+    def _stamp(self) -> dict:
+        stat = Path(self.checkpoint).stat() if self.checkpoint else None
+        return {"checkpoint": str(self.checkpoint),
+                "checkpoint_bytes": stat.st_size if stat else None,
+                "checkpoint_mtime_ns": stat.st_mtime_ns if stat else None}
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(ids, maps memmap, peaks), or None when absent, stale or inconsistent."""
+        try:
+            stamp = json.loads(self.stamp_path.read_text())
+            ids = np.load(self.ids_path, allow_pickle=False)
+            peaks = np.load(self.peaks_path, allow_pickle=False)
+            maps = np.load(self.maps_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if stamp.get("count") != len(ids) or len(maps) != len(ids) or len(peaks) != len(ids):
+            return None
+        stamp.pop("count")
+        if stamp != self._stamp():
+            return None
+        return ids.astype(np.int64, copy=False), maps, peaks
+
+    def store(self, ids: np.ndarray, maps: np.ndarray, peaks: np.ndarray) -> None:
+        """Replace the cache (the stamp goes last, so a torn write reads as stale)."""
+        self.stamp_path.unlink(missing_ok=True)
+        for path, array in ((self.maps_path, maps), (self.ids_path, ids),
+                            (self.peaks_path, peaks)):
+            with atomic_write(path, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+        with atomic_write(self.stamp_path) as fh:
+            json.dump({**self._stamp(), "count": len(ids)}, fh)
+
+
+# --- pictures ----------------------------------------------------------------------------
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """0..1 values -> RGB uint8 (..., 3): a perceptual dark-blue → red → yellow scale."""
+    stops = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99],
+                      [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164]],
+                     dtype=np.float32)  # 'inferno' at eight stops
+    position = np.clip(np.asarray(values, dtype=np.float32), 0, 1) * (len(stops) - 1)
+    low = np.floor(position).astype(np.int64).clip(0, len(stops) - 2)
+    weight = (position - low)[..., None]
+    return (stops[low] * (1 - weight) + stops[low + 1] * weight).round().astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5,
+            floor: float = 0.2) -> np.ndarray:
+    """A grey image with the heatmap blended over it: RGB uint8 (H, W, 3).
+
+    Values below ``floor`` stay transparent, so the part itself remains readable where
+    there is no evidence; above it the opacity ramps up with the value.
+    """
+    grey = np.repeat(np.asarray(image, dtype=np.float32)[..., None], 3, axis=2)
+    heat = np.asarray(heatmap, dtype=np.float32)
+    alpha = (opacity * np.clip((heat - floor) / max(1e-6, 1 - floor), 0, 1))[..., None]
+    blended = grey * (1 - alpha) + heat_colours(heat).astype(np.float32) * alpha
+    return blended.round().clip(0, 255).astype(np.uint8)
+
+
+def heatmap_png16(heatmap: np.ndarray) -> np.ndarray:
+    """A 0..1 map as uint16 0..65535 (for a 16-bit grey PNG)."""
+    return (np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1) * 65535).round().astype(
+        np.uint16)

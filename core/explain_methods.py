@@ -1,0 +1,32 @@
+"""The names of the heatmap methods and the default per model, without importing torch.
+
+``diesight --help`` and the GUI's method menu list them; the work is in core.explain.
+"""
+
+from __future__ import annotations
+
+METHODS: dict[str, str] = {
+    "gradcam": "Grad-CAM at the last residual stage (coarse)",
+    "gradcam-fine": "Grad-CAM one stage earlier (twice the resolution)",
+    "layercam": "gradient x activation at the last three stages, combined",
+    "occlusion": "logit drop when a window is greyed out (slow: many forward passes)",
+    "integrated-gradients": "integrated gradients from mean grey, smoothed",
+}
+
+# The default per model, chosen by measured localisation (pointing game on the demo set's
+# defect boxes, tests/benchmarks/bench_explain.py; the numbers are in the README).
+DEFAULT_METHODS: dict[str, str] = {}
+FALLBACK_METHOD = "layercam"
+
+
+def default_method(model_name: str) -> str:
+    """The method used when none is asked for (measured per model, see DEFAULT_METHODS)."""
+    return DEFAULT_METHODS.get(model_name, FALLBACK_METHOD)
+
+
+def check_method(method: str) -> str:
+    """``method`` when known; ValueError naming the valid ones otherwise."""
+    if method not in METHODS:
+        raise ValueError(f"unknown explanation method {method!r}; valid methods are: "
+                         + ", ".join(METHODS))
+    return method
