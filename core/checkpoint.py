@@ -13,6 +13,7 @@ pickled code, so opening a checkpoint from someone else's folder is safe.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -33,11 +34,20 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path
     """Write ``checkpoint`` to ``path`` atomically (temporary file + rename).
 
     The format marker ``'diesight'`` is added when missing.
+
+    Raises:
+        OSError: the file cannot be written (a full disk: ENOSPC), naming ``path``; no
+            temporary file stays behind.
     """
     path = Path(path)
     checkpoint = {"diesight": FORMAT_VERSION, **checkpoint}
+    # Serialised in memory first: torch writing to the file itself turns a full disk into
+    # "RuntimeError: [enforce fail at inline_container.cc]"; a plain write gives the OSError
+    # (ENOSPC, naming the file) that every command reports as "disk full".
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_write(path, "wb") as fh:
-        torch.save(checkpoint, fh)
+        fh.write(buffer.getbuffer())
     return path
 
 

@@ -873,21 +873,30 @@ def _print_run_summary(run, data: str) -> int:
     return 130
 
 
+def _num(value, spec: str = "") -> str:
+    """A run figure, or "-" when it was never measured (None, NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return format(value, spec)
+
+
 def _holdout_summary(run) -> str:
     """The run's figures, with how far its escape count can be trusted."""
     from core.metrics import escape_rate_upper_bound
 
-    at = f"at threshold {run.threshold:.4g}"
+    at = f"at threshold {_num(run.threshold, '.4g')}"
     if run.config.threshold is None:
-        at = f"at the holdout's operating point {run.threshold:.4g}"
-    if run.holdout_bad is None:  # a run from before the holdout existed
-        return (f"val AUC {run.val_auc:.4f}, val loss {run.val_loss:.4f}, escapes "
-                f"{run.escapes} / false calls {run.false_calls} {at}.")
+        at = f"at the holdout's operating point {_num(run.threshold, '.4g')}"
+    if run.holdout_bad is None or run.holdout_good is None or run.escapes is None:
+        # a run from before the holdout existed, or one whose figures could not be measured
+        return (f"val AUC {_num(run.val_auc, '.4f')}, val loss {_num(run.val_loss, '.4f')}, "
+                f"escapes {_num(run.escapes)} / false calls {_num(run.false_calls)} {at}.")
     bound = escape_rate_upper_bound(run.escapes, run.holdout_bad)
     return (f"Holdout ({run.holdout_good + run.holdout_bad} images that chose nothing): AUC "
-            f"{run.val_auc:.4f}, loss {run.val_loss:.4f}; {run.escapes} of {run.holdout_bad} "
-            f"bad parts escape (escape rate <= {100 * bound:.1f} % at 95 % confidence), "
-            f"{run.false_calls} of {run.holdout_good} good parts are false calls, {at}.")
+            f"{_num(run.val_auc, '.4f')}, loss {_num(run.val_loss, '.4f')}; {run.escapes} of "
+            f"{run.holdout_bad} bad parts escape (escape rate <= {100 * bound:.1f} % at 95 % "
+            f"confidence), {_num(run.false_calls)} of {run.holdout_good} good parts are false "
+            f"calls, {at}.")
 
 
 _PARSERS.append(_add_train)

@@ -43,6 +43,10 @@ def _checked(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"scores and labels differ in length: {len(scores)} vs {len(labels)}")
     if not np.isin(labels, (0, 1)).all():
         raise ValueError("labels must be 0 (good) or 1 (bad)")
+    nan = int(np.isnan(scores).sum())
+    if nan:  # NaN would sort as the highest score and make any ranking look perfect
+        raise ValueError(f"{nan} of {len(scores)} scores are NaN (a diverged model?); "
+                         f"metrics need real numbers")
     return scores, labels.astype(bool)
 
 
@@ -50,6 +54,9 @@ def roc_auc(scores, labels) -> float:
     """Area under the ROC curve (the chance a random bad part outscores a random good one).
 
     Ties count one half. Returns NaN when one of the classes is missing.
+
+    Raises:
+        ValueError: a score is NaN (as in every function here that takes scores).
     """
     scores, bad = _checked(scores, labels)
     n_bad, n_good = int(bad.sum()), int((~bad).sum())

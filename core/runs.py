@@ -179,6 +179,7 @@ def mark_interrupted_runs(workspace: Workspace) -> list[int]:
         running = [r[0] for r in con.execute("SELECT id FROM runs WHERE status = 'running'")]
     dead = [run_id for run_id in running if not _is_alive(workspace, run_id)]
     for run_id in dead:
+        settle_checkpoints(workspace, run_id)
         done = [e.epoch for e in epochs(workspace, run_id)]
         kept = f"last.pt from epoch {max(done)} is kept" if done else "no epoch had finished"
         update_run(workspace, run_id, status="cancelled",
@@ -237,6 +238,71 @@ def record_epoch(workspace: Workspace, record: EpochRecord) -> None:
     with workspace.transaction() as con:
         con.execute(f"INSERT OR REPLACE INTO epochs ({names}) VALUES ({marks})",
                     tuple(values.values()))
+
+
+def commit_epoch(workspace: Workspace, record: EpochRecord,
+                 run_changes: dict[str, Any] | None = None) -> None:
+    """Store one epoch's metrics and (when it is the new best) the run's best-epoch columns
+    in one transaction: the moment the epoch's pending checkpoints become the run's
+    (:func:`settle_checkpoints`)."""
+    values = record.to_dict()
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    columns = {name: str(value) if isinstance(value, Path) else value
+               for name, value in (run_changes or {}).items()}
+    unknown = sorted(set(columns) - set(_RUN_COLUMNS) - {"status"})
+    if unknown or "status" in columns:
+        raise ValueError(f"commit_epoch cannot change {', '.join(unknown) or 'status'}")
+    with workspace.transaction() as con:
+        con.execute(f"INSERT OR REPLACE INTO epochs ({names}) VALUES ({marks})",
+                    tuple(values.values()))
+        if columns:
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            con.execute(f"UPDATE runs SET {assignments} WHERE id = ?",
+                        (*columns.values(), record.run_id))
+
+
+# An epoch's checkpoints are written as ``<name>.epoch-<E>.pending`` (complete files), the
+# epoch is committed to the database, and only then are they renamed to ``best.pt`` /
+# ``last.pt``. A kill at any point leaves pending files that :func:`settle_checkpoints`
+# finishes (epoch E committed: rename) or drops (not committed), so the run row always
+# describes the ``best.pt`` and ``last.pt`` on disk.
+PENDING_SUFFIX = ".pending"
+
+
+def pending_path(run_dir: Path, name: str, epoch: int) -> Path:
+    """Where epoch ``epoch``'s ``name`` (best.pt / last.pt) waits for its commit."""
+    return Path(run_dir) / f"{name}.epoch-{int(epoch)}{PENDING_SUFFIX}"
+
+
+def settle_checkpoints(workspace: Workspace, run_id: int) -> list[Path]:
+    """Finish or drop the pending checkpoints a killed training left (see
+    :data:`PENDING_SUFFIX`); call only for a run no process is training. Returns the files
+    that became ``best.pt`` / ``last.pt``."""
+    run_dir = workspace.path / "runs" / str(int(run_id))
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    pending = []
+    for name in names:
+        base, sep, rest = name.partition(".epoch-")
+        if sep and rest.endswith(PENDING_SUFFIX) and rest[:-len(PENDING_SUFFIX)].isdigit():
+            pending.append((int(rest[:-len(PENDING_SUFFIX)]), base, run_dir / name))
+    if not pending:
+        return []
+    recorded = {e.epoch for e in epochs(workspace, run_id)}
+    settled = []
+    for epoch, base, path in sorted(pending):
+        try:
+            if epoch in recorded:
+                os.replace(path, run_dir / base)
+                settled.append(run_dir / base)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            pass  # another reader settled it first
+    return settled
 
 
 def delete_epochs_from(workspace: Workspace, run_id: int, first_epoch: int) -> None:

@@ -13,6 +13,8 @@ float32, ties every part above a logit of ~16.6. Rows stored before the logit wa
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from core.annotations import now_iso
@@ -46,8 +48,8 @@ def store_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     the old or the new scores, never a mix of rows.
     """
     image_ids = _checked_lengths(image_ids, scores, embeddings)
-    _write_embeddings(workspace, run_id, image_ids, embeddings)
-    _write_scores(workspace, run_id, image_ids, scores, logits, replace=True)
+    _write_together(workspace, run_id, image_ids, embeddings, image_ids, scores, logits,
+                    replace=True)
 
 
 def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores: np.ndarray,
@@ -72,25 +74,39 @@ def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     keep = ~np.isin(old_ids, image_ids)
     all_ids = np.concatenate([old_ids[keep], image_ids])
     order = np.argsort(all_ids, kind="stable")  # stored ascending by id, like a full pass
-    _write_embeddings(workspace, run_id, all_ids[order],
-                      np.concatenate([old_embeddings[keep], embeddings])[order])
-    _write_scores(workspace, run_id, image_ids, scores, logits, replace=False)
+    _write_together(workspace, run_id, all_ids[order],
+                    np.concatenate([old_embeddings[keep], embeddings])[order],
+                    image_ids, scores, logits, replace=False)
 
 
 def _checked_lengths(image_ids, scores, embeddings) -> np.ndarray:
     image_ids = np.asarray(image_ids, dtype=np.int64)
     if not (len(image_ids) == len(scores) == len(embeddings)):
         raise ValueError("image_ids, scores and embeddings must have the same length")
+    # Checked before anything is written: NaN would replace good embeddings, and the
+    # table refuses it (a NULL score) only after the embeddings file was replaced.
+    if not (np.isfinite(np.asarray(scores, dtype=np.float64)).all()
+            and np.isfinite(np.asarray(embeddings, dtype=np.float32)).all()):
+        raise ValueError("scores and embeddings must be finite numbers (NaN or inf given: "
+                         "a diverged model?); nothing was stored")
     return image_ids
 
 
-def _write_embeddings(workspace: Workspace, run_id: int, image_ids: np.ndarray,
-                      embeddings: np.ndarray) -> None:
+def _write_together(workspace: Workspace, run_id: int, embedding_ids: np.ndarray,
+                    embeddings: np.ndarray, image_ids: np.ndarray, scores, logits,
+                    *, replace: bool) -> None:
+    """Both embedding files written whole (and synced) first, then the score rows in one
+    transaction, then the files renamed into place: a full disk or any error before the
+    commit leaves the old scores and the old embeddings, both."""
     run_dir = workspace.run_dir(run_id)
     with atomic_write(run_dir / EMBEDDINGS_FILE, "wb") as emb_file, \
             atomic_write(run_dir / EMBEDDING_IDS_FILE, "wb") as ids_file:
         np.save(emb_file, np.asarray(embeddings, dtype=np.float32))
-        np.save(ids_file, image_ids)
+        np.save(ids_file, embedding_ids)
+        for fh in (emb_file, ids_file):
+            fh.flush()
+            os.fsync(fh.fileno())
+        _write_scores(workspace, run_id, image_ids, scores, logits, replace=replace)
 
 
 def _write_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores, logits,

@@ -125,6 +125,7 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
     logits, embeddings = _score_all(dataset, positions, model, config.input_shape,
                                     torch_device, batch, progress, cancel, run.logit_offset)
     check_cancel(cancel)
+    _require_finite(run, logits, embeddings)
     scores = sigmoid(logits)
     store = store_scores if only_ids is None else merge_scores
     store(dataset.workspace, run.id, image_ids, scores, embeddings, logits=logits)
@@ -133,6 +134,22 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
            f"{len(image_ids)} images scored in {seconds:.1f} s")
     return ScoreResult(run.id, image_ids, scores, embeddings, str(torch_device), seconds,
                        logits)
+
+
+class ScoringDiverged(ValueError):
+    """A run's model gives NaN or infinite numbers (it diverged in training); nothing is
+    stored."""
+
+
+def _require_finite(run: RunRecord, logits: np.ndarray, embeddings: np.ndarray) -> None:
+    """Refuse to store scores or embeddings that are not finite numbers (checked before
+    anything is written, so the previous scores and embeddings stay as they were)."""
+    bad = ~np.isfinite(logits) | ~np.isfinite(embeddings).all(axis=1)
+    if bad.any():
+        raise ScoringDiverged(
+            f"Run {run.id}'s model gives NaN or infinite scores for {int(bad.sum()):,} of "
+            f"{len(bad):,} images (it diverged in training); nothing was stored. Train "
+            f"again with a lower --lr.")
 
 
 def _positions_to_score(dataset, only_ids) -> np.ndarray:

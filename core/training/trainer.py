@@ -44,8 +44,10 @@ run). Cancelling during epoch 1 leaves no ``last.pt``; resuming then starts over
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import sqlite3
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -68,13 +70,15 @@ from core.runs import (
     EpochRecord,
     RunRecord,
     claim_run,
+    commit_epoch,
     create_run,
     delete_epochs_from,
     get_run,
     has_holdout,
     holdout_ids,
-    record_epoch,
+    pending_path,
     save_validation_ids,
+    settle_checkpoints,
     update_run,
     validation_ids,
 )
@@ -114,6 +118,33 @@ MIN_MICRO_BATCH = 2
 # Per-epoch escapes and false calls are counted here when the run's threshold is left to
 # the operating point (which only the holdout, after training, places).
 EPOCH_THRESHOLD = 0.5
+
+
+class TrainingDiverged(ValueError):
+    """The run's loss, logits or weights stopped being finite numbers (NaN / inf): the
+    learning rate is too high for the data. The run is recorded as failed; nothing from the
+    diverged epoch is kept (``best.pt`` and ``last.pt`` hold the last finite epoch)."""
+
+
+class _Diverged(Exception):
+    """Raised inside an epoch; :func:`train` records it and raises TrainingDiverged."""
+
+    def __init__(self, epoch: int, what: str) -> None:
+        super().__init__(f"{what} became NaN or infinite in epoch {epoch}")
+        self.epoch, self.what = epoch, what
+
+
+def _finite(value) -> bool:
+    """True when a tensor / number / array holds only finite values."""
+    if isinstance(value, torch.Tensor):
+        return bool(torch.isfinite(value).all())
+    return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
+
+
+def _weights_finite(model: nn.Module) -> bool:
+    """Every floating-point weight and buffer (BatchNorm statistics too) is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+               if t.is_floating_point())
 
 
 # -- device and precision -------------------------------------------------------------------
@@ -333,6 +364,8 @@ def train_one_epoch(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, 
         if throttle.ready(final=i == total):
             elapsed = time.perf_counter() - start
             mean_loss = loss_sum.item() / seen
+            if not math.isfinite(mean_loss):  # NaN weights never come back: stop now
+                raise _Diverged(epoch, "the training loss")
             speed = seen / elapsed if elapsed > 0 else 0.0
             eta = _eta(ctx, epoch, elapsed, i, total)
             report(ctx.progress, "train", i, total,
@@ -340,7 +373,12 @@ def train_one_epoch(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, 
                    f"ETA {_clock(eta)}", epoch=epoch, epochs=epochs, batch=i,
                    loss=mean_loss, images_per_s=speed, eta_s=eta)
     elapsed = time.perf_counter() - start
-    return loss_sum.item() / max(1, seen), seen / elapsed if elapsed > 0 else 0.0
+    mean_loss = loss_sum.item() / max(1, seen)
+    if not math.isfinite(mean_loss):
+        raise _Diverged(epoch, "the training loss")
+    if not _weights_finite(model):
+        raise _Diverged(epoch, "the model's weights")
+    return mean_loss, seen / elapsed if elapsed > 0 else 0.0
 
 
 def evaluate(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, np.ndarray]:
@@ -358,6 +396,8 @@ def evaluate(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, np.ndar
                    epoch=epoch, epochs=ctx.config.epochs)
 
     logits = predict_rows(model, ctx, ctx.val_rows, before_batch)
+    if not _finite(logits):
+        raise _Diverged(epoch, "the validation logits")
     return _loss(logits, ctx, ctx.val_rows), logits.cpu().numpy()
 
 
@@ -448,7 +488,10 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
     torch.manual_seed(config.seed)  # weight initialisation
     device = select_device(config.device)
     device_name = configure_device(config, device)
-    model = create_model(config.model, weights=None if resume_run else config.weights)
+    # A resumed run loads last.pt over the model; one that never finished an epoch has
+    # none and starts over, from its --weights like the first time.
+    restarts = resume_run is None or not (workspace.run_dir(run_id) / LAST).is_file()
+    model = create_model(config.model, weights=config.weights if restarts else None)
     parameters = sum(p.numel() for p in model.parameters())
     if resume_run is None:
         run_id = create_run(workspace, config, device=device_name, parameters=parameters)
@@ -479,15 +522,47 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
             _calibrate(model, ctx, workspace, run_id)  # a cancelled run can still be used
         update_run(workspace, run_id, status="cancelled", train_seconds=seconds(),
                    message=_stop_message("Cancelled", workspace, run_id))
+    except _Diverged as exc:
+        if model_ready and (workspace.run_dir(run_id) / BEST).is_file():
+            _calibrate(model, ctx, workspace, run_id)  # the last finite best epoch
+        message = _diverged_message(exc, config, workspace, run_id)
+        _record_failure(workspace, run_id, "failed", seconds(), message)
+        raise TrainingDiverged(f"Run {run_id} {message[0].lower()}{message[1:]}") from None
     except BaseException as exc:
         # KeyboardInterrupt (a second Ctrl-C) and the like: the run can still be resumed.
         failed = isinstance(exc, Exception)
-        message = f"{type(exc).__name__}: {exc}" if failed else \
+        message = _failure_message(exc) if failed else \
             _stop_message(f"Aborted ({type(exc).__name__})", workspace, run_id)
-        update_run(workspace, run_id, status="failed" if failed else "cancelled",
-                   train_seconds=seconds(), message=message)
+        _record_failure(workspace, run_id, "failed" if failed else "cancelled", seconds(),
+                        message)
         raise
     return get_run(workspace, run_id)
+
+
+def _diverged_message(exc: _Diverged, config: TrainConfig, workspace, run_id: int) -> str:
+    """One line: what diverged, and what to do (lower --lr)."""
+    run = get_run(workspace, run_id)
+    kept = (f"; best.pt keeps epoch {run.best_epoch}" if run.best_epoch is not None
+            else "; nothing was kept")
+    return (f"Diverged: {exc} (learning rate {config.lr:g} is too high){kept}; lower --lr "
+            f"and train again.")
+
+
+def _failure_message(exc: BaseException) -> str:
+    """The run row's message for a failure (a full disk is named as such)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"Disk full: cannot write {exc.filename or 'a checkpoint'}; free some space " \
+               f"and resume the run."
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _record_failure(workspace, run_id: int, status: str, seconds: float, message: str) -> None:
+    """Record a failed / aborted run; when even that fails (a full disk), the row stays
+    'running' and is marked interrupted once this process has ended (core.runs)."""
+    try:
+        update_run(workspace, run_id, status=status, train_seconds=seconds, message=message)
+    except (OSError, sqlite3.Error):
+        pass
 
 
 def _stop_message(what: str, workspace, run_id: int) -> str:
@@ -504,6 +579,7 @@ def _claim_for_resume(workspace, run_id: int) -> RunRecord:
         raise ValueError(f"Run {run_id} is '{run.status}'; only cancelled, interrupted or "
                          f"failed runs can be resumed.")
     claim_run(workspace, run_id)
+    settle_checkpoints(workspace, run_id)  # what a kill during a commit left
     return run
 
 
@@ -598,7 +674,7 @@ def _announce(progress, run_id: int, config: TrainConfig, device_name: str, para
 
 
 def _run_epochs(model: nn.Module, ctx: Context, workspace, run_id: int, state: _State) -> None:
-    config, run_dir = ctx.config, workspace.run_dir(run_id)
+    config = ctx.config
     for epoch in range(state.start_epoch, config.epochs + 1):
         began = time.perf_counter()
         train_loss, speed = train_one_epoch(model, ctx, epoch)
@@ -610,13 +686,9 @@ def _run_epochs(model: nn.Module, ctx: Context, workspace, run_id: int, state: _
         if improved:
             state.best_key, state.best_epoch, state.stale_epochs = \
                 (record.val_auc, -record.val_loss), epoch, 0
-            save_checkpoint(run_dir / BEST, _checkpoint(model, ctx, epoch, state))
         else:
             state.stale_epochs += 1
-        # best.pt before last.pt: a kill in between redoes this epoch, never loses a best.
-        save_checkpoint(run_dir / LAST, _checkpoint(model, ctx, epoch, state))
-        record_epoch(workspace, record)
-        _record_best(workspace, run_id, state, run_dir)
+        _commit_epoch(model, ctx, workspace, run_id, state, record, improved)
         _report_epoch(ctx, record, state, improved, run_id)
         if config.early_stopping_patience and state.stale_epochs >= \
                 config.early_stopping_patience:
@@ -638,14 +710,46 @@ def _epoch_record(run_id: int, epoch: int, train_loss: float, val_loss: float,
                        seconds=ctx.epoch_seconds[-1])
 
 
-def _record_best(workspace, run_id: int, state: _State, run_dir) -> None:
-    """Copy the best epoch's selection metrics to the run row while it trains (kept current
-    in case of a kill); :func:`_calibrate` replaces them with the holdout's at the end."""
-    best = next((r for r in state.history if r.epoch == state.best_epoch), None)
-    if best is not None:
-        update_run(workspace, run_id, best_epoch=best.epoch, val_auc=best.val_auc,
-                   val_loss=best.val_loss, escapes=best.escapes,
-                   false_calls=best.false_calls, checkpoint=run_dir / BEST)
+def _commit_epoch(model: nn.Module, ctx: Context, workspace, run_id: int, state: _State,
+                  record: EpochRecord, improved: bool) -> None:
+    """Keep a finished epoch so that a kill at any moment leaves a run row that describes
+    the ``best.pt`` and ``last.pt`` on disk.
+
+    Both checkpoints are first written whole as pending files, then one database
+    transaction records the epoch and (when it improved) copies its selection metrics to
+    the run row as the best epoch (:func:`_calibrate` replaces them with the holdout's at
+    the end), and only then are the pending files renamed into place. A kill before the
+    commit leaves pending files that ``core.runs.settle_checkpoints`` drops; after it,
+    files it renames. A file that cannot be written (a full disk) fails the run before
+    anything changed.
+    """
+    run_dir = workspace.run_dir(run_id)
+    epoch = record.epoch
+    names = ([BEST] if improved else []) + [LAST]
+    pending = {name: pending_path(run_dir, name, epoch) for name in names}
+    try:
+        for name in names:
+            _save_named(pending[name], run_dir / name, _checkpoint(model, ctx, epoch, state))
+        best = {}
+        if improved:
+            best = dict(best_epoch=epoch, val_auc=record.val_auc, val_loss=record.val_loss,
+                        escapes=record.escapes, false_calls=record.false_calls,
+                        checkpoint=run_dir / BEST)
+        commit_epoch(workspace, record, best)
+    except BaseException:
+        for path in pending.values():
+            path.unlink(missing_ok=True)
+        raise
+    for name in names:
+        os.replace(pending[name], run_dir / name)
+
+
+def _save_named(path, final, checkpoint: dict) -> None:
+    """save_checkpoint to ``path``; an OSError names ``final`` (what the user knows)."""
+    try:
+        save_checkpoint(path, checkpoint)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from None
 
 
 def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int) -> None:
