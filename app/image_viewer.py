@@ -8,8 +8,10 @@ sizes, and the current run's score with the call at the shared threshold and the
 Below it: previous/next through the list the user is browsing (the ranked list's order
 when the Ranked tab published one, :attr:`AppState.browse_order`, else the thumbnail
 grid's filtered order), Flag/Unflag and Label good/bad buttons (saved at once through
-:class:`AppState`), then the zoom controls, the pixel under the cursor and
-:attr:`ImageViewer.actions_layout` for later buttons.
+:class:`AppState`), the heatmap row (:mod:`app.heatmap_layer`: H toggles where the run
+sees the defect, with opacity and colour scale), then the zoom controls, the pixel under
+the cursor (with the heatmap's value when shown) and :attr:`ImageViewer.actions_layout`
+for later buttons.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
+from app.heatmap_layer import HeatmapLayer
 from app.icons import icon
 from app.palette import label_name
 from app.state import AppState
@@ -77,6 +80,9 @@ class ImageViewer(QWidget):
         self._build_review_row()
         self.pixel_label = QLabel(objectName="pixelReadout")
         self._build_view()
+        # The overlay lives in the same view box, so it zooms and pans with the image.
+        self.heatmap = HeatmapLayer(state, self.view_box, self)
+        self.heatmap.install_shortcut(self)
         self.actions_layout = QHBoxLayout()
         self.fit_button = self._tool_button("fit", "Fit", "Fit the image to the window (F)",
                                             self.fit)
@@ -168,7 +174,15 @@ class ImageViewer(QWidget):
         layout.addWidget(self.score_label)
         layout.addWidget(self.graphics, 1)
         layout.addLayout(self.review_layout)
+        layout.addLayout(self._heatmap_row())
         layout.addLayout(footer)
+
+    def _heatmap_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        for widget in self.heatmap.controls():
+            row.addWidget(widget, 1 if widget is self.heatmap.status_label else 0)
+        return row
 
     # -- public --------------------------------------------------------------------
     @property
@@ -363,6 +377,8 @@ class ImageViewer(QWidget):
         x, y = math.floor(point.x()), math.floor(point.y())
         h, w = self._array.shape
         if 0 <= x < w and 0 <= y < h:
-            self.pixel_label.setText(f"x {x}   y {y}   value {int(self._array[y, x])}")
+            heat = self.heatmap.value_at(x, y)
+            extra = "" if heat is None else f"   heat {heat:.2f}"
+            self.pixel_label.setText(f"x {x}   y {y}   value {int(self._array[y, x])}{extra}")
         else:
             self.pixel_label.setText("")

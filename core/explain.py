@@ -93,7 +93,8 @@ class Heatmaps:
 def explain(dataset, run, image_ids: Sequence[int] | np.ndarray, method: str | None = None,
             *, batch_size: int | None = None, device: str = "auto",
             progress: ProgressFn | None = None, cancel: CancelCheck | None = None,
-            store: bool = True, use_cache: bool = True) -> Heatmaps:
+            store: bool = True, use_cache: bool = True,
+            explainer: Explainer | None = None) -> Heatmaps:
     """Heatmaps of ``image_ids`` for ``run``'s defect logit.
 
     Args:
@@ -108,6 +109,8 @@ def explain(dataset, run, image_ids: Sequence[int] | np.ndarray, method: str | N
         store: merge the new maps into the run's cache (the viewer, explaining one image
             at a time, passes False rather than rewrite a large file per key press).
         use_cache: read maps already cached instead of computing them again.
+        explainer: a ready :class:`Explainer` of this run and method (it wins over
+            ``device``); built from the checkpoint when None.
 
     Raises:
         core.progress.Cancelled: ``cancel`` returned True.
@@ -124,7 +127,9 @@ def explain(dataset, run, image_ids: Sequence[int] | np.ndarray, method: str | N
     missing = np.unique(wanted if cached is None else wanted[~np.isin(wanted, cached[0])])
     fresh = None
     if len(missing):
-        fresh = _compute(dataset, run, missing, method, batch_size, device, progress, cancel)
+        if explainer is None or (explainer.run_id, explainer.method) != (run.id, method):
+            explainer = Explainer(run, method, device)
+        fresh = _compute(dataset, explainer, missing, batch_size, progress, cancel)
         if store:
             cache.store(*_merged(cached, (missing, *fresh)))
     maps, peaks = _gather(wanted, cached, missing, fresh, dataset.image_size)
@@ -174,30 +179,45 @@ def _merged(cached, fresh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # --- computing ---------------------------------------------------------------------------
 
-def _compute(dataset, run, image_ids: np.ndarray, method: str, batch_size: int | None,
-             device: str, progress: ProgressFn | None, cancel: CancelCheck | None
+class Explainer:
+    """A run's model and one method, ready to explain batches (built once, used many times).
+
+    The viewer keeps one per run and method, so a key press costs the attribution pass
+    only, not loading the checkpoint and setting Captum up again.
+    """
+
+    def __init__(self, run, method: str, device: str = "auto") -> None:
+        self.run_id, self.method = run.id, check_method(method)
+        self.device = select_device(device)
+        model, config = load_model_from_run(run)
+        self.model = model.to(self.device).eval()
+        self.input_shape = config.input_shape
+        self.attribute = make_attributor(self.model, method, self.input_shape, self.device)
+
+    def maps(self, dataset, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(maps float16 (n, H, W) at the dataset's size, peaks float32 (n,)): one batch."""
+        images = prepare_images(dataset, np.asarray(positions), self.input_shape, self.device)
+        raw = self.attribute(normalise(images.to(self.device)))
+        return _to_image_size(raw, dataset.image_size)
+
+
+def _compute(dataset, explainer: Explainer, image_ids: np.ndarray, batch_size: int | None,
+             progress: ProgressFn | None, cancel: CancelCheck | None
              ) -> tuple[np.ndarray, np.ndarray]:
     """(maps float16 (n, H, W), peaks float32 (n,)) of ``image_ids`` (ascending)."""
-    torch_device = select_device(device)
-    batch = batch_size or (DEFAULT_BATCH_CUDA if torch_device.type == "cuda"
+    batch = batch_size or (DEFAULT_BATCH_CUDA if explainer.device.type == "cuda"
                            else DEFAULT_BATCH_CPU)
     if batch < 1:
         raise ValueError(f"batch size must be at least 1, got {batch}")
-    model, config = load_model_from_run(run)
-    model = model.to(torch_device).eval()
-    attribute = make_attributor(model, method, config.input_shape, torch_device)
     positions = dataset.positions(image_ids)
-    n, size = len(positions), dataset.image_size
-    maps = np.empty((n, *size), dtype=np.float16)
+    n = len(positions)
+    maps = np.empty((n, *dataset.image_size), dtype=np.float16)
     peaks = np.empty(n, dtype=np.float32)
     throttle, started = Throttle(0.25), time.perf_counter()
     for start in range(0, n, batch):
         check_cancel(cancel)
         stop = min(start + batch, n)
-        images = prepare_images(dataset, positions[start:stop], config.input_shape,
-                                torch_device)
-        raw = attribute(normalise(images.to(torch_device)))
-        maps[start:stop], peaks[start:stop] = _to_image_size(raw, size)
+        maps[start:stop], peaks[start:stop] = explainer.maps(dataset, positions[start:stop])
         if throttle.ready(final=stop == n):
             rate = stop / max(time.perf_counter() - started, 1e-9)
             report(progress, "explain", stop, n, f"{rate:.1f} images/s", images_per_s=rate)
