@@ -52,6 +52,11 @@ from core.progress import Progress
 from core.runs import EpochRecord, RunRecord, epochs, get_run
 from core.training import presets
 from core.training.config import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
+    MAX_PER_CLASS,
+    MIN_IMAGE_SIZE,
     OPTIMIZERS,
     PRECISIONS,
     SAMPLER_HELP,
@@ -216,11 +221,11 @@ class TrainingSettingsForm(QWidget):
         w: dict[str, QWidget] = {
             "model": _combo([]),
             "sampler": _combo([(SAMPLER_TITLES[s], s) for s in SAMPLER_TITLES]),
-            "per_class": _spin(1, 10_000_000, 100),
-            "epochs": _spin(1, 10_000),
-            "batch_size": _spin(1, 8192, 8),
+            "per_class": _spin(1, MAX_PER_CLASS, 100),
+            "epochs": _spin(1, MAX_EPOCHS),
+            "batch_size": _spin(1, MAX_BATCH_SIZE, 8),
             "lr": ScientificSpinBox(1e-7, 10.0),
-            "image_size": _spin(64, 4096, 8, " rows"),
+            "image_size": _spin(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, 8, " rows"),
             "device": _combo([("Auto", "auto"), ("CUDA GPU", "cuda"), ("CPU", "cpu")]),
             "precision": _combo([(PRECISION_TITLES[p], p) for p in PRECISIONS]),
             "seed": _spin(0, 2**31 - 1),
@@ -231,7 +236,7 @@ class TrainingSettingsForm(QWidget):
             "augment": QCheckBox("on"),
             "val_fraction": QDoubleSpinBox(decimals=3, minimum=0.01, maximum=0.99,
                                            singleStep=0.05),
-            "early_stopping_patience": _spin(0, 10_000, 1, " stale epochs", "never"),
+            "early_stopping_patience": _spin(0, MAX_EPOCHS, 1, " stale epochs", "never"),
             "threshold": QDoubleSpinBox(decimals=4, minimum=0.0, maximum=1.0, singleStep=0.05),
             "num_threads": _spin(0, 1024, 1, "", "all cores"),
             "weights": QLineEdit(placeholderText="none: random initialisation"),

@@ -33,6 +33,16 @@ SAMPLER_HELP = {
 }
 
 
+# Bounds of the numeric options (TrainConfig.validate).
+MIN_IMAGE_SIZE = 64
+MAX_IMAGE_SIZE = 4 * NATIVE_ROWS
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 4096
+MAX_PER_CLASS = 1_000_000
+MAX_THREADS = 1024
+MAX_SEED = 2**63 - 1
+
+
 def width_for_rows(rows: int) -> int:
     """Columns that keep the parts' 267:275 aspect ratio at ``rows`` rows."""
     return int(round(rows * NATIVE_COLS / NATIVE_ROWS))
@@ -115,23 +125,26 @@ class TrainConfig:
         _one_of("sampler", self.sampler, SAMPLERS)
         _one_of("device", self.device, DEVICES)
         _one_of("precision", self.precision, PRECISIONS)
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("per_class", self.per_class, 1)
-        _at_least("image_size", self.image_size, 64)  # the models need >= 64 rows
-        _at_least("early_stopping_patience", self.early_stopping_patience, 0)
+        _between("epochs", self.epochs, 1, MAX_EPOCHS)
+        _between("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _between("per_class", self.per_class, 1, MAX_PER_CLASS)
+        # The models need >= 64 rows; above 4x the native rows nothing is gained.
+        _between("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        _between("early_stopping_patience", self.early_stopping_patience, 0, MAX_EPOCHS)
+        _between("seed", self.seed, 0, MAX_SEED)
         if self.num_threads is not None:
-            _at_least("num_threads", self.num_threads, 1)
+            _between("num_threads", self.num_threads, 1, MAX_THREADS)
         if self.split_seed is not None:
-            _at_least("split_seed", self.split_seed, 0)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be positive and finite, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.threshold is not None and not 0 <= self.threshold <= 1:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+            _between("split_seed", self.split_seed, 0, MAX_SEED)
+        if not (_is_number(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be positive and finite, got {self.lr!r}")
+        if not (_is_number(self.weight_decay) and 0 <= self.weight_decay <= 1):
+            raise ValueError(f"weight_decay must be between 0 and 1, got {self.weight_decay!r}")
+        if not (_is_number(self.val_fraction) and 0 < self.val_fraction < 1):
+            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
+        if self.threshold is not None and not (_is_number(self.threshold)
+                                               and 0 <= self.threshold <= 1):
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
 
     # -- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +198,61 @@ def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _at_least(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _between(name: str, value: Any, minimum: int, maximum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not \
+            minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an integer from {minimum:,} to {maximum:,}, "
+                         f"got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def prepared_bytes(images: int, image_size: int) -> int:
+    """Bytes of the uint8 tensor that holds ``images`` images at ``image_size`` rows."""
+    return int(images) * image_size * width_for_rows(image_size)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new allocations (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# Share of the free memory the prepared images may take (the model, the optimizer and the
+# batches need the rest).
+MEMORY_SHARE = 0.6
+
+
+def check_prepared_memory(images: int, image_size: int, available: int | None = None) -> None:
+    """Refuse an image size whose prepared uint8 tensor would not fit in memory.
+
+    Raises:
+        ValueError: one line with the size needed, the memory free and the largest
+            --image-size that fits.
+    """
+    available = available_memory() if available is None else available
+    if available is None or images <= 0:
+        return
+    needed = prepared_bytes(images, image_size)
+    budget = available * MEMORY_SHARE
+    if needed <= budget:
+        return
+    fitting = [rows for rows in range(MIN_IMAGE_SIZE, image_size)
+               if prepared_bytes(images, rows) <= budget]
+    advice = (f"use --image-size {fitting[-1]} or less" if fitting
+              else "free some memory or train on fewer images")
+    raise ValueError(f"image_size {image_size}: {images:,} images need "
+                     f"{needed / 2**30:.1f} GiB as uint8 tensors but only "
+                     f"{available / 2**30:.1f} GiB of memory is free; {advice}.")

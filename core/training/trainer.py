@@ -84,7 +84,7 @@ from core.runs import (
 )
 from core.runs import epochs as recorded_epochs
 from core.training.augment import AugmentSettings, augment_batch, settings_for_rows
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, check_prepared_memory
 from core.training.data import (
     Split,
     batch_count,
@@ -485,6 +485,8 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
         run_id, previous_seconds = run.id, run.train_seconds or 0.0
     elif config is None:
         raise ValueError("train() needs a TrainConfig (or resume_run).")
+    # Before any run row exists: an image size whose images cannot be held is one line.
+    check_prepared_memory(int((np.asarray(dataset.labels) >= 0).sum()), config.image_size)
     torch.manual_seed(config.seed)  # weight initialisation
     device = select_device(config.device)
     device_name = configure_device(config, device)

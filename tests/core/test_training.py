@@ -148,7 +148,7 @@ def test_config_round_trips_and_rejects_unknown_keys():
 
 @pytest.mark.parametrize("changes, message", [
     ({"sampler": "X"}, "sampler must be one of"),
-    ({"epochs": 0}, "epochs must be an integer >= 1"),
+    ({"epochs": 0}, "epochs must be an integer from 1 to 10,000"),
     ({"val_fraction": 1.0}, "val_fraction"),
     ({"image_size": 32}, "image_size"),
     ({"lr": 0}, "lr must be positive"),
