@@ -39,6 +39,7 @@ from app.activation_tab import ActivationTab
 from app.dataset_panel import DatasetPanel
 from app.demo_dialog import DemoDataDialog
 from app.evaluation_view import EvaluationView
+from app.evidence_panel import EvidencePanel
 from app.export_dialog import ExportDialog
 from app.icons import app_icon, icon, style_sheet
 from app.image_viewer import ImageViewer
@@ -243,6 +244,11 @@ class MainWindow(QMainWindow):
                                        self.grid.model.modelReset)
         self.viewer_dock = self._dock("Image", "viewerDock", self.viewer,
                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        # Under the image: its nearest training images and its difference from good parts.
+        self.evidence = EvidencePanel(self.state)
+        self.evidence_dock = self._dock("Evidence", "evidenceDock", self.evidence,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        self.splitDockWidget(self.viewer_dock, self.evidence_dock, Qt.Orientation.Vertical)
 
     def _dock(self, title: str, name: str, widget: QWidget,
               area: Qt.DockWidgetArea) -> QDockWidget:
@@ -270,6 +276,8 @@ class MainWindow(QMainWindow):
             self.resize(1480, 920)
             self.resizeDocks([self.dataset_dock, self.viewer_dock], [340, 460],
                              Qt.Orientation.Horizontal)
+            self.resizeDocks([self.viewer_dock, self.evidence_dock], [560, 360],
+                             Qt.Orientation.Vertical)
         window_state = self.settings.value("window/state")
         if window_state is not None:
             self.restoreState(window_state)
