@@ -8,6 +8,7 @@ opens the GUI when there is none.
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -159,6 +160,11 @@ EXIT_USER_ERROR = 2   # what was asked cannot be done: a bad option value, folde
 EXIT_CANCELLED = 130  # Ctrl-C (a run stopped this way can be resumed)
 
 
+# A full disk, a full quota, or a file-size limit: all "disk full" to the user.
+DISK_FULL_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG")
+                             if hasattr(errno, name))
+
+
 class BusyError(Exception):
     """Another DieSight process holds what this command needs."""
 
@@ -197,7 +203,6 @@ def _user_error_types() -> tuple[type[Exception], ...]:
 
 def _user_message(exc: Exception, args) -> str:
     """The one line shown for a user error (the message policy of every command)."""
-    import errno
     import sqlite3
 
     if isinstance(exc, sqlite3.DatabaseError):
@@ -208,6 +213,10 @@ def _user_message(exc: Exception, args) -> str:
         db = (workspace_dir_for(data) / "diesight.sqlite" if data is not None
               else "the workspace database")
         return database_error_message(db, exc, data)
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        what = f"cannot write {exc.filename}" if exc.filename else "cannot write a file"
+        return (f"disk full: {what} ({exc.strerror or 'no space left'}); free some space and "
+                f"run the command again")
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         hint = {errno.ENOSPC: "; free some space and run the command again",

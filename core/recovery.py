@@ -54,9 +54,10 @@ def database_error_message(db_path: Path, exc: sqlite3.Error,
         return (f"The workspace database {db_path} is damaged ({text}). Run `{repair}`: it "
                 f"moves the damaged file aside and rebuilds it from the folder, keeping your "
                 f"flags and labels.")
-    if "disk is full" in lowered or "no space" in lowered:
-        return (f"No space left on the disk holding {db_path}; free some space and run the "
-                f"command again (nothing was lost).")
+    if "disk is full" in lowered or "no space" in lowered or (
+            "disk i/o error" in lowered and _nearly_full(db_path)):
+        return (f"disk full: cannot write the workspace database {db_path}; free some space "
+                f"and run the command again (nothing was lost).")
     if "readonly" in lowered or "read-only" in lowered:
         return (f"The workspace database {db_path} is read-only; make it (and its folder) "
                 f"writable, or set DIESIGHT_HOME to a writable folder.")
@@ -69,6 +70,17 @@ def database_error_message(db_path: Path, exc: sqlite3.Error,
     return f"The workspace database {db_path} failed: {text}."
 
 
+def _nearly_full(path) -> bool:
+    """True when the filesystem holding ``path`` has (almost) no room left: SQLite reports a
+    write that fails for lack of space in its shared-memory or WAL file as a "disk I/O
+    error"."""
+    try:
+        stats = os.statvfs(Path(path).parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1024 * 1024
+
+
 def folder_error_message(path: Path, exc: OSError, what: str = "the workspace folder") -> str:
     """One line for a workspace folder that cannot be created or written."""
     reason = exc.strerror or str(exc)
@@ -79,7 +91,7 @@ def folder_error_message(path: Path, exc: OSError, what: str = "the workspace fo
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         hint = "point DIESIGHT_HOME at a writable folder"
     elif exc.errno == errno.ENOSPC:
-        hint = "free some space and run the command again"
+        hint = "disk full: free some space and run the command again"
     else:
         hint = "check the path, or point DIESIGHT_HOME at another folder"
     return f"Cannot create {what} {path}{where}: {reason}; {hint}."

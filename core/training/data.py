@@ -279,9 +279,16 @@ def _has_both_classes(labels: np.ndarray, minimum: int = 1) -> bool:
 
 
 def _require_both_classes(labels: np.ndarray, where: str, minimum: int) -> None:
+    """Refuse too few labelled images, saying which class is short and by how many."""
     good, bad = int((labels == 0).sum()), int((labels == 1).sum())
-    if good < minimum or bad < minimum:
-        raise ValueError(
-            f"Training needs at least {minimum} good and {minimum} bad labelled images in "
-            f"{where}; found {good} good and {bad} bad. Label more images (or check the "
-            f"labels CSV / folder layout).")
+    short = [(name, have) for name, have in (("good", good), ("bad", bad)) if have < minimum]
+    if not short:
+        return
+    needs = " and ".join(f"{minimum} {name}" for name, _ in short)
+    why = (f" (1 to train on and {minimum - 1} to hold out for choosing the epoch and "
+           f"reporting)" if minimum > 1 else "")
+    found = ", ".join(f"{have} {name}" for name, have in short)
+    more = " and ".join(f"{minimum - have} more {name}" for name, have in short)
+    raise ValueError(
+        f"Training needs at least {needs} labelled image(s) in {where}{why}; found only "
+        f"{found}: label {more} image(s) (or check the labels CSV / folder layout).")

@@ -485,8 +485,12 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
         run_id, previous_seconds = run.id, run.train_seconds or 0.0
     elif config is None:
         raise ValueError("train() needs a TrainConfig (or resume_run).")
-    # Before any run row exists: an image size whose images cannot be held is one line.
+    # Before any run row exists: an image size whose images cannot be held, or too few
+    # labelled images to split, is one line and leaves no failed run behind.
     check_prepared_memory(int((np.asarray(dataset.labels) >= 0).sum()), config.image_size)
+    if resume_run is None and split_from is None:
+        split_train_val(dataset.labels, dataset.splits, config.val_fraction,
+                        config.effective_split_seed)
     torch.manual_seed(config.seed)  # weight initialisation
     device = select_device(config.device)
     device_name = configure_device(config, device)

@@ -261,7 +261,7 @@ def test_split_prefers_the_datasets_val_images_and_ignores_test_and_unlabelled(t
 
 def test_split_explains_missing_labels():
     labels = np.array([0, 0, 0, 1], dtype=np.int8)
-    with pytest.raises(ValueError, match="at least 3 good and 3 bad.*found 3 good and 1 bad"):
+    with pytest.raises(ValueError, match="at least 3 bad.*found only 1 bad: label 2 more bad"):
         split_train_val(labels, np.array(["train"] * 4), 0.2, seed=0)
 
 
