@@ -471,6 +471,9 @@ def _add_export(sub) -> None:
                         "flagged_at (the user's flags plus images scoring >= the threshold)")
     p.add_argument("--only-user-flags", action="store_true",
                    help="with --flagged: list only the images the user flagged")
+    p.add_argument("--evidence", metavar="DIR",
+                   help="with --flagged: also write each flagged image's heatmap overlay "
+                        "and a contact sheet of them (contact-sheet.png) into DIR")
     p.add_argument("--scores", metavar="CSV",
                    help="every image: id, path, split, label, score, prediction")
     p.add_argument("--submission", metavar="CSV",
@@ -489,6 +492,8 @@ def _cmd_export(args) -> int:
 
     if not (args.flagged or args.scores or args.submission):
         raise ValueError("nothing to export: give --flagged, --scores and/or --submission")
+    if args.evidence and not args.flagged:
+        raise ValueError("--evidence goes with --flagged (the overlays of the flagged list)")
     dataset = _open_dataset_with_bar(args)
     run = resolve_run(dataset.workspace, args.run)
     if not has_scores(dataset.workspace, run.id):
@@ -497,6 +502,8 @@ def _cmd_export(args) -> int:
         count = export.export_flagged(dataset, run, args.flagged, args.threshold,
                                       include_predicted=not args.only_user_flags)
         print(f"Wrote {count:,} flagged images to {args.flagged}")
+        if args.evidence:
+            _export_evidence(args, dataset, run)
     if args.scores:
         count = export.export_scores(dataset, run, args.scores, args.threshold)
         print(f"Wrote {count:,} scores to {args.scores}")
@@ -504,6 +511,20 @@ def _cmd_export(args) -> int:
         count = export.export_submission(dataset, run, args.submission)
         print(f"Wrote {count:,} submission rows to {args.submission}")
     return 0
+
+
+def _export_evidence(args, dataset, run) -> None:
+    from core.evidence_export import SHEET_NAME, export_flagged_evidence
+
+    bar = TerminalProgress()
+    with CtrlC() as cancel:
+        try:
+            count = export_flagged_evidence(dataset, run, args.evidence, args.threshold,
+                                            include_predicted=not args.only_user_flags,
+                                            progress=bar, cancel=cancel)
+        finally:
+            bar.close()
+    print(f"Wrote {count:,} heatmap overlays and {SHEET_NAME} to {args.evidence}")
 
 
 _PARSERS.append(_add_export)

@@ -73,15 +73,29 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
     """
     run, threshold, scores, labels = _run_results(dataset, run, threshold)
     flagged_at = flags(dataset.workspace)
-    user_flagged = np.isin(dataset.image_ids, np.fromiter(flagged_at, dtype=np.int64))
-    chosen = user_flagged | (include_predicted & (scores >= threshold))
-    positions = _by_score(np.flatnonzero(chosen), aligned_logits(dataset, run.id),
-                          dataset.image_ids)
+    positions = _flagged_positions(dataset, run, threshold, scores, flagged_at,
+                                   include_predicted)
     ids, image_ids = dataset.ids, dataset.image_ids
     rows = ([ids[p], dataset.relpaths[p], _number(scores[p]), _label(labels[p]), run.id,
              run.model, repr(threshold), flagged_at.get(int(image_ids[p]), "")]
             for p in positions.tolist())
     return _write_csv(path, FLAGGED_COLUMNS, rows)
+
+
+def flagged_positions(dataset, run: RunRecord | int | str, threshold: float | None = None,
+                      *, include_predicted: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of :func:`export_flagged`, in its order: (positions, scores by position)."""
+    run, threshold, scores, _labels = _run_results(dataset, run, threshold)
+    return _flagged_positions(dataset, run, threshold, scores, flags(dataset.workspace),
+                              include_predicted), scores
+
+
+def _flagged_positions(dataset, run, threshold: float, scores: np.ndarray, flagged_at,
+                       include_predicted: bool) -> np.ndarray:
+    user_flagged = np.isin(dataset.image_ids, np.fromiter(flagged_at, dtype=np.int64))
+    chosen = user_flagged | (include_predicted & (scores >= threshold))
+    return _by_score(np.flatnonzero(chosen), aligned_logits(dataset, run.id),
+                     dataset.image_ids)
 
 
 def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
