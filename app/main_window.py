@@ -55,7 +55,7 @@ from app.task_status import TaskStatus
 from app.threshold_bar import ThresholdBar
 from app.thumbnail_grid import ThumbnailGrid
 from app.training_panel import TrainingPanel
-from app.workers import Task, describe_error, running_tasks, task_pool
+from app.workers import Task, describe_error, is_user_error, running_tasks, task_pool
 from core.dataset import Dataset, open_dataset
 from core.demodata import generate_demo_data
 from core.lots import NewLot, score_new_lot
@@ -334,6 +334,7 @@ class MainWindow(QMainWindow):
         self._cancel_dataset_task()
         task = self.run_task(open_dataset, path, title=f"Opening {path.name}",
                              workers=self.open_workers)
+        task.data_root = path  # names the workspace in an error message
         task.done.connect(lambda dataset: self._on_folder_open(task, dataset))
         task.cancelled.connect(lambda: self._on_folder_open_cancel(task))
         self._dataset_task = task
@@ -386,11 +387,13 @@ class MainWindow(QMainWindow):
     def _on_task_failure(self, task: Task, error: BaseException, trace: str) -> None:
         if task is self._dataset_task:
             self._dataset_task = None
-        message = describe_error(error)
+        data = self.state.dataset.root if self.state.dataset is not None else None
+        message = describe_error(error, getattr(task, "data_root", None) or data)
         self.statusBar().showMessage(f"{task.title} failed: {message}", 15000)
         skipped = getattr(error, "skipped", None) or []  # core.dataset.DatasetError lists them
         details = "".join(f"{s.relpath}: {s.reason}\n" for s in skipped)
-        details += ("\n" if details else "") + trace
+        if not is_user_error(error):  # a bug: the traceback is for the report
+            details += ("\n" if details else "") + trace
         self.show_message(f"{task.title} failed", message, details, QMessageBox.Icon.Critical)
 
     # -- new lots --------------------------------------------------------------------

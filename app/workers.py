@@ -51,16 +51,25 @@ def task_pool() -> QThreadPool:
     return _POOL
 
 
-def describe_error(error: BaseException) -> str:
-    """A one-line message for a status bar or a message box."""
-    text = str(error).strip()
-    # Core's own errors and bad-input errors carry messages written for the user; anything
-    # else (a bug) keeps its type name so it can be reported.
-    meant_for_user = (isinstance(error, (ValueError, OSError))
-                      or type(error).__module__.startswith("core."))
-    if meant_for_user and text:
+def describe_error(error: BaseException, data=None) -> str:
+    """A one-line message for a status bar or a message box: for the errors a user can
+    cause, the same line the command line prints (core.errors: "disk full: ...", a damaged
+    workspace naming the file and ``diesight repair``, a diverged run, ...); anything else
+    (a bug) keeps its type name so it can be reported. ``data``: the dataset folder."""
+    from core.errors import user_message
+
+    text = user_message(error, data)
+    if text:
         return text
+    text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def is_user_error(error: BaseException) -> bool:
+    """True when ``error`` is one a user can cause: its dialog shows no traceback."""
+    from core.errors import is_user_error as core_is_user_error
+
+    return core_is_user_error(error)
 
 
 class _Relay(QObject):
