@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from app.settings import last_dialog_folder, remember_dialog_folder
 from app.state import AppState
 from app.workers import Task, describe_error
+from core.evidence_export import export_flagged_evidence
 from core.export import export_flagged, export_scores, export_submission
 from core.progress import check_cancel, report
 
@@ -70,8 +71,15 @@ EXPORT_KINDS = (
 KIND_BY_KEY = {kind.key: kind for kind in EXPORT_KINDS}
 
 
+def evidence_folder(path: str | Path) -> Path:
+    """Where the flagged list's heatmap overlays go: ``<list name>-evidence/`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-evidence")
+
+
 def run_export(dataset, run, kind: str, path: str | Path, threshold: float,
-               include_predicted: bool = True, *, progress=None, cancel=None) -> int:
+               include_predicted: bool = True, evidence: bool = False, *, progress=None,
+               cancel=None) -> int:
     """Write one export (the function an export :class:`Task` runs).
 
     Args:
@@ -81,6 +89,9 @@ def run_export(dataset, run, kind: str, path: str | Path, threshold: float,
         path: the CSV file.
         threshold: the decision threshold (flagged list and prediction column).
         include_predicted: flagged list only: also list the images the run calls defective.
+        evidence: flagged list only: also write each row's heatmap overlay and a contact
+            sheet into :func:`evidence_folder` (``core.evidence_export``; this part reports
+            progress and can be cancelled, the list itself is already written).
         progress, cancel: core's progress protocol (checked before writing; the write
             itself is one short atomic step).
 
@@ -91,6 +102,10 @@ def run_export(dataset, run, kind: str, path: str | Path, threshold: float,
     report(progress, "export", 0, 1, f"Writing {Path(path).name}")
     if kind == "flagged":
         rows = export_flagged(dataset, run, path, threshold, include_predicted=include_predicted)
+        if evidence:
+            export_flagged_evidence(dataset, run, evidence_folder(path), threshold,
+                                    include_predicted=include_predicted, progress=progress,
+                                    cancel=cancel)
     elif kind == "scores":
         rows = export_scores(dataset, run, path, threshold)
     elif kind == "submission":
@@ -155,6 +170,9 @@ class ExportDialog(QDialog):
         self.kind_group.idToggled.connect(lambda _id, on: on and self._on_kind_change())
         self.include_predicted_check = QCheckBox()
         self.include_predicted_check.setChecked(True)
+        self.evidence_check = QCheckBox(objectName="evidenceCheck")
+        self.evidence_check.setToolTip("Per flagged image a PNG with the run's heatmap over "
+                                       "it, and contact-sheet.png of them all, for the line")
         self.path_edit = QLineEdit(objectName="exportPath")
         self.path_edit.setMinimumWidth(420)
         self.path_edit.textEdited.connect(self._on_path_edit)
@@ -179,6 +197,7 @@ class ExportDialog(QDialog):
         layout.addWidget(self.context_label)
         layout.addLayout(kinds)
         layout.addWidget(self.include_predicted_check)
+        layout.addWidget(self.evidence_check)
         layout.addWidget(QLabel("File"))
         layout.addLayout(file_row)
         layout.addWidget(self.status_label)
@@ -238,6 +257,7 @@ class ExportDialog(QDialog):
         state = self.state
         task = Task(run_export, state.dataset, state.current_run, self.kind, path,
                     state.threshold, self.include_predicted_check.isChecked(),
+                    self.kind == "flagged" and self.evidence_check.isChecked(),
                     title=f"Exporting {KIND_BY_KEY[self.kind].title.lower()}")
         task.done.connect(lambda rows: self._on_export_done(path, rows))
         task.failed.connect(lambda error, _trace: self._show_status(
@@ -257,6 +277,8 @@ class ExportDialog(QDialog):
         self.include_predicted_check.setText(
             f"Also list the images the run calls defective (score ≥ {state.threshold:.3f})")
         self.include_predicted_check.setVisible(self.kind == "flagged")
+        self.evidence_check.setVisible(self.kind == "flagged")
+        self._name_evidence_folder()
         if self._auto_name:
             folder = (Path(self.path_edit.text()).parent if self.path_edit.text()
                       else Path(last_dialog_folder(self.settings, SETTINGS_KEY)))
@@ -264,6 +286,12 @@ class ExportDialog(QDialog):
 
     def _on_path_edit(self, _text: str) -> None:
         self._auto_name = False
+        self._name_evidence_folder()
+
+    def _name_evidence_folder(self) -> None:
+        name = evidence_folder(self.path_edit.text().strip() or "flagged.csv").name
+        self.evidence_check.setText(f"Also write heatmap overlays and a contact sheet "
+                                    f"(folder {name}/ beside the list)")
 
     def _browse(self) -> None:
         start = self.path_edit.text().strip() or last_dialog_folder(self.settings, SETTINGS_KEY)
@@ -274,7 +302,10 @@ class ExportDialog(QDialog):
 
     def _on_export_done(self, path: Path, rows: int) -> None:
         remember_dialog_folder(self.settings, SETTINGS_KEY, path.parent)
-        self._show_status(f"Wrote {rows:,} row{'' if rows == 1 else 's'} to {path}", ok=True)
+        text = f"Wrote {rows:,} row{'' if rows == 1 else 's'} to {path}"
+        if self.kind == "flagged" and self.evidence_check.isChecked():
+            text += f" and their heatmap overlays to {evidence_folder(path)}"
+        self._show_status(text, ok=True)
 
     def _check_ready(self) -> None:
         problem = self.problem()

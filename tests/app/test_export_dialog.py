@@ -148,3 +148,22 @@ def test_file_export_action_opens_the_dialog(qtbot, settings):
     assert dialog.problem().startswith("Open a folder first")
     dialog.close()
     window.close()
+
+
+def test_flagged_export_with_evidence_writes_overlays_and_a_sheet(qtbot, dialog, scored,
+                                                                  tmp_path):
+    state, _run, scores = scored
+    state.set_threshold(0.97)  # a few rows: each overlay is a heatmap computed now
+    path = tmp_path / "flagged.csv"
+    dialog.evidence_check.setChecked(True)
+    export_and_wait(qtbot, dialog, "flagged", path)
+    rows = read_rows(path)
+    folder = tmp_path / "flagged-evidence"
+    assert len(rows) == int((scores >= 0.97).sum()) > 0
+    assert sorted(p.name for p in folder.glob("*-overlay.png")) == sorted(
+        f"{row['id']}-overlay.png" for row in rows)
+    assert (folder / "contact-sheet.png").is_file()
+    assert "heatmap overlays" in dialog.status_label.text()
+    assert not dialog.evidence_check.isHidden()
+    dialog.set_kind("scores")
+    assert dialog.evidence_check.isHidden()
