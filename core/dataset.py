@@ -452,7 +452,12 @@ def summary_lines(dataset: Dataset) -> list[str]:
     lines += [f"Workspace: {dataset.workspace.path}",
               f"Images:    {len(dataset):,} of {height} x {width} pixels "
               f"({stats.decoded:,} decoded, {stats.reused:,} from the cache, "
-              f"{stats.seconds:.1f} s)", ""]
+              f"{stats.seconds:.1f} s)"]
+    if stats.vanished or stats.changed or (stats.new and stats.reused):
+        lines.append(f"Changes:   {stats.vanished:,} removed, {stats.changed:,} changed, "
+                     f"{stats.new:,} new since the last open (runs score changed and new "
+                     f"images again with `diesight score`)")
+    lines.append("")
     lines += _count_table(dataset.counts())
     lines += _lot_lines(dataset)
     if dataset.ignored:
