@@ -8,7 +8,6 @@ opens the GUI when there is none.
 from __future__ import annotations
 
 import argparse
-import errno
 import signal
 import sys
 import threading
@@ -160,11 +159,6 @@ EXIT_USER_ERROR = 2   # what was asked cannot be done: a bad option value, folde
 EXIT_CANCELLED = 130  # Ctrl-C (a run stopped this way can be resumed)
 
 
-# A full disk, a full quota, or a file-size limit: all "disk full" to the user.
-DISK_FULL_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG")
-                             if hasattr(errno, name))
-
-
 class BusyError(Exception):
     """Another DieSight process holds what this command needs."""
 
@@ -202,28 +196,11 @@ def _user_error_types() -> tuple[type[Exception], ...]:
 
 
 def _user_message(exc: Exception, args) -> str:
-    """The one line shown for a user error (the message policy of every command)."""
-    import sqlite3
+    """The one line shown for a user error: core.errors' policy, shared with the app."""
+    from core.errors import user_message
 
-    if isinstance(exc, sqlite3.DatabaseError):
-        from core.recovery import database_error_message
-        from core.workspace import workspace_dir_for
-
-        data = getattr(args, "data", None)
-        db = (workspace_dir_for(data) / "diesight.sqlite" if data is not None
-              else "the workspace database")
-        return database_error_message(db, exc, data)
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        what = f"cannot write {exc.filename}" if exc.filename else "cannot write a file"
-        return (f"disk full: {what} ({exc.strerror or 'no space left'}); free some space and "
-                f"run the command again")
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f": {exc.filename}" if exc.filename else ""
-        hint = {errno.ENOSPC: "; free some space and run the command again",
-                errno.EROFS: "; choose a writable folder",
-                errno.EACCES: "; check the permissions or choose another folder"}
-        return f"{exc.strerror}{where}{hint.get(exc.errno, '')}"
-    return " ".join(str(exc).split("\n")).strip() or type(exc).__name__
+    return (user_message(exc, getattr(args, "data", None))
+            or " ".join(str(exc).split()) or type(exc).__name__)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
