@@ -40,7 +40,8 @@ from core.explain import heat_colours
 from core.golden import Golden, golden_for
 from core.neighbours import DEFAULT_K, Neighbour, NeighbourIndex
 
-TILE_SIZE = 64
+TILE_SIZE = 56
+TILE_MIN_WIDTH = 62
 TILE_COLUMNS = 4
 DIFFERENCE_LEVELS = (0.0, 96.0)  # grey levels; a difference of 96+ is already glaring
 
@@ -72,7 +73,9 @@ class NeighbourTile(QToolButton):
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
         self.setIconSize(QSize(TILE_SIZE, TILE_SIZE))
         self.setAutoRaise(True)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        # Four to a row must fit the narrow left dock; the text is short enough for 60 px.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(TILE_MIN_WIDTH)
         self.neighbour: Neighbour | None = None
 
     def show_neighbour(self, dataset, neighbour: Neighbour | None) -> None:
@@ -87,7 +90,8 @@ class NeighbourTile(QToolButton):
         self.setIcon(QIcon(QPixmap.fromImage(gray_qimage(small))))
         name = label_name(neighbour.label)
         score = "–" if np.isnan(neighbour.score) else f"{neighbour.score:.2f}"
-        self.setText(f"{name} {score}")
+        # "B 0.91" / "G 0.02": the whole word does not fit four tiles to a narrow dock.
+        self.setText(f"{name[0].upper()} {score}")
         self.setStyleSheet(f"QToolButton {{ color: {LABEL_HEX[neighbour.label]}; "
                            "font-weight: 600; }")
         self.setToolTip(f"{dataset.names[neighbour.position]}\nlabel {name}, score {score}, "
@@ -132,7 +136,9 @@ class EvidencePanel(QWidget):
 
     # -- construction --------------------------------------------------------------
     def _build_neighbours(self) -> QGroupBox:
-        box = QGroupBox("Nearest training images (the run's embedding space)")
+        box = QGroupBox("Nearest training images")
+        box.setToolTip("The labelled images the run trained on that lie closest to this "
+                       "image in the run's embedding space; click one to open it")
         grid = QGridLayout(box)
         grid.setContentsMargins(4, 4, 4, 4)
         grid.setSpacing(2)
@@ -143,15 +149,21 @@ class EvidencePanel(QWidget):
         return box
 
     def _build_compare(self) -> QGroupBox:
-        box = QGroupBox("Compare with good: image | golden | difference")
+        box = QGroupBox("Image | golden, and their difference")
+        box.setToolTip("The golden reference is the median of the nearest good training "
+                       "images, each aligned to this image (sub-pixel phase correlation); "
+                       "the difference is |image - golden|, yellow = 96+ grey levels")
         column = QVBoxLayout(box)
         column.setContentsMargins(4, 4, 4, 4)
         self.compare_view = pg.GraphicsLayoutWidget()
         self.compare_view.setBackground(VIEW_BACKGROUND)
-        self.compare_view.setMinimumHeight(110)
+        self.compare_view.setMinimumHeight(160)
         items, boxes = [], []
-        for col in range(3):
-            view = self.compare_view.addViewBox(row=0, col=col, lockAspect=True,
+        # Image and golden side by side, the difference under the image: in a narrow dock
+        # two columns give each picture more room than three (the views are linked, so
+        # they must keep the same shape).
+        for row, col in ((0, 0), (0, 1), (1, 0)):
+            view = self.compare_view.addViewBox(row=row, col=col, lockAspect=True,
                                                 invertY=True, enableMenu=False)
             item = pg.ImageItem(axisOrder="row-major")
             view.addItem(item)
@@ -163,6 +175,10 @@ class EvidencePanel(QWidget):
         self.image_item, self.golden_item, self.difference_item = items
         self.difference_item.setLookupTable(heat_colours(np.linspace(0, 1, 256)))
         self.compare_boxes = boxes
+        self.compare_view.addLabel(
+            f"<span style='color:#c8ced6'>image · golden<br>difference<br>"
+            f"(black 0 → yellow {DIFFERENCE_LEVELS[1]:.0f}+<br>grey levels)</span>",
+            row=1, col=1)
         column.addWidget(self.compare_view)
         return box
 
@@ -238,8 +254,8 @@ class EvidencePanel(QWidget):
         bad = sum(n.label == 1 for n in evidence.neighbours)
         parts = [f"{bad} of {len(evidence.neighbours)} nearest training images are bad"]
         if evidence.golden is not None:
-            parts.append(f"golden from {len(evidence.golden.positions)} good parts; "
-                         f"difference scale 0–{DIFFERENCE_LEVELS[1]:.0f} grey levels")
+            parts.append(f"golden: median of {len(evidence.golden.positions)} aligned good "
+                         "parts")
         return " · ".join(parts)
 
     def _clear(self, reason: str) -> None:

@@ -30,13 +30,17 @@ from PySide6.QtGui import (
     QPixmap,
     QShortcut,
 )
-from PySide6.QtWidgets import QComboBox, QLabel, QSlider, QToolButton
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSlider, QToolButton
 
 from app.icons import icon
 from app.state import AppState
 from app.workers import Task
 from core.explain_methods import METHODS, default_method
 
+# The method's name in the status line, short enough for a narrow dock.
+SHORT_NAMES = {"gradcam": "Grad-CAM", "gradcam-fine": "Grad-CAM fine",
+               "layercam": "LayerCAM", "occlusion": "occlusion",
+               "integrated-gradients": "IG"}
 LUT_FLOOR = 0.15      # map values below this are transparent
 MEMORY_MAPS = 48      # maps kept in memory (stepping back and forth is instant)
 DEFAULT_OPACITY = 60  # percent
@@ -52,7 +56,7 @@ def heat_lut() -> np.ndarray:
                           axis=1)
 
 
-def colour_bar(width: int = 90, height: int = 12) -> QPixmap:
+def colour_bar(width: int = 64, height: int = 12) -> QPixmap:
     """The colour scale as a small picture for the controls row."""
     lut = heat_lut()
     gradient = QLinearGradient(0, 0, width, 0)
@@ -133,11 +137,16 @@ class HeatmapLayer(QObject):
                                         Qt.ItemDataRole.ToolTipRole)
         self.method_box.setToolTip("Attribution method; 'default' is the one measured to "
                                    "localise defects best for the run's model")
+        self.method_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_box.setMinimumContentsLength(8)
+        self.method_box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.method_box.currentIndexChanged.connect(lambda _i: self.request())
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal, objectName="heatmapOpacity")
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(DEFAULT_OPACITY)
-        self.opacity_slider.setMaximumWidth(90)
+        self.opacity_slider.setMinimumWidth(50)
+        self.opacity_slider.setMaximumWidth(80)
         self.opacity_slider.setToolTip("Heatmap opacity")
         self.opacity_slider.valueChanged.connect(lambda v: self.item.setOpacity(v / 100))
         self.scale_label = QLabel(objectName="heatmapScale")
@@ -145,6 +154,8 @@ class HeatmapLayer(QObject):
         self.scale_label.setToolTip("Colour scale: transparent = no evidence, yellow = this "
                                     "image's strongest evidence for 'bad'")
         self.status_label = QLabel(objectName="heatmapStatus")
+        # Its text must never widen the dock.
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
     def install_shortcut(self, widget) -> QShortcut:
         """H in ``widget``'s window toggles the overlay.
@@ -242,7 +253,7 @@ class HeatmapLayer(QObject):
         self.item.setImage(heat, levels=(0.0, 1.0), autoLevels=False)
         self.item.show()
         self._shown_key = key
-        self.status_label.setText(f"{key[1]} · peak {peak:.3g}")
+        self.status_label.setText(f"{SHORT_NAMES.get(key[1], key[1])} · peak {peak:.2g}")
         self.status_label.setToolTip("The map is scaled to this image's strongest evidence; "
                                      "the peak is that evidence in the method's own units")
         started = self._requested_at.pop(key, None)

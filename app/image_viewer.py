@@ -164,7 +164,7 @@ class ImageViewer(QWidget):
         footer.addWidget(self.fit_button)
         footer.addWidget(self.zoom_in_button)
         footer.addWidget(self.zoom_out_button)
-        footer.addStretch(1)
+        footer.addWidget(self.heatmap.status_label, 1)
         footer.addWidget(self.pixel_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -181,7 +181,9 @@ class ImageViewer(QWidget):
         row = QHBoxLayout()
         row.setSpacing(6)
         for widget in self.heatmap.controls():
-            row.addWidget(widget, 1 if widget is self.heatmap.status_label else 0)
+            if widget is not self.heatmap.status_label:  # in the footer, where there is room
+                row.addWidget(widget)
+        row.addStretch(1)
         return row
 
     # -- public --------------------------------------------------------------------

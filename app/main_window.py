@@ -244,11 +244,14 @@ class MainWindow(QMainWindow):
                                        self.grid.model.modelReset)
         self.viewer_dock = self._dock("Image", "viewerDock", self.viewer,
                                       Qt.DockWidgetArea.RightDockWidgetArea)
-        # Under the image: its nearest training images and its difference from good parts.
+        # The current image's nearest training images and its difference from good parts,
+        # a tab beside the Dataset panel: stacked under the image or the panel, either
+        # would need more height than a 1366 x 768 screen has (the dock can be moved).
         self.evidence = EvidencePanel(self.state)
         self.evidence_dock = self._dock("Evidence", "evidenceDock", self.evidence,
-                                        Qt.DockWidgetArea.RightDockWidgetArea)
-        self.splitDockWidget(self.viewer_dock, self.evidence_dock, Qt.Orientation.Vertical)
+                                        Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tabifyDockWidget(self.dataset_dock, self.evidence_dock)
+        self.dataset_dock.raise_()
 
     def _dock(self, title: str, name: str, widget: QWidget,
               area: Qt.DockWidgetArea) -> QDockWidget:
@@ -276,8 +279,6 @@ class MainWindow(QMainWindow):
             self.resize(1480, 920)
             self.resizeDocks([self.dataset_dock, self.viewer_dock], [340, 460],
                              Qt.Orientation.Horizontal)
-            self.resizeDocks([self.viewer_dock, self.evidence_dock], [560, 360],
-                             Qt.Orientation.Vertical)
         window_state = self.settings.value("window/state")
         if window_state is not None:
             self.restoreState(window_state)

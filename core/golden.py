@@ -2,7 +2,8 @@
 
 The golden image of a part is the pixel-wise median of the good training images nearest
 to it in the run's embedding space (``core.neighbours``: same product, same look), each
-first aligned to the part by phase correlation with sub-pixel precision. The median keeps
+first aligned to the part by phase correlation with sub-pixel precision and brought to its
+brightness and contrast (a least-squares gain and offset). The median keeps
 what the good parts share and drops what any one of them has alone (noise, a faint mark);
 ``|image - golden|`` then shows what this part has that good ones do not.
 
@@ -108,6 +109,22 @@ def aligned(reference: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, tupl
     return moved, shift
 
 
+def matched_brightness(reference: np.ndarray, picture: np.ndarray) -> np.ndarray:
+    """``picture`` with the gain and offset that best match it to ``reference``.
+
+    Lighting and exposure vary from part to part; without this the difference would light
+    up the whole part. A least-squares line over all pixels: a defect covers too few of
+    them to move it (a part whose exposure itself is wrong shows in the image, not here).
+    """
+    x = picture.ravel().astype(np.float64)
+    y = np.asarray(reference, dtype=np.float64).ravel()
+    spread = x.var()
+    if spread < 1e-9:
+        return np.full_like(picture, y.mean(), dtype=np.float32)
+    gain = ((x - x.mean()) * (y - y.mean())).mean() / spread
+    return (gain * (picture - x.mean()) + y.mean()).astype(np.float32)
+
+
 def golden_reference(dataset, position: int, good_positions) -> Golden:
     """The golden image of image ``position`` from the good images at ``good_positions``.
 
@@ -121,7 +138,7 @@ def golden_reference(dataset, position: int, good_positions) -> Golden:
     stack, shifts = [], []
     for good in good_positions:
         moved, shift = aligned(image, dataset.images[int(dataset.image_ids[good])])
-        stack.append(moved)
+        stack.append(matched_brightness(image, moved))
         shifts.append(shift)
     golden = np.median(np.stack(stack), axis=0).astype(np.float32)
     return Golden(image, golden, np.abs(image - golden), good_positions,
@@ -129,7 +146,44 @@ def golden_reference(dataset, position: int, good_positions) -> Golden:
 
 
 def golden_for(index, position: int, k: int = GOLDEN_K) -> Golden | None:
-    """The golden of ``position`` from its ``k`` nearest good training images in a
-    :class:`core.neighbours.NeighbourIndex`; None when it has none (no embedding)."""
-    good = [n.position for n in index.nearest(position, k, label=0)]
-    return golden_reference(index.dataset, position, good) if good else None
+    """The golden of ``position`` from the ``k`` good training images of a
+    :class:`core.neighbours.NeighbourIndex` that look most like it; None when it has none.
+
+    "Look like" is measured on small, brightness-normalised thumbnails, not in the run's
+    embedding space: a defect model's embedding places parts by how defective they look,
+    so the good parts nearest to a bad one there are often other products, and their
+    median would be a blur of several products.
+    """
+    candidates, thumbs = _good_thumbnails(index)
+    if len(candidates) == 0:
+        return None
+    query = _thumbnail(index.dataset.images[int(index.dataset.image_ids[position])])
+    distance = ((thumbs - query) ** 2).sum(axis=(1, 2))
+    distance[candidates == position] = np.inf
+    chosen = candidates[np.argsort(distance, kind="stable")[:k]]
+    chosen = chosen[np.isfinite(distance[np.searchsorted(candidates, chosen)])]
+    return golden_reference(index.dataset, position, chosen) if len(chosen) else None
+
+
+THUMB_BLOCK = 8  # 267 x 275 -> 33 x 34: the product's layout survives, noise does not
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """Block means of ``image``, to zero mean and unit spread (brightness-free)."""
+    h, w = (s - s % THUMB_BLOCK for s in image.shape)
+    blocks = np.asarray(image[:h, :w], dtype=np.float32).reshape(
+        h // THUMB_BLOCK, THUMB_BLOCK, w // THUMB_BLOCK, THUMB_BLOCK).mean(axis=(1, 3))
+    return (blocks - blocks.mean()) / max(float(blocks.std()), 1e-6)
+
+
+def _good_thumbnails(index) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, thumbnails) of the index's good candidates, computed once per index."""
+    cached = getattr(index, "_golden_thumbnails", None)
+    if cached is None:
+        good = np.sort(index.candidates[index.labels[index.candidates] == 0])
+        images = index.dataset.images
+        ids = index.dataset.image_ids
+        thumbs = np.stack([_thumbnail(images[int(ids[p])]) for p in good]) if len(good) \
+            else np.zeros((0, 1, 1), dtype=np.float32)
+        cached = index._golden_thumbnails = (good, thumbs)
+    return cached

@@ -44,7 +44,8 @@ def test_neighbours_show_label_score_and_click_opens_one(qtbot, panel):
     assert all(n.position != start and state.dataset.splits[n.position] == "train"
                for n in shown)
     first = panel.tiles[0]
-    assert first.text() == f"{'bad' if shown[0].label else 'good'} {shown[0].score:.2f}"
+    assert first.text() == f"{'B' if shown[0].label else 'G'} {shown[0].score:.2f}"
+    assert "label bad" in first.toolTip() or "label good" in first.toolTip()
     with qtbot.waitSignal(panel.updated, timeout=20000):
         qtbot.mouseClick(first, Qt.MouseButton.LeftButton)
     assert state.current_image == shown[0].position

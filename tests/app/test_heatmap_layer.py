@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from ranked_fixtures import state_with_run
 
+from app.heatmap_layer import SHORT_NAMES
 from app.image_viewer import ImageViewer
 
 
@@ -34,7 +35,7 @@ def test_h_toggles_the_overlay_for_the_current_image(qtbot, viewer):
     assert 0 <= shown_map(viewer).min() and shown_map(viewer).max() <= 1
     # Same view box as the image: zooming the image zooms the overlay with it.
     assert layer.item.getViewBox() is viewer.view_box
-    assert layer.status_label.text().startswith(layer.method())
+    assert layer.status_label.text().startswith(SHORT_NAMES[layer.method()] + " · peak")
     qtbot.keyClick(viewer, Qt.Key.Key_H)
     assert not layer.enabled and not layer.item.isVisible()
 
@@ -64,6 +65,6 @@ def test_method_choice_recomputes_and_no_run_hides(qtbot, viewer):
         layer.toggle_button.setChecked(True)
     with qtbot.waitSignal(layer.shown, timeout=20000):
         layer.method_box.setCurrentIndex(layer.method_box.findData("gradcam"))
-    assert layer.status_label.text().startswith("gradcam ·")
+    assert layer.status_label.text().startswith("Grad-CAM ·")
     viewer.state.set_current_run(None)
     assert not layer.item.isVisible() and layer.status_label.text() == "needs a run"

@@ -57,3 +57,21 @@ def test_golden_is_the_median_of_aligned_parts_and_the_difference_shows_the_defe
     assert 44 <= row <= 53 and 49 <= col <= 58
     with pytest.raises(ValueError):
         golden_reference(data, 0, [])
+
+
+def test_golden_for_uses_good_parts_that_look_alike_not_other_products():
+    from types import SimpleNamespace
+
+    from core.golden import golden_for
+
+    other = np.full((96, 100), 40.0)
+    other[20:76, 10:90] = 120  # another product: a wide, bright body
+    images = [part(seed=9)]  # position 0: the query
+    images += [part(seed=s) for s in range(1, 5)]            # 1-4: same product, good
+    images += [ndimage.gaussian_filter(other, 1) + s for s in range(4)]  # 5-8: other, good
+    images += [part(seed=20)]                                 # 9: same product, bad
+    data = Stack([np.clip(x, 0, 255) for x in images])
+    index = SimpleNamespace(dataset=data, candidates=np.arange(1, 10),
+                            labels=np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 1]))
+    result = golden_for(index, 0, k=4)
+    assert sorted(result.positions.tolist()) == [1, 2, 3, 4]
