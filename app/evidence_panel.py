@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 from app.image_viewer import VIEW_BACKGROUND
 from app.palette import LABEL_HEX, label_name
@@ -210,6 +211,8 @@ class EvidencePanel(QWidget):
         task.start()
 
     def _on_task_done(self, task: Task, key: tuple, result) -> None:
+        if not isValid(self):
+            return  # the widget was closed while the worker ran
         index, neighbours, golden = result
         if key[0] == (self.state.current_run.id if self.state.current_run else None):
             self._index = index
@@ -218,6 +221,8 @@ class EvidencePanel(QWidget):
         self._after_task(task)
 
     def _on_task_fail(self, task: Task, error: BaseException) -> None:
+        if not isValid(self):
+            return  # the widget was closed while the worker ran
         self._clear(f"No nearest images: {error}")
         self._after_task(task)
 

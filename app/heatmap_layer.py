@@ -31,6 +31,7 @@ from PySide6.QtGui import (
     QShortcut,
 )
 from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSlider, QToolButton
+from shiboken6 import isValid
 
 from app.icons import icon
 from app.state import AppState
@@ -82,6 +83,13 @@ def _heatmap_job(dataset, run, image_id: int, method: str, explainer, *, progres
     return result.maps[0].astype(np.float32), float(result.peaks[0]), explainer
 
 
+def _prepare_job(run, method: str, *, progress, cancel):
+    """Worker: load the run's model and set the method up before the first H."""
+    from core.explain import Explainer
+
+    return Explainer(run, method, device="auto").warm_up()
+
+
 class HeatmapLayer(QObject):
     """The overlay item, its controls and the worker that feeds it.
 
@@ -119,6 +127,7 @@ class HeatmapLayer(QObject):
         state.current_image_changed.connect(self._on_current_image_change)
         state.current_run_changed.connect(self._on_current_run_change)
         state.dataset_changed.connect(self._on_dataset_change)
+        self._prepare()  # a run may be current already
 
     # -- controls --------------------------------------------------------------------
     def _build_controls(self) -> None:
@@ -226,6 +235,8 @@ class HeatmapLayer(QObject):
         task.start()
 
     def _on_task_done(self, task: Task, key: tuple, result) -> None:
+        if not isValid(self):
+            return  # the widget was closed while the worker ran
         heat, peak, self._explainer = result
         self._maps[key] = (heat, peak)
         while len(self._maps) > MEMORY_MAPS:
@@ -233,6 +244,8 @@ class HeatmapLayer(QObject):
         self._after_task(task)
 
     def _on_task_fail(self, task: Task, error: BaseException) -> None:
+        if not isValid(self):
+            return  # the widget was closed while the worker ran
         self.status_label.setText("no heatmap")
         self.status_label.setToolTip(str(error))
         self._after_task(task, failed=True)
@@ -244,7 +257,7 @@ class HeatmapLayer(QObject):
         pending, self._pending = self._pending, None
         if pending is not None and pending == self.current_key() and pending not in self._maps:
             self._start(pending)
-        elif not failed:
+        elif not failed and self.enabled:
             self.request()
 
     # -- showing ---------------------------------------------------------------------
@@ -285,7 +298,29 @@ class HeatmapLayer(QObject):
     def _on_current_run_change(self) -> None:
         self._explainer = None
         self._maps.clear()
+        if not self.enabled:
+            self._prepare()
         self.request()
+
+    def _prepare(self) -> None:
+        """Load the run's model on a worker now, so the first H costs one map only
+        (loading the checkpoint and Captum took ~1 s of the first press)."""
+        run = self.state.current_run
+        if run is None or run.checkpoint is None or (self._task and self._task.is_running):
+            return
+        task = Task(_prepare_job, run, self.method(), title="Heatmap model")
+        task.done.connect(lambda explainer: self._on_prepared(task, explainer))
+        task.failed.connect(lambda _error, _trace: self._after_task(task, failed=True))
+        self._task = task
+        task.start()
+
+    def _on_prepared(self, task: Task, explainer) -> None:
+        if not isValid(self):
+            return  # the widget was closed while the worker ran
+        run = self.state.current_run
+        if run is not None and explainer.run_id == run.id:
+            self._explainer = explainer
+        self._after_task(task)
 
     def _on_dataset_change(self) -> None:
         self._maps.clear()

@@ -6,8 +6,9 @@ Run (on a scored demo set with a trained run, e.g. the one bench_explain.py make
 
 For each of ``--images`` images: make it current, press H (the shortcut's own slot, as a
 key press would), wait until the overlay is painted, press H again. Printed: the first
-press (it loads the run's model and sets Captum up), then the median and the slowest of
-the others, in ms, with the load average (the machine may be shared). Goal: < 150 ms.
+press (the run's model was loaded on a worker when the run became current), then the
+median and the slowest of the others, in ms, with the load average (the machine may be
+shared). Goal: < 150 ms.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def main(argv=None) -> int:
     viewer.show()
     if args.method:
         viewer.heatmap.method_box.setCurrentIndex(viewer.heatmap.method_box.findData(args.method))
+    # The viewer loads the run's model on a worker as soon as the run is current.
+    started = time.perf_counter()
+    while viewer.heatmap._explainer is None and time.perf_counter() - started < 60:
+        settle(app, 0.05)
+    print(f"model ready {1000 * (time.perf_counter() - started):.0f} ms after the run "
+          "became current (on a worker; the window stays usable)")
     times = [press_h(app, viewer, state, position)
              for position in range(0, len(dataset.image_ids),
                                    max(1, len(dataset.image_ids) // args.images))][:args.images]
@@ -57,11 +64,18 @@ def main(argv=None) -> int:
     print(f"run {state.current_run.id} ({state.current_run.model}, "
           f"{state.current_run.config.image_size} rows), method {viewer.heatmap.method()}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"first H (loads the model): {times[0]:.0f} ms")
+    print(f"first H: {times[0]:.0f} ms")
     print(f"next {len(rest)} images: median {statistics.median(rest):.0f} ms, slowest "
           f"{max(rest):.0f} ms (goal < {GOAL_MS} ms: "
           f"{'met' if statistics.median(rest) < GOAL_MS else 'NOT met'})")
     return 0
+
+
+def settle(app, seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
 
 
 def press_h(app, viewer, state, position: int) -> float:
