@@ -630,10 +630,10 @@ def _add_explain(sub) -> None:
 
     p = sub.add_parser(
         "explain", help="write defect heatmaps (where the evidence is) as PNGs",
-        description="For each chosen image of DATA, write where the run's evidence for "
-                    "'bad' lies: ID.png (the map at the image's own size, 16-bit grey, "
-                    "65535 = the image's strongest evidence) and ID-overlay.png (the map over "
-                    "the image). Maps are cached in the run's workspace folder.",
+        description="For each chosen image of DATA, write where the run's evidence for\n"
+                    "'bad' lies: ID.png (the map at the image's own size, 16-bit grey,\n"
+                    "65535 = the image's strongest evidence) and ID-overlay.png (the map\n"
+                    "over the image). Maps are cached in the run's workspace folder.",
         epilog="Methods:\n" + "\n".join(f"  {k:<22}{v}" for k, v in METHODS.items())
                + "\n\n" + RUN_NAMING_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)

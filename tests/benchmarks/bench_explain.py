@@ -2,7 +2,7 @@
 
 Run (makes a demo set and trains a small run when none is given):
     .venv/bin/python tests/benchmarks/bench_explain.py
-    .venv/bin/python tests/benchmarks/bench_explain.py --data DEMO --run 3 --methods gradcam,layercam
+    .venv/bin/python tests/benchmarks/bench_explain.py --data DEMO --run 3 --methods gradcam
 
 The demo generator writes each defect's box into ``ground_truth.csv`` (bbox_x, bbox_y,
 bbox_w, bbox_h). For every bad TEST image (never trained on) and every method:
