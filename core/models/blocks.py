@@ -34,23 +34,6 @@ def make_stem(out_channels: int, first_channels: int = 16) -> nn.Sequential:
     )
 
 
-def make_stride8_stem(out_channels: int, first_channels: int = 16) -> nn.Sequential:
-    """Three 3x3 convolutions, each with stride 2: 1/8 resolution, no max-pool.
-
-    The trunk after it then runs at the cost it has at half the input rows with
-    :func:`make_stem`, while the stem itself sees every input pixel: twice the rows for
-    about the same compute, so a defect a few native pixels wide still reaches the trunk.
-    """
-    widths = (first_channels, out_channels, out_channels)
-    layers: list[nn.Module] = []
-    in_channels = 1
-    for width in widths:
-        layers += [nn.Conv2d(in_channels, width, kernel_size=3, stride=2, padding=1, bias=False),
-                   nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-        in_channels = width
-    return nn.Sequential(*layers)
-
-
 def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
     """``blocks`` BasicBlocks; the first changes width / resolution through a 1x1 shortcut."""
     downsample = None
@@ -65,13 +48,12 @@ def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int) ->
 
 
 def make_trunk(stem_channels: int, widths: Sequence[int],
-               blocks_per_stage: Sequence[int], stem=make_stem) -> nn.Sequential:
+               blocks_per_stage: Sequence[int]) -> nn.Sequential:
     """Stem then one stage per width; every stage after the first halves the resolution.
 
-    With :func:`make_stem` and ``len(widths) == 3`` the output is at 1/16 of the input, with
-    4 at 1/32; :func:`make_stride8_stem` halves both again.
+    With ``len(widths) == 3`` the output is at 1/16 of the input, with 4 at 1/32.
     """
-    layers: list[nn.Module] = [stem(stem_channels)]
+    layers: list[nn.Module] = [make_stem(stem_channels)]
     in_channels = stem_channels
     for index, (width, blocks) in enumerate(zip(widths, blocks_per_stage, strict=True)):
         layers.append(make_stage(in_channels, width, blocks, stride=1 if index == 0 else 2))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from core.models import register_model
 from core.models.base import DefectModel
-from core.models.blocks import EmbeddingLayer, init_weights, make_stride8_stem, make_trunk
+from core.models.blocks import EmbeddingLayer, init_weights, make_trunk
 
 STEM_CHANNELS = 32
 STAGE_WIDTHS = (32, 64, 128, 256)
@@ -42,10 +42,9 @@ class DesignedResNet(DefectModel):
 
     embedding_dim = 32
 
-    def __init__(self, stem=None) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.trunk = make_trunk(STEM_CHANNELS, STAGE_WIDTHS, BLOCKS_PER_STAGE,
-                                **({"stem": stem} if stem else {}))
+        self.trunk = make_trunk(STEM_CHANNELS, STAGE_WIDTHS, BLOCKS_PER_STAGE)
         self.avg_pool, self.max_pool = nn.AdaptiveAvgPool2d(1), nn.AdaptiveMaxPool2d(1)
         self.embedding = EmbeddingLayer(2 * STAGE_WIDTHS[-1], self.embedding_dim)
         self.head = nn.Linear(self.embedding_dim, 1)
@@ -56,22 +55,3 @@ class DesignedResNet(DefectModel):
         features = self.trunk(x)
         pooled = torch.cat([self.avg_pool(features), self.max_pool(features)], dim=1)
         return self.embedding(pooled.flatten(1))
-
-
-@register_model(
-    "designed_resnet_s8",
-    description="designed_resnet with a stride-8 stem: twice the input rows at about the same "
-                "cost, for defects a few pixels wide",
-    default_image_size=(267, 275),
-    default_batch_size=64,
-)
-class DesignedResNetStride8(DesignedResNet):
-    """``designed_resnet`` whose stem reaches 1/8 resolution in three strided convolutions.
-
-    The stages, pooling and 32-d embedding are unchanged; only the stem differs (see
-    :func:`core.models.blocks.make_stride8_stem`), so at 160 input rows the trunk does the
-    work it does at 80 rows in ``designed_resnet`` while its first layers see the finer image.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(stem=make_stride8_stem)
