@@ -2,7 +2,11 @@
 # The checks that need a CUDA GPU, as one script: the CUDA tests, the training benchmark at
 # full resolution for all four models, and the Full preset trained on a generated demo lot.
 #
-#   tests/benchmarks/gpu_check.sh [OUT_FOLDER] [PART...]     PART: env tests bench train
+#   tests/benchmarks/gpu_check.sh [OUT_FOLDER] [PART...]   PART: env tests bench train recipes
+#
+# 'recipes' trains the Full preset on every demo style (bench_recipes.py, 3,000 and 10,000
+# labelled images, seeds 0-2; RECIPE_SEEDS / RECIPE_SIZES change that) and prints the issue-8
+# goals as reached or not.
 #
 # Runs with whatever python3 has torch (no install: it puts the checkout on PYTHONPATH), so
 # it also runs on a GPU machine that has PyTorch but not the GUI's packages. Logs go to
@@ -45,5 +49,9 @@ torch.__version__, "torchvision", torchvision.__version__, torch.cuda.get_device
       done
       diesight score "$data" --run latest 2>&1 | tee "$out/score.txt"
       diesight runs "$data" 2>&1 | tee "$out/runs.txt" ;;
+    recipes)
+      timeout ${RECIPE_SECONDS:-540} "$py" tests/benchmarks/bench_recipes.py --preset full \
+        --device cuda --sizes ${RECIPE_SIZES:-3000,10000} --seeds ${RECIPE_SEEDS:-0,1,2} \
+        --root "$out/recipes" 2>&1 | tee "$out/recipes.txt" ;;
   esac
 done
