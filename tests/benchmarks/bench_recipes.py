@@ -69,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--root", default=".bench/recipes", help="data and workspaces")
     parser.add_argument("--device", default=None, help="override the preset's device")
     parser.add_argument("--json", default=None, help="also write every run's numbers here")
+    parser.add_argument("--summarise", nargs="+", metavar="JSON", default=None,
+                        help="train nothing: print the summary of runs saved with --json "
+                             "(a suite run in pieces)")
     return parser.parse_args(argv)
 
 
@@ -198,8 +201,22 @@ def _kind_line(runs: list[RunResult]) -> str:
     return ", ".join(f"{kind} {hit}/{n}" for kind, (hit, n) in ordered)
 
 
+def load_results(paths) -> list[RunResult]:
+    """Runs saved by ``--json`` (JSON turns the false-call rates into strings)."""
+    results = []
+    for path in paths:
+        for item in json.loads(Path(path).read_text()):
+            item["escape_share"] = {float(k): v for k, v in item["escape_share"].items()}
+            item["kinds"] = {k: tuple(v) for k, v in item["kinds"].items()}
+            results.append(RunResult(**item))
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.summarise:
+        print_summary(load_results(args.summarise), args.preset)
+        return 0
     root = Path(args.root).resolve()
     # Workspaces of the benchmark's sets stay beside them, not in the user's DieSight home.
     os.environ.setdefault("DIESIGHT_HOME", str(root / "home"))
