@@ -409,6 +409,9 @@ class EvaluationView(QWidget):
         if dataset is not None:
             for split in sorted(set(map(str, dataset.splits))):
                 self.split_combo.addItem(split, split)
+        # Start on the held-out test images when there are any: figures over training images
+        # flatter the run, and the first number a user reads should be the honest one.
+        self.split_combo.setCurrentIndex(max(0, self.split_combo.findData("test")))
         self.split_combo.blockSignals(False)
 
     # -- choosing the truth CSV ------------------------------------------------------

@@ -62,9 +62,11 @@ def test_offers_ground_truth_and_shows_cores_numbers(qtbot, scored_state, settin
     assert "ground_truth.csv" in view.offer_label.text()
     view.offer_button.click()
     shown = wait_for_result(qtbot, view)
-    expected = core_result(scored_state)
+    assert view.split == "test"  # the held-out images first: the honest numbers
+    expected = core_result(scored_state, "test")
     e = expected.evaluation
-    assert len(shown.match.positions) == len(scored_state.dataset.image_ids)  # test ones too
+    test_images = int((scored_state.dataset.splits == "test").sum())
+    assert test_images and len(shown.match.positions) == test_images
     assert view.auc_label.text().startswith(f"ROC AUC {e.auc:.4f}")
     assert f"{e.auc_low:.4f} – {e.auc_high:.4f}" in view.auc_label.text()  # same seed
     rows = view.table_text(view.points_table)
@@ -98,7 +100,7 @@ def test_moving_the_threshold_updates_the_confusion(qtbot, scored_state, setting
     marker_before = view.roc.marker.getData()
     scored_state.set_threshold(0.3)
     assert not view.busy  # no new bootstrap: only the threshold's numbers change
-    at = core_result(scored_state).evaluation.at_threshold
+    at = core_result(scored_state, view.split).evaluation.at_threshold
     assert at.threshold == 0.3
     after = view.table_text(view.confusion_table)
     assert after != before
