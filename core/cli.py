@@ -974,11 +974,23 @@ _PARSERS.append(_add_repair)
 
 # --- demo-data -------------------------------------------------------------------------------
 
-def _add_demo_data(sub) -> None:
-    from core.demostyles import DEFAULT_STYLE, STYLES
+class _StyleHelpFormatter(argparse.HelpFormatter):
+    """Lists the demo styles only when help is shown: the registry imports the renderers
+    (numpy, PIL, scipy: about 0.7 s), which no other command should wait for at start-up."""
 
+    def _get_help_string(self, action) -> str:
+        if action.dest != "style":
+            return super()._get_help_string(action)
+        from core.demostyles import DEFAULT_STYLE, STYLES
+
+        return f"demo style (default {DEFAULT_STYLE}): " + "; ".join(
+            f"{s.name}: {s.summary()}" for s in STYLES.values()).replace("%", "%%")
+
+
+def _add_demo_data(sub) -> None:
     p = sub.add_parser(
         "demo-data", help="write a labelled synthetic image set in the Kaggle Nexperia layout",
+        formatter_class=_StyleHelpFormatter,
         description="Write OUT/train/good_0, OUT/train/bad_1 and OUT/test/all_tests with "
                     "267x275 grayscale JPEGs of parts in carrier pockets (about BAD_FRACTION "
                     "of them with one of the style's defect types), plus OUT/ground_truth.csv "
@@ -995,9 +1007,8 @@ def _add_demo_data(sub) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="rendering processes (default: one per CPU)")
     # No argparse choices: an unknown name gets the one-line error of generate_demo_data.
-    p.add_argument("--style", default=DEFAULT_STYLE, metavar="{" + ",".join(STYLES) + "}",
-                   help=f"demo style (default {DEFAULT_STYLE}): " + "; ".join(
-                       f"{s.name}: {s.summary()}" for s in STYLES.values()).replace("%", "%%"))
+    p.add_argument("--style", default=None, metavar="NAME",
+                   help="demo style (listed when help is shown)")
     p.set_defaults(func=_cmd_demo_data)
 
 
@@ -1010,7 +1021,8 @@ def _cmd_demo_data(args) -> int:
         with CtrlC() as cancel:
             summary = generate_demo_data(args.out, n=args.n, bad_fraction=args.bad_fraction,
                                          seed=args.seed, workers=args.workers, progress=bar,
-                                         cancel=cancel, style=args.style)
+                                         cancel=cancel,
+                                         **({"style": args.style} if args.style else {}))
     finally:
         bar.close()
     train, test = summary.counts["train"], summary.counts["test"]
