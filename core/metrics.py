@@ -1,4 +1,4 @@
-"""Inspection metrics on (scores, labels), in plain numpy.
+"""Inspection metrics on (scores, labels), on scikit-learn and scipy.
 
 A score is the defect probability; labels are 1 (bad) and 0 (good). In inspection terms an
 *escape* is a defective part that passes (score below the threshold) and a *false call* is
@@ -14,9 +14,13 @@ rate.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta
+from sklearn import metrics as sklearn_metrics
+from sklearn.exceptions import UndefinedMetricWarning
 
 
 @dataclass(frozen=True)
@@ -59,26 +63,20 @@ def roc_auc(scores, labels) -> float:
         ValueError: a score is NaN (as in every function here that takes scores).
     """
     scores, bad = _checked(scores, labels)
-    n_bad, n_good = int(bad.sum()), int((~bad).sum())
-    if n_bad == 0 or n_good == 0:
-        return float("nan")
-    ranks = _average_ranks(scores)
-    # Mann-Whitney U of the bad parts, scaled to 0..1.
-    u = ranks[bad].sum() - n_bad * (n_bad + 1) / 2
-    return float(u / (n_bad * n_good))
+    if bad.all() or not bad.any():
+        return float("nan")  # scikit-learn raises here; a one-class split is a normal case
+    order_codes, _ = _order_codes(scores)
+    return float(sklearn_metrics.roc_auc_score(bad, order_codes))
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their mean rank."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # Start index of each run of equal values.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    mean_rank = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
+def _order_codes(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each score's position among the distinct scores, and those distinct scores.
+
+    Logits of saturated parts are +-inf, which scikit-learn refuses; the ROC depends only
+    on the order of the scores, so it is computed on these codes and mapped back.
+    """
+    distinct, codes = np.unique(scores, return_inverse=True)
+    return codes.astype(np.float64), distinct
 
 
 def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,20 +84,18 @@ def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Returns:
         (fpr, tpr, thresholds): thresholds descending, the first being +inf (nothing
-        rejected); point i rejects the parts with score >= thresholds[i].
+        rejected); point i rejects the parts with score >= thresholds[i]. The rates are
+        NaN when their class is missing.
     """
     scores, bad = _checked(scores, labels)
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_bad = scores[order], bad[order]
-    # Last index of each run of equal scores: the cut points.
-    cuts = np.r_[np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]), len(scores) - 1] \
-        if len(scores) else np.empty(0, dtype=np.int64)
-    tp = np.cumsum(sorted_bad)[cuts]
-    fp = (cuts + 1) - tp
-    n_bad, n_good = int(bad.sum()), int((~bad).sum())
-    tpr = np.r_[0.0, tp / n_bad] if n_bad else np.full(len(cuts) + 1, np.nan)
-    fpr = np.r_[0.0, fp / n_good] if n_good else np.full(len(cuts) + 1, np.nan)
-    thresholds = np.r_[np.inf, sorted_scores[cuts]]
+    if not len(scores):
+        return np.zeros(1), np.zeros(1), np.array([np.inf])
+    with warnings.catch_warnings():  # one class missing: NaN rates, as documented
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        order_codes, distinct = _order_codes(scores)
+        fpr, tpr, code_thresholds = sklearn_metrics.roc_curve(bad, order_codes,
+                                                              drop_intermediate=False)
+    thresholds = np.r_[np.inf, distinct[code_thresholds[1:].astype(np.int64)]]
     return fpr, tpr, thresholds
 
 
@@ -154,22 +150,8 @@ def escape_rate_upper_bound(escapes: int, bad: int, confidence: float = 0.95) ->
         return float("nan")
     if escapes >= bad:
         return 1.0
-    alpha = 1.0 - confidence
-    low, high = escapes / bad, 1.0
-    for _ in range(60):  # bisection: the binomial CDF falls as the rate rises
-        middle = (low + high) / 2
-        if _binomial_cdf(escapes, bad, middle) > alpha:
-            low = middle
-        else:
-            high = middle
-    return high
-
-
-def _binomial_cdf(k: int, n: int, p: float) -> float:
-    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n may be thousands)."""
-    log_p, log_q = math.log(p), math.log1p(-p)
-    return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-                        + i * log_p + (n - i) * log_q) for i in range(k + 1))
+    # The exact bound is a quantile of Beta(k + 1, n - k).
+    return float(beta.ppf(confidence, escapes + 1, bad - escapes))
 
 
 def sigmoid(logits) -> np.ndarray:
@@ -204,7 +186,12 @@ def prior_logit_offset(defect_rate: float | None, train_prior: float | None) -> 
 
 
 def log_loss(scores, labels, eps: float = 1e-7) -> float:
-    """Mean binary cross-entropy of probabilities ``scores`` against ``labels``."""
+    """Mean binary cross-entropy of probabilities ``scores`` against ``labels``.
+
+    Probabilities are clipped to [eps, 1 - eps] so a confident mistake costs a finite loss.
+    """
     scores, bad = _checked(scores, labels)
+    if not len(scores):
+        return float("nan")
     p = np.clip(scores, eps, 1 - eps)
-    return float(-np.mean(np.where(bad, np.log(p), np.log1p(-p))))
+    return float(sklearn_metrics.log_loss(bad, p, labels=[False, True]))
