@@ -45,7 +45,7 @@ def test_good_part_is_a_plausible_grayscale_frame():
 
 
 def test_all_three_products_are_drawn():
-    names = {dv._draw_look(np.random.default_rng(s)).part.family.name for s in range(60)}
+    names = {dv.draw_look(np.random.default_rng(s)).part.family.name for s in range(60)}
     assert names == {"minimelf", "sod123f", "tantalum"}
 
 
