@@ -22,11 +22,13 @@ Intervals (all 95 %):
 
 Severity bands (the demo generator draws its subtle defects below 0.35):
 ``subtle`` < 0.35 <= ``medium`` < 0.7 <= ``obvious``.
+
+The truth CSV is read by :mod:`core.truth_csv`, the intervals and recalls are computed by
+:mod:`core.evaluation_stats`; both are importable from here as well.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Sequence
@@ -37,326 +39,36 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from core.evaluation_stats import (  # noqa: F401  (re-exported: callers import them from here)
+    N_BOOT,
+    SEVERITY_BANDS,
+    UNKNOWN,
+    Z95,
+    GroupRecall,
+    Rate,
+    auc_bins,
+    bootstrap_aucs,
+    json_number,
+    recall_by_group,
+    recall_by_severity,
+    replicate_aucs,
+    severity_band,
+    threshold_at_false_call_rate,
+    wilson_interval,
+)
 from core.export import run_threshold
-from core.imagefile import IMAGE_EXTENSIONS
-from core.layout import parse_label
-from core.progress import CancelCheck, check_cancel
+from core.progress import CancelCheck
 from core.scores import aligned_scores, as_run
+from core.truth_csv import (  # noqa: F401  (re-exported)
+    TRUTH_OPTIONAL,
+    TRUTH_REQUIRED,
+    TruthCsvError,
+    TruthTable,
+    read_truth_csv,
+)
 
-TRUTH_REQUIRED = ("id", "label")
-TRUTH_OPTIONAL = ("defect_type", "severity", "split")
 FPR_POINTS = (0.01, 0.02, 0.05)
 REFERENCE_FPR = 0.02  # the per-kind recall is also shown at this false-call rate
-N_BOOT = 2000
-SEVERITY_BANDS = (("subtle", -math.inf, 0.35), ("medium", 0.35, 0.7),
-                  ("obvious", 0.7, math.inf))
-UNKNOWN = "(not given)"
-Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
-_BOOT_CHUNK = 4_000_000  # resampled values per bootstrap chunk (bounds the memory, ~32 MB)
-
-
-class TruthCsvError(ValueError):
-    """A truth CSV that cannot be used; the one-line message names the file and the row."""
-
-
-# -- the truth CSV ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TruthTable:
-    """The rows of a truth CSV, in file order.
-
-    Attributes:
-        path: the file.
-        ids: image ids (file stems; an extension or folder given in the CSV is dropped).
-        labels: int8, 1 bad / 0 good.
-        kinds: the ``defect_type`` column ('' where empty), or None without the column.
-        severities: the ``severity`` column (NaN where empty), or None without the column.
-        splits: the ``split`` column ('' where empty), or None without the column.
-    """
-
-    path: Path
-    ids: list[str]
-    labels: np.ndarray
-    kinds: list[str] | None = None
-    severities: np.ndarray | None = None
-    splits: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def read_truth_csv(path: str | os.PathLike) -> TruthTable:
-    """Read a truth CSV (see the module docstring).
-
-    Raises:
-        TruthCsvError: unreadable file, missing column, bad label or severity, empty or
-            duplicate id; the message names the file and the line.
-    """
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return _parse_truth(path, csv.reader(fh))
-    except UnicodeDecodeError:
-        raise TruthCsvError(f"{path}: not a UTF-8 text file") from None
-    except csv.Error as exc:
-        raise TruthCsvError(f"{path}: not a readable CSV file ({exc})") from None
-    except OSError as exc:
-        raise TruthCsvError(f"cannot read truth CSV {path}: {exc.strerror or exc}") from None
-
-
-def _parse_truth(path: Path, reader) -> TruthTable:
-    header = next(reader, None)
-    if not header:
-        raise TruthCsvError(f"{path}: empty file; a truth CSV starts with a header row "
-                            "'id,label'")
-    columns = _truth_columns(path, header)
-    ids, labels, kinds, severities, splits = [], [], [], [], []
-    first_line: dict[str, int] = {}
-    for row in reader:
-        if not any(cell.strip() for cell in row):
-            continue
-        line = reader.line_num
-        cells = _cells(path, line, row, columns)
-        image_id = _truth_id(path, line, cells["id"])
-        if image_id in first_line:
-            raise TruthCsvError(f"{path}, line {line}: id {image_id!r} repeats line "
-                                f"{first_line[image_id]}")
-        first_line[image_id] = line
-        ids.append(image_id)
-        labels.append(_truth_label(path, line, cells["label"]))
-        kinds.append(cells.get("defect_type", ""))
-        severities.append(_truth_severity(path, line, cells.get("severity", "")))
-        splits.append(cells.get("split", ""))
-    if not ids:
-        raise TruthCsvError(f"{path}: no rows under the header")
-    return TruthTable(path, ids, np.array(labels, dtype=np.int8),
-                      kinds if "defect_type" in columns else None,
-                      np.array(severities, dtype=np.float64) if "severity" in columns else None,
-                      splits if "split" in columns else None)
-
-
-def _truth_columns(path: Path, header: list[str]) -> dict[str, int]:
-    """Column name -> index for the columns DieSight reads (names compared without case)."""
-    names = [name.strip().lower() for name in header]
-    for name in TRUTH_REQUIRED:
-        if name not in names:
-            found = ", ".join(n for n in names if n) or "none"
-            raise TruthCsvError(f"{path}: no '{name}' column (found: {found}); a truth CSV "
-                                "needs the columns id,label")
-    return {name: names.index(name) for name in TRUTH_REQUIRED + TRUTH_OPTIONAL
-            if name in names}
-
-
-def _cells(path: Path, line: int, row: list[str], columns: dict[str, int]) -> dict[str, str]:
-    needed = max(columns.values()) + 1
-    if len(row) < needed:
-        raise TruthCsvError(f"{path}, line {line}: {len(row)} cell(s), the header needs "
-                            f"{needed}")
-    return {name: row[index].strip() for name, index in columns.items()}
-
-
-def _truth_id(path: Path, line: int, text: str) -> str:
-    """The image id: a file stem. 'train/bad_1/123.jpg' and '123.jpg' both mean '123'."""
-    name = text.replace("\\", "/").rpartition("/")[2]
-    stem, ext = os.path.splitext(name)
-    image_id = stem if ext.lower() in IMAGE_EXTENSIONS else name
-    if not image_id:
-        raise TruthCsvError(f"{path}, line {line}: empty id")
-    return image_id
-
-
-def _truth_label(path: Path, line: int, text: str) -> int:
-    label = parse_label(text)
-    if label is None:
-        raise TruthCsvError(f"{path}, line {line}: label {text!r} is not 0/1 or good/bad")
-    return label
-
-
-def _truth_severity(path: Path, line: int, text: str) -> float:
-    if not text:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise TruthCsvError(f"{path}, line {line}: severity {text!r} is not a number")
-    return value
-
-
-# -- rates and intervals ---------------------------------------------------------------------
-
-def wilson_interval(count: int, total: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for ``count`` successes in ``total`` trials (NaN if none).
-
-    Unlike the normal approximation it stays inside 0..1 and is not zero-width at 0 or n
-    successes, which matters for escape counts of 0-5 out of a few dozen bad parts.
-    """
-    if total <= 0:
-        return math.nan, math.nan
-    p, n = count / total, total
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    low = 0.0 if count == 0 else max(0.0, centre - half)
-    high = 1.0 if count == total else min(1.0, centre + half)
-    return low, high
-
-
-@dataclass(frozen=True)
-class Rate:
-    """``count`` of ``total`` with its Wilson 95 % interval (NaN when ``total`` is 0)."""
-
-    count: int
-    total: int
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, count: int, total: int) -> Rate:
-        return cls(int(count), int(total), *wilson_interval(int(count), int(total)))
-
-    @property
-    def value(self) -> float:
-        return self.count / self.total if self.total else math.nan
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "total": self.total, "rate": _json(self.value),
-                "low": _json(self.low), "high": _json(self.high)}
-
-
-# -- AUC and its bootstrap interval ----------------------------------------------------------
-
-def auc_bins(good: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group the good scores into the bins that matter to the bad ones.
-
-    A bad part with score s beats the goods below s and ties (one half) with those equal to
-    s. In the goods sorted ascending those are the indices below ``lo`` and ``lo..hi-1``, so
-    a resample's AUC only needs how many good draws fall below each such index. The indices
-    cut the sorted goods into at most 2 * n_bad + 1 bins.
-
-    Returns:
-        (sizes, lo_bin, hi_bin): goods per bin; per bad part, the number of bins wholly
-        below its ``lo`` and its ``hi``.
-    """
-    good_sorted = np.sort(good)
-    lo = np.searchsorted(good_sorted, bad, side="left")
-    hi = np.searchsorted(good_sorted, bad, side="right")
-    edges = np.unique(np.concatenate([[0, len(good_sorted)], lo, hi]))
-    return (np.diff(edges), np.searchsorted(edges, lo), np.searchsorted(edges, hi))
-
-
-def replicate_aucs(bin_counts: np.ndarray, lo_bin: np.ndarray, hi_bin: np.ndarray,
-                   bad_draws: np.ndarray) -> np.ndarray:
-    """The AUC of each bootstrap replicate, without sorting any replicate.
-
-    Args:
-        bin_counts: (rounds, bins) good draws per bin of :func:`auc_bins`, one row per
-            replicate.
-        lo_bin, hi_bin: from :func:`auc_bins`.
-        bad_draws: (rounds, n_bad) indices of the bad parts drawn, one row per replicate.
-    """
-    rounds, bins = bin_counts.shape
-    # Integer counts throughout (exact, and numpy's integer cumsum is the fast one).
-    below = np.zeros((rounds, bins + 1), dtype=np.int64)  # good draws of a round in bins < k
-    np.cumsum(bin_counts, axis=1, out=below[:, 1:])
-    # Bad parts with the same (lo_bin, hi_bin) win alike: count the draws per such group.
-    pairs, group = np.unique(lo_bin * (bins + 1) + hi_bin, return_inverse=True)
-    offsets = (np.arange(rounds) * len(pairs))[:, None]
-    drawn = np.bincount((group[bad_draws] + offsets).ravel(), minlength=rounds * len(pairs))
-    twice_wins = below[:, pairs // (bins + 1)] + below[:, pairs % (bins + 1)]  # ties: 1/2
-    n_good, n_bad = int(below[0, -1]), bad_draws.shape[1]
-    return (np.einsum("rg,rg->r", drawn.reshape(rounds, len(pairs)), twice_wins)
-            / (2.0 * n_good * n_bad))
-
-
-def bootstrap_aucs(good: np.ndarray, bad: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
-                   cancel: CancelCheck | None = None) -> np.ndarray:
-    """``n_boot`` AUCs of stratified resamples (each class resampled on its own).
-
-    Drawing n_good goods with replacement puts a multinomial number of them into each bin
-    of :func:`auc_bins`, so the goods are drawn per bin (a few thousand bins instead of
-    tens of thousands of draws per round); the bad parts are drawn one by one.
-    """
-    rng = np.random.default_rng(seed)
-    good, bad = np.asarray(good, dtype=np.float64), np.asarray(bad, dtype=np.float64)
-    sizes, lo_bin, hi_bin = auc_bins(good, bad)
-    chunk = max(1, _BOOT_CHUNK // (len(sizes) + len(bad)))
-    aucs = []
-    for start in range(0, n_boot, chunk):
-        check_cancel(cancel)
-        rounds = min(chunk, n_boot - start)
-        counts = rng.multinomial(len(good), sizes / len(good), size=rounds)
-        aucs.append(replicate_aucs(counts, lo_bin, hi_bin,
-                                   rng.integers(0, len(bad), size=(rounds, len(bad)))))
-    return np.concatenate(aucs) if aucs else np.empty(0)
-
-
-# -- thresholds and per-group recall ---------------------------------------------------------
-
-def threshold_at_false_call_rate(scores: np.ndarray, bad: np.ndarray,
-                                 rate: float) -> float | None:
-    """The lowest threshold (most bad parts caught) whose false calls are at most ``rate``
-    of the good parts here; None without good parts.
-
-    With k = floor(rate * n_good) allowed false calls the threshold must lie above the
-    (k+1)-th highest good score g; every threshold in (g, next score above g] calls the
-    same parts bad, so the answer is that next score (just above g when there is none).
-    """
-    good = np.sort(scores[~bad])[::-1]
-    if len(good) == 0:
-        return None
-    allowed = math.floor(rate * len(good) + 1e-9)
-    if allowed >= len(good):
-        return float(scores.min())  # every part may be called bad
-    limit = good[allowed]
-    above = scores[scores > limit]
-    return float(above.min()) if len(above) else float(np.nextafter(limit, np.inf))
-
-
-@dataclass(frozen=True)
-class GroupRecall:
-    """Bad parts of one defect kind or severity band: how many, how many caught."""
-
-    name: str
-    count: int
-    caught: int
-
-    @property
-    def recall(self) -> float:
-        return self.caught / self.count if self.count else math.nan
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "count": self.count, "caught": self.caught,
-                "recall": _json(self.recall)}
-
-
-def recall_by_group(groups: Sequence[str], caught: np.ndarray) -> tuple[GroupRecall, ...]:
-    """Recall per group name (in name order); ``groups`` and ``caught`` cover bad parts only."""
-    names = np.asarray([g if g else UNKNOWN for g in groups], dtype=str)
-    if len(names) == 0:
-        return ()
-    unique, inverse = np.unique(names, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(unique))
-    hits = np.bincount(inverse, weights=np.asarray(caught, dtype=np.float64),
-                       minlength=len(unique))
-    return tuple(GroupRecall(str(n), int(c), int(h))
-                 for n, c, h in zip(unique, counts, hits, strict=True))
-
-
-def severity_band(severities: np.ndarray) -> list[str]:
-    """The band name of each severity (UNKNOWN for NaN)."""
-    names = np.full(len(severities), UNKNOWN, dtype=object)
-    for name, low, high in SEVERITY_BANDS:
-        names[(severities >= low) & (severities < high)] = name
-    return names.tolist()
-
-
-def recall_by_severity(severities: np.ndarray, caught: np.ndarray) -> tuple[GroupRecall, ...]:
-    """Recall per severity band, subtle to obvious (bands without bad parts left out)."""
-    by_name = {g.name: g for g in recall_by_group(severity_band(severities), caught)}
-    order = [name for name, _, _ in SEVERITY_BANDS] + [UNKNOWN]
-    return tuple(by_name[name] for name in order if name in by_name)
 
 
 # -- results at one threshold ----------------------------------------------------------------
@@ -470,17 +182,17 @@ class Evaluation:
         """Plain types for JSON (NaN and infinity become None)."""
         return {
             "n_good": self.n_good, "n_bad": self.n_bad,
-            "auc": {"value": _json(self.auc), "low": _json(self.auc_low),
-                    "high": _json(self.auc_high), "bootstrap_rounds": self.n_boot,
+            "auc": {"value": json_number(self.auc), "low": json_number(self.auc_low),
+                    "high": json_number(self.auc_high), "bootstrap_rounds": self.n_boot,
                     "interval": "stratified percentile bootstrap, 95 %"},
             "roc": {"fpr": self.roc_fpr.tolist(), "tpr": self.roc_tpr.tolist(),
-                    "thresholds": [_json(t) for t in self.roc_thresholds.tolist()]},
+                    "thresholds": [json_number(t) for t in self.roc_thresholds.tolist()]},
             "rate_interval": "Wilson score, 95 %",
             "operating_points": [p.to_dict() for p in self.operating_points],
             "at_threshold": self.at_threshold.to_dict(),
             "reference_false_call_rate": REFERENCE_FPR,
             "at_reference": None if self.at_reference is None else self.at_reference.to_dict(),
-            "severity_bands": {name: [_json(low), _json(high)]
+            "severity_bands": {name: [json_number(low), json_number(high)]
                                for name, low, high in SEVERITY_BANDS},
         }
 
@@ -542,11 +254,6 @@ def _checked(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(scores).all():
         raise ValueError("every score must be a finite number")
     return scores, labels.astype(bool)
-
-
-def _json(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
 
 # -- the terminal report ---------------------------------------------------------------------
 
