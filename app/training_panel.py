@@ -2,8 +2,8 @@
 
 Left, the settings form: every field of :class:`core.training.TrainConfig`, one widget each
 (:class:`TrainingSettingsForm`), with presets at the top — "Quick (CPU)", a compact model at
-a reduced image size that trains and scores the 3,000-image demo set in about two minutes
-on a 2-core CPU, and "Full (GPU)", the seed study's settings. Right, the running job's
+a reduced image size for a CPU, and "Full (GPU)", the seed study's settings (their measured
+times and AUCs are in the README's results). Right, the running job's
 progress (images/s, ETA) above live curves of training loss, validation loss and validation
 AUC per epoch, and below them the runs table with ROC comparison (:class:`RunsView`).
 

@@ -13,13 +13,9 @@ activations, ``runs/<id>/embeddings.npy``) as a point; this module computes thos
   re-scored run never shows a stale map.
 * :func:`points_in_polygon` — the lasso's containment test (numpy, even-odd rule).
 
-Measured choices (30,000 x 32-d clustered embeddings, 2 shared CPU cores; see
-``tests/benchmarks/bench_scatter.py``): exact brute-force neighbours (scikit-learn, chunked)
-took 2.1-2.6 s against 8.9 s for openTSNE's Annoy (its per-point Python loop dominates at this
-size), and 25 iterations of FFT-accelerated gradients took 0.6 s against 3.3 s for
-Barnes-Hut. Hence ``neighbors='exact'`` and ``negative_gradient_method='fft'`` by default.
-End to end (1,000 iterations, load average 4-8 on the 2 cores): 137 s against 475 s for
-scikit-learn's TSNE, with a lower KL divergence under the same P (3.789 against 3.806).
+Defaults: exact brute-force neighbours (scikit-learn, chunked) and FFT-accelerated gradients,
+chosen on ``tests/benchmarks/bench_scatter.py``; the measurements are in the README
+("t-SNE settings: which, and why").
 """
 
 from __future__ import annotations
@@ -60,8 +56,7 @@ class TSNESettings:
         seed: random seed (PCA initialisation jitter); same seed, same map.
         pca_dims: embeddings wider than this are reduced by PCA first (ResNets: 512/2048-d).
         n_jobs: threads for neighbours and gradients; None leaves one core free for the GUI
-            (on the 2-core target, one thread was also faster than two when other work
-            competed for the cores: 0.44 s against 0.81 s per 25 iterations at 10,000).
+            (on a busy 2-core machine one thread was also the faster; see the README).
         neighbors: ``'exact'`` (scikit-learn brute force, chunked, cancellable) or
             ``'annoy'`` (approximate; not cancellable while it builds).
         negative_gradient_method: ``'fft'`` (fast above a few thousand points), ``'bh'``
@@ -70,8 +65,8 @@ class TSNESettings:
         max_grid_intervals: caps the FFT interpolation grid at this many intervals per axis.
             openTSNE's grid has one interval per map unit, and the map grows to ~130 units
             at 10,000 points, where the FFT dominates each late iteration. The cap widens
-            the interval as the map grows. Measured at 10,000 points: 47 s against 58 s,
-            KL divergence 2.801 against 2.792 (scikit-learn's map: 2.809). None: no cap.
+            the interval as the map grows (faster at a barely changed KL divergence; see the
+            README). None: no cap.
     """
 
     perplexity: float = 30.0
