@@ -45,7 +45,6 @@ MAX_BATCH_SIZE = 4096
 MAX_PER_CLASS = 1_000_000
 MAX_THREADS = 1024
 MAX_SEED = 2**63 - 1
-MAX_LR = 10.0
 
 
 def width_for_rows(rows: int) -> int:
@@ -117,8 +116,7 @@ class FieldSpec:
                 and (high is None or (value < high if self.exclusive_maximum else value <= high)))
 
     def range_text(self) -> str:
-        """The allowed values in words: "an integer from 1 to 10,000", "positive and finite
-        and at most 10", ..."""
+        """The allowed values in words: "an integer from 1 to 10,000", "from 0 to 1", ..."""
         if self.choices is not None:
             return "one of " + ", ".join(self.choices)
         low, high = self.minimum, self.maximum
@@ -176,7 +174,7 @@ class TrainConfig:
         help="images per optimizer step (an out-of-memory back-off splits it into "
              "micro-batches but keeps this effective batch)"))
     lr: float = field(default=1e-3, metadata=_meta(
-        label="Learning rate", minimum=0.0, exclusive_minimum=True, maximum=MAX_LR,
+        label="Learning rate", minimum=0.0, exclusive_minimum=True,
         help="peak learning rate"))
     optimizer: str = field(default="adamw", metadata=_meta(
         label="Optimizer", choices=OPTIMIZERS,

@@ -62,8 +62,9 @@ def test_specs_carry_the_bounds_and_choices():
     assert field_spec("device").choices == DEVICES
     assert field_spec("num_threads").optional and field_spec("num_threads").none_label
     assert not field_spec("epochs").optional
-    for spec in NUMERIC:
-        assert spec.minimum is not None and spec.maximum is not None, spec.name
+    for spec in NUMERIC:  # lr alone is open above (a diverging run has its own message)
+        assert spec.minimum is not None, spec.name
+        assert spec.maximum is not None or spec.name == "lr", spec.name
     with pytest.raises(KeyError):
         field_spec("colour")
 
@@ -83,6 +84,8 @@ def test_validation_uses_the_spec_bounds(spec):
     step = 1 if spec.type is int else 1e-9
     for bound, exclusive, outside in ((spec.minimum, spec.exclusive_minimum, -step),
                                       (spec.maximum, spec.exclusive_maximum, step)):
+        if bound is None:
+            continue
         bound = spec.type(bound)
         if not exclusive:
             TrainConfig(**{spec.name: bound})
@@ -121,7 +124,7 @@ def test_optional_fields_accept_none_and_the_others_do_not():
 
 def test_range_text_describes_the_bounds():
     assert field_spec("epochs").range_text() == "an integer from 1 to 10,000"
-    assert field_spec("lr").range_text() == "positive and finite and at most 10"
+    assert field_spec("lr").range_text() == "positive and finite"
     assert field_spec("val_fraction").range_text() == "more than 0 and less than 1"
     assert field_spec("threshold").range_text() == "from 0 to 1"
 
