@@ -7,10 +7,14 @@ training starts.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,62 +52,188 @@ def width_for_rows(rows: int) -> int:
     return int(round(rows * NATIVE_COLS / NATIVE_ROWS))
 
 
+@dataclass(frozen=True)
+class FieldSpec:
+    """What the command line, the app's form and validation know about one config field.
+
+    Attributes:
+        name: the TrainConfig field.
+        type: int, float, str or bool (for an optional field, the type when it is set).
+        default: the field's default.
+        help: one sentence for ``--help`` and the form's tooltip.
+        label: a short name for the form.
+        choices: the allowed values of a str field, or None when any value goes.
+        minimum, maximum: bounds of a numeric field (None: unbounded on that side).
+        cli_flag: the ``diesight train`` option that sets it (``--no-augment`` clears a bool).
+        unit: what the number counts ("rows", "images", ...), or "".
+        optional: None is allowed (it means ``none_label``).
+        none_label: what None means, for the form ("all cores", "same as seed", ...).
+        exclusive_minimum, exclusive_maximum: the bound itself is not allowed.
+        step: a sensible increment for a spin box, or None.
+        choice_help: one line per choice, where the choices need explaining.
+        cli_metavar: the value's placeholder in ``--help`` (None: argparse's default).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    label: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    cli_flag: str = ""
+    unit: str = ""
+    optional: bool = False
+    none_label: str = ""
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    step: float | None = None
+    choice_help: Mapping[str, str] | None = None
+    cli_metavar: str | None = None
+
+    def check(self, value: Any) -> None:
+        """Raise ValueError with a one-line message naming the field when ``value`` is not
+        allowed (TrainConfig.validate runs this for every field)."""
+        if value is None and self.optional:
+            return
+        if self.choices is not None:
+            _one_of(self.name, value, self.choices)
+        elif self.type is int:
+            if isinstance(value, bool) or not isinstance(value, int) or not self._within(value):
+                raise ValueError(f"{self.name} must be {self.range_text()}, got {value!r}")
+        elif self.type is float:
+            if not (_is_number(value) and self._within(value)):
+                raise ValueError(f"{self.name} must be {self.range_text()}, got {value!r}")
+        elif self.type is bool and not isinstance(value, bool):
+            raise ValueError(f"{self.name} must be true or false, got {value!r}")
+        elif self.type is str and not isinstance(value, str):
+            raise ValueError(f"{self.name} must be text, got {value!r}")
+
+    def _within(self, value: float) -> bool:
+        low, high = self.minimum, self.maximum
+        return ((low is None or (value > low if self.exclusive_minimum else value >= low))
+                and (high is None or (value < high if self.exclusive_maximum else value <= high)))
+
+    def range_text(self) -> str:
+        """The allowed values in words: "an integer from 1 to 10,000", "from 0 to 1", ..."""
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choices)
+        low, high = self.minimum, self.maximum
+        if self.type is int:
+            return ("an integer" + (f" from {low:,}" if low is not None else "")
+                    + (f" to {high:,}" if high is not None else ""))
+        if self.type is not float:
+            return ""
+        if low is not None and high is not None and not (self.exclusive_minimum
+                                                         or self.exclusive_maximum):
+            return f"from {low:g} to {high:g}"
+        if low == 0 and self.exclusive_minimum and not self.exclusive_maximum:
+            parts = ["positive and finite"]
+        elif low is not None:
+            parts = [f"{'more than' if self.exclusive_minimum else 'at least'} {low:g}"]
+        else:
+            parts = ["finite"]
+        if high is not None:
+            parts.append(f"{'less than' if self.exclusive_maximum else 'at most'} {high:g}")
+        return " and ".join(parts)
+
+
+def _meta(*, help: str, label: str, choices: tuple[str, ...] | None = None,
+          minimum: float | None = None, maximum: float | None = None, cli_flag: str = "",
+          unit: str = "", none_label: str = "", exclusive_minimum: bool = False,
+          exclusive_maximum: bool = False, step: float | None = None,
+          choice_help: Mapping[str, str] | None = None,
+          cli_metavar: str | None = None) -> dict[str, Any]:
+    """A TrainConfig field's metadata (the keyword names are FieldSpec's attributes)."""
+    return dict(help=help, label=label, choices=choices, minimum=minimum, maximum=maximum,
+                cli_flag=cli_flag, unit=unit, none_label=none_label,
+                exclusive_minimum=exclusive_minimum, exclusive_maximum=exclusive_maximum,
+                step=step, choice_help=choice_help, cli_metavar=cli_metavar)
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (JSON-able; see ``to_dict``/``from_dict``).
 
-    Attributes:
-        model: model name from ``core.models.list_models()``.
-        epochs: maximum number of epochs (early stopping may end sooner).
-        batch_size: images per optimizer step (the effective batch; an out-of-memory
-            back-off splits it into micro-batches but keeps this).
-        lr: peak learning rate.
-        optimizer: 'adamw' or 'sgd' (momentum 0.9, Nesterov).
-        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
-        schedule: 'cosine' (per step, after a short warm-up) or 'constant'.
-        sampler: 'B', 'S', 'shuffle' or 'weighted' (see ``SAMPLER_HELP``).
-        per_class: draws per class per epoch for samplers 'B' and 'S'.
-        augment: photometric jitter, noise and small translations on training batches.
-        val_fraction: share of each class held out from training (stratified); the held-out
-            images are divided again into a selection part (chooses the epoch) and a
-            holdout part (the reported figures and the operating point).
-        seed: seeds weight init, sampling and augmentation (and the split, unless
-            ``split_seed`` is given).
-        split_seed: seeds only the train / selection / holdout split (None: ``seed``), so
-            the initial weights can vary while the images held out stay the same.
-        device: 'auto' (CUDA when available), 'cuda' or 'cpu'.
-        precision: 'auto' (bf16/fp16 on CUDA, fp32 on CPU), 'fp32', 'bf16' or 'fp16'.
-        image_size: rows of the network input; width follows the 267:275 aspect ratio.
-        early_stopping_patience: epochs without a better validation AUC before stopping
-            (0 disables early stopping).
-        threshold: prior-corrected probability at or above which a part is called
-            defective. None (the default): the run's operating point, the highest threshold
-            with no escapes among its holdout images (``core.metrics``); per-epoch figures
-            then use 0.5.
-        num_threads: CPU threads for torch (None: all cores).
-        weights: optional local file with pretrained weights for the model.
+    Each field's help, GUI label, choices and bounds are its ``metadata`` (read them with
+    :func:`field_specs`): the command line's train flags, the app's training form and
+    :meth:`validate` all come from there. The split of the held-out images: ``val_fraction``
+    of each class is held out, then divided again into a selection part (chooses the epoch)
+    and a holdout part (the reported figures and the operating point).
     """
 
-    model: str = "designed_resnet"
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    sampler: str = "B"
-    per_class: int = 5000
-    augment: bool = True
-    val_fraction: float = 0.2
-    seed: int = 0
-    split_seed: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    image_size: int = NATIVE_ROWS
-    early_stopping_patience: int = 5
-    threshold: float | None = None
-    num_threads: int | None = None
-    weights: str | None = None
+    model: str = field(default="designed_resnet", metadata=_meta(
+        label="Model", help="model name from `diesight models` (designed_resnet, stratified, "
+                            "resnet18, resnet50)"))
+    epochs: int = field(default=20, metadata=_meta(
+        label="Epochs", minimum=1, maximum=MAX_EPOCHS, unit="epochs",
+        help="maximum number of epochs (early stopping may end sooner)"))
+    batch_size: int = field(default=32, metadata=_meta(
+        label="Batch size", minimum=1, maximum=MAX_BATCH_SIZE, step=8, unit="images",
+        help="images per optimizer step (an out-of-memory back-off splits it into "
+             "micro-batches but keeps this effective batch)"))
+    lr: float = field(default=1e-3, metadata=_meta(
+        label="Learning rate", minimum=0.0, exclusive_minimum=True,
+        help="peak learning rate"))
+    optimizer: str = field(default="adamw", metadata=_meta(
+        label="Optimizer", choices=OPTIMIZERS,
+        help="adamw, or sgd (momentum 0.9, Nesterov)"))
+    weight_decay: float = field(default=1e-4, metadata=_meta(
+        label="Weight decay", minimum=0.0, maximum=1.0,
+        help="decoupled (AdamW) or L2 (SGD) weight decay"))
+    schedule: str = field(default="cosine", metadata=_meta(
+        label="LR schedule", choices=SCHEDULES,
+        help="cosine (per step, after a short warm-up) or constant"))
+    sampler: str = field(default="B", metadata=_meta(
+        label="Sampler", choices=SAMPLERS, choice_help=SAMPLER_HELP,
+        help="B: balanced bootstrap (default); S: balanced without replacement; "
+             "shuffle; weighted: shuffle + class-weighted loss"))
+    per_class: int = field(default=5000, metadata=_meta(
+        label="Per class", minimum=1, maximum=MAX_PER_CLASS, step=100, unit="images",
+        help="images drawn per class per epoch (samplers B and S)"))
+    augment: bool = field(default=True, metadata=_meta(
+        label="Augment", cli_flag="--no-augment",
+        help="random brightness, contrast, gamma, noise and small shifts on training "
+             "batches (--no-augment: train without)"))
+    val_fraction: float = field(default=0.2, metadata=_meta(
+        label="Validation share", minimum=0.0, exclusive_minimum=True, maximum=1.0,
+        exclusive_maximum=True, step=0.05,
+        help="share of each class held out for validation (stratified)"))
+    seed: int = field(default=0, metadata=_meta(
+        label="Seed", minimum=0, maximum=MAX_SEED,
+        help="seeds weight initialisation, sampling and augmentation (and the split, "
+             "unless a split seed is set)"))
+    split_seed: int | None = field(default=None, metadata=_meta(
+        label="Split seed", minimum=0, maximum=MAX_SEED, none_label="same as seed",
+        help="seeds only which images are held out (default: the seed), so other seeds "
+             "can be compared on the same images; with --replay, draws a new split instead "
+             "of reusing the run's saved one"))
+    device: str = field(default="auto", metadata=_meta(
+        label="Device", choices=DEVICES, help="auto (CUDA when available), cuda or cpu"))
+    precision: str = field(default="auto", metadata=_meta(
+        label="Precision", choices=PRECISIONS,
+        help="auto: bf16 (or fp16) mixed precision on a GPU, fp32 on the CPU"))
+    image_size: int = field(default=NATIVE_ROWS, metadata=_meta(
+        label="Image size", minimum=MIN_IMAGE_SIZE, maximum=MAX_IMAGE_SIZE, step=8,
+        unit="rows",
+        help="rows of the network input; the width keeps the parts' 267:275 aspect ratio "
+             "(smaller trains much faster)"))
+    early_stopping_patience: int = field(default=5, metadata=_meta(
+        label="Early stopping", minimum=0, maximum=MAX_EPOCHS, unit="stale epochs",
+        cli_flag="--patience",
+        help="epochs without a better validation AUC before stopping (0: never stop early)"))
+    threshold: float | None = field(default=None, metadata=_meta(
+        label="Threshold", minimum=0.0, maximum=1.0, step=0.05, none_label="operating point",
+        help="score at or above which a part is called defective (default: the run's "
+             "operating point, the highest threshold with no escapes among its holdout "
+             "images; per-epoch figures then use 0.5)"))
+    num_threads: int | None = field(default=None, metadata=_meta(
+        label="CPU threads", minimum=1, maximum=MAX_THREADS, none_label="all cores",
+        cli_flag="--threads", help="CPU threads for torch (default: all cores)"))
+    weights: str | None = field(default=None, metadata=_meta(
+        label="Weights", none_label="none: random initialisation", cli_metavar="FILE",
+        help="local file with pretrained weights for the model"))
 
     def __post_init__(self) -> None:
         self.validate()
@@ -119,32 +249,10 @@ class TrainConfig:
         return self.seed if self.split_seed is None else self.split_seed
 
     def validate(self) -> None:
-        """Raise ValueError with a clear message for any out-of-range setting."""
-        _one_of("optimizer", self.optimizer, OPTIMIZERS)
-        _one_of("schedule", self.schedule, SCHEDULES)
-        _one_of("sampler", self.sampler, SAMPLERS)
-        _one_of("device", self.device, DEVICES)
-        _one_of("precision", self.precision, PRECISIONS)
-        _between("epochs", self.epochs, 1, MAX_EPOCHS)
-        _between("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        _between("per_class", self.per_class, 1, MAX_PER_CLASS)
-        # The models need >= 64 rows; above 4x the native rows nothing is gained.
-        _between("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
-        _between("early_stopping_patience", self.early_stopping_patience, 0, MAX_EPOCHS)
-        _between("seed", self.seed, 0, MAX_SEED)
-        if self.num_threads is not None:
-            _between("num_threads", self.num_threads, 1, MAX_THREADS)
-        if self.split_seed is not None:
-            _between("split_seed", self.split_seed, 0, MAX_SEED)
-        if not (_is_number(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be positive and finite, got {self.lr!r}")
-        if not (_is_number(self.weight_decay) and 0 <= self.weight_decay <= 1):
-            raise ValueError(f"weight_decay must be between 0 and 1, got {self.weight_decay!r}")
-        if not (_is_number(self.val_fraction) and 0 < self.val_fraction < 1):
-            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
-        if self.threshold is not None and not (_is_number(self.threshold)
-                                               and 0 <= self.threshold <= 1):
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        """Raise ValueError with a clear message for any out-of-range setting (the bounds and
+        choices of :func:`field_specs`)."""
+        for spec in field_specs():
+            spec.check(getattr(self, spec.name))
 
     # -- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -193,16 +301,45 @@ class TrainConfig:
         return replace(self, **changes)
 
 
+@functools.cache
+def _specs() -> tuple[FieldSpec, ...]:
+    hints = typing.get_type_hints(TrainConfig)
+    return tuple(_spec(f, hints[f.name]) for f in fields(TrainConfig))
+
+
+def field_specs() -> list[FieldSpec]:
+    """Every TrainConfig field with its help, label, choices and bounds, in field order."""
+    return list(_specs())
+
+
+def field_spec(name: str) -> FieldSpec:
+    """The :class:`FieldSpec` of one field.
+
+    Raises:
+        KeyError: no such field.
+    """
+    for spec in _specs():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def _spec(f: Any, hint: Any) -> FieldSpec:
+    """A field's FieldSpec from its type hint and metadata (a field added without metadata
+    still gets a flag named after it)."""
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    base = next(a for a in args if a is not type(None)) if optional else hint
+    meta = dict(f.metadata)
+    meta.setdefault("label", f.name.replace("_", " ").capitalize())
+    meta.setdefault("help", "")
+    meta["cli_flag"] = meta.get("cli_flag") or "--" + f.name.replace("_", "-")
+    return FieldSpec(name=f.name, type=base, default=f.default, optional=optional, **meta)
+
+
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _between(name: str, value: Any, minimum: int, maximum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not \
-            minimum <= value <= maximum:
-        raise ValueError(f"{name} must be an integer from {minimum:,} to {maximum:,}, "
-                         f"got {value!r}")
 
 
 def _is_number(value: Any) -> bool:
