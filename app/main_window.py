@@ -531,7 +531,10 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.ranked)  # the ranked list shows the selection
 
     def _on_cancel_triggered(self) -> None:
-        self.task_status.cancel_current()
+        if self.training_panel.is_training(self.task_status.current):
+            self.training_panel.confirm_cancel()  # Esc is easily pressed by mistake: ask
+        else:
+            self.task_status.cancel_current()
 
     def _on_about_triggered(self) -> None:
         QMessageBox.about(self, "About DieSight",

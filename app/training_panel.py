@@ -22,23 +22,15 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -46,413 +38,65 @@ from PySide6.QtWidgets import (
 from app.icons import icon
 from app.runs_view import AXIS_COLOUR, PLOT_BACKGROUND, RunsView, duration_text
 from app.state import AppState
-from app.training_jobs import Hardware, discover_hardware, score_job, train_job
+from app.training_form import (  # noqa: F401  (CUSTOM ... QUICK: importable from here too)
+    CUSTOM,
+    FULL,
+    PRESETS,
+    QUICK,
+    TrainingSettingsForm,
+)
+from app.training_jobs import discover_hardware, score_job, train_job
 from app.workers import Task, describe_error
 from core.progress import Progress
 from core.runs import EpochRecord, RunRecord, epochs, get_run
-from core.training import presets
-from core.training.config import (
-    MAX_BATCH_SIZE,
-    MAX_EPOCHS,
-    MAX_IMAGE_SIZE,
-    MAX_PER_CLASS,
-    MIN_IMAGE_SIZE,
-    OPTIMIZERS,
-    PRECISIONS,
-    SAMPLER_HELP,
-    SCHEDULES,
-    TrainConfig,
-    width_for_rows,
-)
+from core.training.config import width_for_rows
 
-# The presets are defined once, in core (``diesight train --preset`` uses the same); the
-# form knows them by their titles.
-QUICK = presets.QUICK.title
-FULL = presets.FULL.title
-CUSTOM = "Custom"
-PRESETS: dict[str, TrainConfig] = {p.title: p.config for p in presets.PRESETS.values()}
-PRESET_NOTES = {p.title: p.note for p in presets.PRESETS.values()}
-PRESET_NOTES[CUSTOM] = "Your own settings. Pick a preset to start again from one."
-SAMPLER_TITLES = {"B": "B — balanced bootstrap", "S": "S — balanced subsample",
-                  "shuffle": "shuffle — every image once",
-                  "weighted": "weighted — class-weighted loss"}
-PRECISION_TITLES = {"auto": "auto", "fp32": "fp32", "bf16": "bf16 (mixed)",
-                    "fp16": "fp16 (mixed, GPU only)"}
-NO_CUDA_TIP = "No CUDA GPU is available to this computer (or PyTorch was built without CUDA)."
 LOSS_COLOURS = {"train": "#2f6fde", "val": "#d9822b"}
 AUC_COLOUR = "#2e9e5b"
 PROGRESS_STEPS = 1000
 SETTINGS_WIDTH = 330  # the settings column's width when there is room
 SETTINGS_SHARE = 0.3  # ... and at most this share of the tab
+ETA_MIN_SECONDS = 10.0  # of measured training before an ETA is shown (unless an epoch ended)
+ETA_SMOOTHING = 0.2  # weight of a new estimate in the shown one
+CANCEL_QUESTION = "Cancel training? The run so far is kept as 'cancelled'."
 
 
-# -- number entry -----------------------------------------------------------------------------
+# -- time left ----------------------------------------------------------------------------------
 
-class ScientificSpinBox(QDoubleSpinBox):
-    """A spin box for rates such as 0.001 or 3e-4: shows ``%g``, steps by doubling/halving."""
+class EtaEstimate:
+    """Time left in a training, from the wall time its batches have taken so far.
 
-    def __init__(self, minimum: float, maximum: float, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setDecimals(12)  # keep typed values exact; textFromValue shows them short
-        self.setRange(minimum, maximum)
-        self.setKeyboardTracking(False)
-
-    def textFromValue(self, value: float) -> str:  # noqa: N802
-        return f"{value:g}"
-
-    def valueFromText(self, text: str) -> float:  # noqa: N802
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int) -> object:
-        stripped = text.strip()
-        try:
-            value = float(stripped)
-        except ValueError:
-            # Partial input on the way to a number ('3e', '1.', '-') is fine while typing.
-            partial = stripped in ("", ".", "-") or stripped.lower().endswith(("e", "e-", "."))
-            state = QValidator.State.Intermediate if partial else QValidator.State.Invalid
-            return state, text, pos
-        ok = self.minimum() <= value <= self.maximum()
-        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
-
-    def stepBy(self, steps: int) -> None:  # noqa: N802
-        value = self.value() or max(self.minimum(), 1e-5)
-        self.setValue(min(self.maximum(), max(self.minimum(), value * 2.0 ** steps)))
-
-
-def _spin(minimum: int, maximum: int, step: int = 1, suffix: str = "",
-          special: str = "") -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(minimum, maximum)
-    box.setSingleStep(step)
-    box.setKeyboardTracking(False)
-    if suffix:
-        box.setSuffix(suffix)
-    if special:
-        box.setSpecialValueText(special)
-    return box
-
-
-def _combo(items: list[tuple[str, object]]) -> QComboBox:
-    box = QComboBox()
-    # Long item texts (model descriptions, GPU names) must not widen the settings column.
-    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    box.setMinimumContentsLength(10)
-    for text, data in items:
-        box.addItem(text, data)
-    return box
-
-
-def _select_data(box: QComboBox, value: object, text: str | None = None) -> None:
-    """Select the item carrying ``value``, adding one (``text``) if there is none."""
-    index = box.findData(value)
-    if index < 0:
-        box.addItem(text or str(value), value)
-        index = box.count() - 1
-    box.setCurrentIndex(index)
-
-
-# -- the settings form ----------------------------------------------------------------------------
-
-class TrainingSettingsForm(QWidget):
-    """One widget per :class:`TrainConfig` field, with presets.
-
-    ``config()`` builds the config from the widgets, ``set_config()`` shows one, and the
-    preset combo follows: it names the preset the form matches, or "Custom".
-
-    Signals:
-        changed(): any setting changed (by the user or by code).
+    The first batches run slower (start-up, caches, the first validation still to come), so
+    an estimate from them alone is far off: none is given before an epoch has ended or
+    ``ETA_MIN_SECONDS`` of training were measured. From then on, the rate is the progress
+    since the first batch over the time since then (validation included), and the time
+    shown moves smoothly towards each new estimate.
     """
 
-    changed = Signal()
+    def __init__(self) -> None:
+        self._first: tuple[float, float] | None = None  # (time, fraction) of the first batch
+        self._epoch_ended = False
+        self._shown: float | None = None
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._loading = False
-        self.hardware: Hardware | None = None
-        self._build()
-        self.apply_preset(QUICK)
+    def add_epoch(self) -> None:
+        """An epoch ended: its time, validation included, is measured."""
+        self._epoch_ended = True
 
-    # -- construction ------------------------------------------------------------------------
-    def _build(self) -> None:
-        self.preset_combo = _combo([(name, name) for name in (*PRESETS, CUSTOM)])
-        self.preset_combo.setObjectName("presetCombo")
-        self.preset_combo.setToolTip("Start from a preset; every setting below stays editable")
-        self.preset_combo.activated.connect(self._on_preset_chosen)
-        self.preset_note = QLabel(objectName="dialogHint", wordWrap=True)
-        self.hardware_note = QLabel(objectName="dialogHint", wordWrap=True)
-        self.hardware_note.hide()
-        self.widgets = self._make_widgets()
-        self.width_label = QLabel(objectName="dialogHint")
-        basic = self._form([
-            ("Model", "model"), ("Sampler", "sampler"), ("Draws per class", "per_class"),
-            ("Epochs", "epochs"), ("Batch size", "batch_size"), ("Learning rate", "lr"),
-            ("Image size", self._image_size_row()), ("Device", "device"),
-            ("Precision", "precision"), ("Seed", "seed")])
-        advanced = self._form([
-            ("Optimizer", "optimizer"), ("Weight decay", "weight_decay"),
-            ("LR schedule", "schedule"), ("Augmentation", "augment"),
-            ("Validation share", "val_fraction"), ("Split seed", "split_seed"),
-            ("Early stop after", "early_stopping_patience"), ("Threshold", "threshold"),
-            ("CPU threads", "num_threads"), ("Initial weights", self._weights_row())])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("Preset", objectName="sectionTitle"))
-        layout.addWidget(self.preset_combo)
-        layout.addWidget(self.preset_note)
-        layout.addWidget(self.hardware_note)
-        layout.addWidget(QLabel("Settings", objectName="sectionTitle"))
-        layout.addLayout(basic)
-        layout.addWidget(QLabel("More settings", objectName="sectionTitle"))
-        layout.addLayout(advanced)
-        layout.addStretch(1)
-        for name, widget in self.widgets.items():
-            self._connect_change(widget)
-            widget.setObjectName(f"field_{name}")
-            # Spin boxes size themselves for their largest value (a seed of 2**31): let
-            # the column decide instead.
-            widget.setMinimumWidth(72)
-        self.widgets["sampler"].currentIndexChanged.connect(self._update_enabled)
-
-    def _make_widgets(self) -> dict[str, QWidget]:
-        w: dict[str, QWidget] = {
-            "model": _combo([]),
-            "sampler": _combo([(SAMPLER_TITLES[s], s) for s in SAMPLER_TITLES]),
-            "per_class": _spin(1, MAX_PER_CLASS, 100),
-            "epochs": _spin(1, MAX_EPOCHS),
-            "batch_size": _spin(1, MAX_BATCH_SIZE, 8),
-            "lr": ScientificSpinBox(1e-7, 10.0),
-            "image_size": _spin(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, 8, " rows"),
-            "device": _combo([("Auto", "auto"), ("CUDA GPU", "cuda"), ("CPU", "cpu")]),
-            "precision": _combo([(PRECISION_TITLES[p], p) for p in PRECISIONS]),
-            "seed": _spin(0, 2**31 - 1),
-            "split_seed": _spin(-1, 2**31 - 1, 1, "", "same as seed"),
-            "optimizer": _combo([(o.upper() if o == "sgd" else "AdamW", o) for o in OPTIMIZERS]),
-            "weight_decay": ScientificSpinBox(0.0, 1.0),
-            "schedule": _combo([(s, s) for s in SCHEDULES]),
-            "augment": QCheckBox("on"),
-            "val_fraction": QDoubleSpinBox(decimals=3, minimum=0.01, maximum=0.99,
-                                           singleStep=0.05),
-            "early_stopping_patience": _spin(0, MAX_EPOCHS, 1, " stale epochs", "never"),
-            "threshold": QDoubleSpinBox(decimals=4, minimum=0.0, maximum=1.0, singleStep=0.05),
-            "num_threads": _spin(0, 1024, 1, "", "all cores"),
-            "weights": QLineEdit(placeholderText="none: random initialisation"),
-        }
-        w["sampler"].setToolTip("\n".join(f"{k}: {v}" for k, v in SAMPLER_HELP.items()))
-        w["per_class"].setToolTip("Images drawn per class per epoch (samplers B and S)")
-        w["precision"].setToolTip("auto: bf16 (or fp16) mixed precision on a GPU, fp32 on "
-                                  "the CPU")
-        w["lr"].setToolTip("Peak learning rate (arrows double / halve it)")
-        w["image_size"].setToolTip("Rows of the network input; the width keeps the parts' "
-                                   "267:275 aspect ratio. Smaller trains much faster.")
-        w["augment"].setToolTip("Random brightness, contrast, gamma, noise and small shifts "
-                                "on training batches")
-        w["val_fraction"].setToolTip("Share of each class held out for validation")
-        # 0 would call every part defective, so it stands for "not set" (TrainConfig None).
-        w["threshold"].setSpecialValueText("operating point")
-        w["threshold"].setToolTip("Score at or above which a part is called defective. "
-                                  "'operating point' (0): the run's threshold is placed "
-                                  "after training, with no escapes on its holdout images")
-        w["seed"].setToolTip("Seeds weight initialisation, sampling and augmentation (and the "
-                             "split, unless a split seed is set)")
-        w["split_seed"].setToolTip("Seeds only which images are held out (selection and "
-                                   "holdout), so other seeds can be compared on the same "
-                                   "images")
-        return w
-
-    def _form(self, rows: list[tuple[str, str | QWidget]]) -> QFormLayout:
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        form.setContentsMargins(0, 2, 0, 6)
-        for label, field in rows:
-            form.addRow(label, self.widgets[field] if isinstance(field, str) else field)
-        return form
-
-    def _image_size_row(self) -> QWidget:
-        row = QWidget()
-        layout = QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.widgets["image_size"], 1)
-        layout.addWidget(self.width_label)
-        self.widgets["image_size"].valueChanged.connect(
-            lambda rows: self.width_label.setText(f"× {width_for_rows(rows)} px"))
-        return row
-
-    def _weights_row(self) -> QWidget:
-        row = QWidget()
-        layout = QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        browse = QToolButton(text="…", toolTip="Choose a local weights file (.pt, .pth)")
-        browse.clicked.connect(self._on_browse_weights)
-        layout.addWidget(self.widgets["weights"], 1)
-        layout.addWidget(browse)
-        return row
-
-    def _connect_change(self, widget: QWidget) -> None:
-        if isinstance(widget, QComboBox):
-            widget.currentIndexChanged.connect(self._on_field_change)
-        elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
-            widget.valueChanged.connect(self._on_field_change)
-        elif isinstance(widget, QCheckBox):
-            widget.toggled.connect(self._on_field_change)
-        elif isinstance(widget, QLineEdit):
-            widget.textChanged.connect(self._on_field_change)
-
-    # -- hardware ------------------------------------------------------------------------------
-    def set_hardware(self, hardware: Hardware) -> None:
-        """Show the registered models (with parameter counts) and the GPU, if any."""
-        self.hardware = hardware
-        chosen = self.widgets["model"].currentData()
-        box: QComboBox = self.widgets["model"]
-        self._loading = True
-        try:
-            box.clear()
-            for info in hardware.models:
-                box.addItem(f"{info.name} ({info.parameter_count / 1e6:.2f} M parameters)",
-                            info.name)
-                box.setItemData(box.count() - 1, info.description,
-                                Qt.ItemDataRole.ToolTipRole)
-            if chosen is not None:
-                _select_data(box, chosen)
-            self._show_devices(hardware.cuda_name)
-        finally:
-            self._loading = False
-        self._update_notes()
-
-    def _show_devices(self, cuda_name: str | None) -> None:
-        box: QComboBox = self.widgets["device"]
-        model = box.model()
-        cuda_item = model.item(box.findData("cuda")) if isinstance(
-            model, QStandardItemModel) else None
-        if cuda_name:
-            box.setItemText(box.findData("auto"), f"Auto (CUDA: {cuda_name})")
-            box.setItemText(box.findData("cuda"), f"CUDA: {cuda_name}")
-            tip = f"Train on the GPU {cuda_name}"
+    def update(self, now: float, fraction: float) -> float | None:
+        """Seconds left at ``fraction`` (0..1) of the run done, or None while unknown."""
+        if self._first is None:
+            self._first = (now, fraction)
+            return None
+        start, start_fraction = self._first
+        elapsed, progressed = now - start, fraction - start_fraction
+        if progressed <= 0 or not (self._epoch_ended or elapsed >= ETA_MIN_SECONDS):
+            return self._shown
+        estimate = elapsed / progressed * max(0.0, 1.0 - fraction)
+        if self._shown is None:
+            self._shown = estimate
         else:
-            box.setItemText(box.findData("auto"), "Auto (CPU; no CUDA GPU)")
-            box.setItemText(box.findData("cuda"), "CUDA GPU (not available)")
-            tip = NO_CUDA_TIP
-        box.setItemData(box.findData("cuda"), tip, Qt.ItemDataRole.ToolTipRole)
-        if cuda_item is not None:
-            cuda_item.setEnabled(bool(cuda_name))
-        if not cuda_name and box.currentData() == "cuda":
-            box.setCurrentIndex(box.findData("auto"))
-
-    @property
-    def cuda_available(self) -> bool | None:
-        """Whether CUDA can be used (None until the hardware is known)."""
-        return None if self.hardware is None else self.hardware.cuda_name is not None
-
-    # -- config <-> widgets ------------------------------------------------------------------
-    def config(self) -> TrainConfig:
-        """The settings as a :class:`TrainConfig`.
-
-        Raises:
-            ValueError: a setting is out of range (the message names it).
-        """
-        w = self.widgets
-        threads = w["num_threads"].value()
-        weights = w["weights"].text().strip()
-        return TrainConfig(
-            model=str(w["model"].currentData()), epochs=w["epochs"].value(),
-            batch_size=w["batch_size"].value(), lr=float(w["lr"].value()),
-            optimizer=str(w["optimizer"].currentData()),
-            weight_decay=float(w["weight_decay"].value()),
-            schedule=str(w["schedule"].currentData()), sampler=str(w["sampler"].currentData()),
-            per_class=w["per_class"].value(), augment=w["augment"].isChecked(),
-            val_fraction=round(float(w["val_fraction"].value()), 4), seed=w["seed"].value(),
-            split_seed=None if w["split_seed"].value() < 0 else w["split_seed"].value(),
-            device=str(w["device"].currentData()),
-            precision=str(w["precision"].currentData()), image_size=w["image_size"].value(),
-            early_stopping_patience=w["early_stopping_patience"].value(),
-            threshold=round(float(w["threshold"].value()), 6) or None,
-            num_threads=threads or None, weights=weights or None)
-
-    def set_config(self, config: TrainConfig) -> None:
-        """Show ``config`` in the widgets (the preset combo follows)."""
-        w = self.widgets
-        self._loading = True
-        try:
-            _select_data(w["model"], config.model)
-            _select_data(w["sampler"], config.sampler)
-            _select_data(w["optimizer"], config.optimizer)
-            _select_data(w["schedule"], config.schedule)
-            _select_data(w["precision"], config.precision)
-            self._set_device(config.device)
-            for name in ("epochs", "batch_size", "per_class", "seed", "image_size",
-                         "early_stopping_patience"):
-                w[name].setValue(int(getattr(config, name)))
-            for name in ("lr", "weight_decay", "val_fraction"):
-                w[name].setValue(float(getattr(config, name)))
-            w["threshold"].setValue(config.threshold or 0.0)
-            w["split_seed"].setValue(-1 if config.split_seed is None else config.split_seed)
-            w["augment"].setChecked(bool(config.augment))
-            w["num_threads"].setValue(int(config.num_threads or 0))
-            w["weights"].setText(config.weights or "")
-        finally:
-            self._loading = False
-        self._on_field_change()
-
-    def _set_device(self, device: str) -> None:
-        # A run trained on a GPU, loaded on a computer without one, trains here on 'auto'.
-        if device == "cuda" and self.cuda_available is False:
-            device = "auto"
-        _select_data(self.widgets["device"], device)
-
-    def apply_preset(self, name: str) -> None:
-        """Fill the form with a preset's settings."""
-        if name not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-        self.set_config(PRESETS[name])
-
-    def preset_name(self) -> str:
-        """The preset the form matches now, or ``CUSTOM``."""
-        try:
-            current = self.config().to_dict()
-        except ValueError:
-            return CUSTOM
-        return next((name for name, preset in PRESETS.items()
-                     if preset.to_dict() == current), CUSTOM)
-
-    # -- reactions ----------------------------------------------------------------------------
-    def _on_preset_chosen(self, index: int) -> None:
-        name = self.preset_combo.itemData(index)
-        if name in PRESETS:
-            self.apply_preset(name)
-
-    def _on_field_change(self, *_args) -> None:
-        if self._loading:
-            return
-        _select_data(self.preset_combo, self.preset_name())
-        self._update_enabled()
-        self._update_notes()
-        self.changed.emit()
-
-    def _update_enabled(self, *_args) -> None:
-        uses_draws = self.widgets["sampler"].currentData() in ("B", "S")
-        self.widgets["per_class"].setEnabled(uses_draws)
-
-    def _update_notes(self) -> None:
-        preset = self.preset_combo.currentData()
-        self.preset_note.setText(PRESET_NOTES.get(preset, ""))
-        warn = ""
-        if self.cuda_available is False:
-            config_ok = self.preset_name() == FULL or self.widgets["image_size"].value() > 160
-            if config_ok:
-                warn = ("No CUDA GPU here: at this image size training on the CPU takes "
-                        "hours. The Quick preset runs in minutes.")
-        self.hardware_note.setText(warn)
-        self.hardware_note.setVisible(bool(warn))
-
-    def _on_browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Initial weights", "",
-                                              "PyTorch weights (*.pt *.pth);;All files (*)")
-        if path:
-            self.widgets["weights"].setText(path)
+            self._shown += ETA_SMOOTHING * (estimate - self._shown)
+        return self._shown
 
 
 # -- live curves ---------------------------------------------------------------------------------
@@ -465,8 +109,8 @@ class TrainingCurves(QWidget):
         # The loss title names its curves in their colours: a legend box would cover the
         # points in a narrow plot.
         # (Short: a title wider than the plot pushes the plot's right end out of view.)
-        loss_title = (f"<span style='color:{LOSS_COLOURS['train']}'>train</span> · "
-                      f"<span style='color:{LOSS_COLOURS['val']}'>validation</span> loss")
+        loss_title = (f"<span style='color:{LOSS_COLOURS['train']}'>train</span> / "
+                      f"<span style='color:{LOSS_COLOURS['val']}'>val</span> loss")
         self.loss_widget = self._plot_widget(loss_title)
         self.auc_widget = self._plot_widget("Validation AUC")
         self.loss_plot = self.loss_widget.getPlotItem()
@@ -562,6 +206,8 @@ class TrainingPanel(QWidget):
         self._dataset = None  # the dataset the job works on
         self._started = 0.0
         self._train_seconds = 0.0
+        self._eta = EtaEstimate()
+        self.cancel_dialog: QMessageBox | None = None
         self._build()
         state.dataset_changed.connect(self._on_dataset_change)
         state.current_run_changed.connect(self._on_current_run_change)
@@ -629,9 +275,11 @@ class TrainingPanel(QWidget):
         self.progress_bar = QProgressBar(objectName="trainingProgress")
         self.progress_bar.setRange(0, PROGRESS_STEPS)
         self.progress_bar.setValue(0)
-        self.progress_bar.setTextVisible(True)
-        self.progress_bar.setFormat("")
-        self.rate_label = QLabel(objectName="trainingRate")
+        # The text goes beside the bar, not over it: over the fill it is unreadable, and a
+        # bar sized for its text leaves no room for the rate.
+        self.progress_bar.setTextVisible(False)
+        self.progress_text = QLabel(objectName="trainingProgressText", wordWrap=True)
+        self.rate_label = QLabel(objectName="trainingRate", wordWrap=True)
         self.notice_label = QLabel(objectName="dialogHint", wordWrap=True)
         self.curves_title = QLabel("Training curves", objectName="sectionTitle")
         self.curves = TrainingCurves()
@@ -640,10 +288,9 @@ class TrainingPanel(QWidget):
         layout.setContentsMargins(6, 8, 10, 4)
         layout.addWidget(QLabel("Progress", objectName="sectionTitle"))
         layout.addWidget(self.status_label)
-        row = QHBoxLayout()
-        row.addWidget(self.progress_bar, 1)
-        row.addWidget(self.rate_label)
-        layout.addLayout(row)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress_text)
+        layout.addWidget(self.rate_label)
         layout.addWidget(self.notice_label)
         layout.addWidget(self.curves_title)
         layout.addWidget(self.curves, 1)
@@ -701,6 +348,7 @@ class TrainingPanel(QWidget):
             return None
         self._dataset, self.run_id, self.scoring_task = dataset, None, None
         self._started, self._train_seconds = time.monotonic(), 0.0
+        self._eta = EtaEstimate()
         self.curves.clear_history()
         self.curves_title.setText("Training curves — new run")
         self.notice_label.clear()
@@ -726,6 +374,39 @@ class TrainingPanel(QWidget):
                 task.cancel()
                 self.status_label.setText(f"{task.title}: cancelling…")
         self.cancel_button.setEnabled(False)
+
+    def is_training(self, task: Task | None) -> bool:
+        """Whether ``task`` is this tab's running training (not its scoring)."""
+        return task is not None and task is self.training_task and task.is_running
+
+    def confirm_cancel(self) -> QMessageBox:
+        """Ask before cancelling the training (Esc is easily pressed by mistake).
+
+        The question is window-modal but does not block; "Keep training" is the default
+        and what Esc answers. The training is cancelled only on "Cancel training".
+        """
+        box = QMessageBox(QMessageBox.Icon.Question, "Cancel training", CANCEL_QUESTION,
+                          QMessageBox.StandardButton.NoButton, self)
+        stop = box.addButton("Cancel training", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep training", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(lambda button: self._on_cancel_answer(button is stop))
+        self.cancel_dialog = box
+        box.open()
+        return box
+
+    def _drop_cancel_question(self) -> None:
+        """The training ended: a pending "Cancel training?" has nothing left to cancel."""
+        if self.cancel_dialog is not None:
+            self.cancel_dialog.close()
+            self.cancel_dialog = None
+
+    def _on_cancel_answer(self, stop: bool) -> None:
+        self.cancel_dialog = None
+        if stop and self.is_training(self.training_task):
+            self.cancel()
 
     def load_selected_settings(self) -> None:
         """Fill the form with the current run's settings."""
@@ -757,15 +438,17 @@ class TrainingPanel(QWidget):
         overall = (epoch - 1 + p.fraction) / epochs_total
         self._set_progress(overall * PROGRESS_STEPS, f"Epoch {epoch}/{epochs_total} · "
                                                      f"batch {p.done}/{p.total}")
+        left = self._eta.update(time.monotonic(), overall)
+        eta = "ETA after the first epoch" if left is None else f"ETA {duration_text(left)}"
         self.rate_label.setText(f"loss {p.data['loss']:.4f} · "
-                                f"{p.data['images_per_s']:.0f} images/s · "
-                                f"ETA {duration_text(p.data['eta_s'])}")
+                                f"{p.data['images_per_s']:.0f} images/s · {eta}")
 
     def _on_validate(self, p: Progress) -> None:
-        self.progress_bar.setFormat(f"Validating epoch {p.data['epoch']}/{p.data['epochs']}")
+        self.progress_text.setText(f"Validating epoch {p.data['epoch']}/{p.data['epochs']}")
 
     def _on_epoch(self, p: Progress) -> None:
         record: EpochRecord = p.data["epoch_record"]
+        self._eta.add_epoch()
         self.curves.add_epoch(record)
         self.status_label.setText(p.message)
         self.runs_view.refresh()  # the running row: AUC, escapes, time, epoch
@@ -775,6 +458,7 @@ class TrainingPanel(QWidget):
 
     def _on_trained(self, run: RunRecord) -> None:
         self._train_seconds = time.monotonic() - self._started
+        self._drop_cancel_question()
         self.run_id = run.id
         self.state.notify_runs_changed()  # finished / cancelled
         checkpoint = run.checkpoint
@@ -847,6 +531,7 @@ class TrainingPanel(QWidget):
 
     def _on_job_end(self) -> None:
         finished_run = self.run_id
+        self._drop_cancel_question()
         if not self.busy:
             self._update_buttons()
             self.busy_changed.emit(False)
@@ -855,7 +540,7 @@ class TrainingPanel(QWidget):
 
     def _set_progress(self, value: float, text: str) -> None:
         self.progress_bar.setValue(int(round(value)))
-        self.progress_bar.setFormat(text)
+        self.progress_text.setText(text)
 
     def _update_buttons(self) -> None:
         busy = self.busy

@@ -104,7 +104,9 @@ def test_hardware_shows_parameter_counts_and_gpu(form):
     assert [box.itemData(i) for i in range(box.count())] == [m.name for m in models]
     designed = next(m for m in models if m.name == "designed_resnet")
     text = box.itemText(box.findData("designed_resnet"))
-    assert f"{designed.parameter_count / 1e6:.2f} M parameters" in text
+    assert f"({designed.parameter_count / 1e6:.2f} M)" in text
+    assert "parameters" in box.itemData(box.findData("designed_resnet"),
+                                        Qt.ItemDataRole.ToolTipRole)
     device = form.widgets["device"]
     cuda_item = device.model().item(device.findData("cuda"))
     assert not cuda_item.isEnabled()
