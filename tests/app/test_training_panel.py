@@ -7,14 +7,33 @@ import dataclasses
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QLineEdit,
+    QMessageBox,
+    QStyle,
+    QStyleOptionComboBox,
+)
 from scoring_fixtures import make_run
 
 from app.main_window import MainWindow
 from app.runs_view import COLUMN_INDEX
+from app.training_form import QT_INT_MAX
 from app.training_jobs import Hardware
-from app.training_panel import CUSTOM, FULL, PRESETS, QUICK, TrainingSettingsForm
+from app.training_panel import (
+    CANCEL_QUESTION,
+    CUSTOM,
+    ETA_MIN_SECONDS,
+    FULL,
+    PRESETS,
+    QUICK,
+    EtaEstimate,
+    TrainingSettingsForm,
+)
+from core.progress import Progress
 from core.runs import get_run, list_runs
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, field_specs
 
 OPEN_TIMEOUT_MS = 30_000
 RUN_TIMEOUT_MS = 240_000  # a shared 2-core machine: generous
@@ -217,3 +236,159 @@ def test_the_forms_presets_are_cores(qtbot):
     for p in presets.PRESETS.values():
         form.apply_preset(p.title)
         assert form.config() == p.config
+
+
+# -- the form from the config's field specs -------------------------------------------------------
+
+def test_form_widgets_follow_the_field_specs(form):
+    """Ranges, steps, units, choices and tooltips come from TrainConfig's metadata."""
+    for spec in field_specs():
+        widget = form.widgets[spec.name]
+        assert spec.help[:20].lower() in widget.toolTip().lower(), spec.name
+        assert spec.cli_flag in widget.toolTip(), spec.name
+        if spec.choices is not None:
+            assert [widget.itemData(i) for i in range(widget.count())] == list(spec.choices)
+        elif spec.type is int:
+            low = int(spec.minimum) - (1 if spec.optional else 0)
+            assert widget.minimum() == low, spec.name
+            assert widget.maximum() == min(int(spec.maximum), QT_INT_MAX), spec.name
+            assert widget.singleStep() == (spec.step or 1), spec.name
+            assert widget.suffix() == (f" {spec.unit}" if spec.unit else ""), spec.name
+            if spec.optional:
+                assert widget.specialValueText() == spec.none_label
+        elif spec.type is float:
+            # An exclusive bound is moved inwards by the smallest shown step, no more.
+            tick = 10.0 ** -widget.decimals()
+            low = spec.minimum - (widget.singleStep() if spec.optional else 0)
+            assert widget.minimum() == pytest.approx(low + tick * spec.exclusive_minimum)
+            if spec.maximum is not None:
+                assert widget.maximum() == pytest.approx(
+                    spec.maximum - tick * spec.exclusive_maximum)
+        elif spec.type is bool:
+            assert isinstance(widget, QCheckBox) and widget.text() == spec.label
+        else:
+            assert isinstance(widget, (QLineEdit, QComboBox))
+    # The sampler's choice is explained under it, in the spec's own words.
+    sampler = next(s for s in field_specs() if s.name == "sampler")
+    form.set_config(form.config().replace(sampler="weighted"))
+    assert form.sampler_note.text() == sampler.choice_help["weighted"]
+
+
+def test_unset_optional_numbers_round_trip_and_out_of_range_is_refused(form):
+    form.set_config(TrainConfig(split_seed=None, num_threads=None, threshold=None))
+    assert form.widgets["num_threads"].text() == "all cores"
+    assert form.widgets["threshold"].text() == "operating point"
+    config = form.config()
+    assert (config.split_seed, config.num_threads, config.threshold) == (None, None, None)
+    form.widgets["threshold"].setValue(0.0)  # a real threshold of 0, not "not set"
+    assert form.config().threshold == 0.0
+
+
+# -- layout at a laptop's resolution -------------------------------------------------------------
+
+@pytest.fixture
+def laptop_window(window, qtbot):
+    from core.models import list_models
+
+    window.resize(1366, 768)
+    panel = window.training_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.form.set_hardware(Hardware(list_models(), None))  # as on a computer without CUDA
+    qtbot.waitUntil(lambda: panel.settings_column.width() > 0)
+    return window
+
+
+def test_combo_texts_fit_the_settings_column_at_1366x768(laptop_window):
+    form = laptop_window.training_panel.form
+    combos = [w for w in form.widgets.values() if isinstance(w, QComboBox)]
+    combos.append(form.preset_combo)
+    for box in combos:
+        option = QStyleOptionComboBox()
+        box.initStyleOption(option)
+        field = box.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                           QStyle.SubControl.SC_ComboBoxEditField, box)
+        for i in range(box.count()):
+            text = box.itemText(i)
+            if box.model().item(i) is None or box.model().item(i).isEnabled():
+                width = box.fontMetrics().horizontalAdvance(text)
+                assert width <= field.width(), (box.objectName(), text, width, field.width())
+
+
+def test_progress_bar_spans_the_row_and_its_text_is_not_over_the_fill(laptop_window):
+    panel = laptop_window.training_panel
+    panel._on_batch(Progress("train", 10, 63, data={"epoch": 4, "epochs": 12, "loss": 0.312,
+                                                     "images_per_s": 45.0, "eta_s": 1983.0}))
+    bar = panel.progress_bar
+    assert not bar.isTextVisible()  # the fill would cover it
+    assert panel.progress_text.text() == "Epoch 4/12 · batch 10/63"
+    # The bar takes the whole width of the progress area, not its text's.
+    row_width = bar.parentWidget().contentsRect().width()
+    margins = bar.parentWidget().layout().contentsMargins()
+    assert bar.width() == row_width - margins.left() - margins.right()
+    assert panel.rate_label.width() == bar.width()
+    # The core's first-batch estimate (33 minutes) is not shown.
+    assert "ETA after the first epoch" in panel.rate_label.text()
+    assert "33:" not in panel.rate_label.text()
+
+
+# -- the ETA ---------------------------------------------------------------------------------
+
+def test_eta_waits_for_a_measured_epoch_then_tracks_the_run():
+    """A 90 s run of 12 epochs whose first batch ran 20 x slower than the rest."""
+    eta = EtaEstimate()
+    total, epochs = 90.0, 12
+    assert eta.update(0.0, 0.001) is None  # the slow first batch
+    assert eta.update(0.25, 0.0012) is None  # what once read 33:03
+    epoch_seconds = total / epochs
+    shown = None
+    for step in range(1, 4 * 12 + 1):  # 4 reports a second
+        now = 0.25 + step / 4
+        fraction = min(1.0, now / total)
+        if now >= epoch_seconds and step == 4 * 8:
+            eta.add_epoch()
+        shown = eta.update(now, fraction)
+        if now < ETA_MIN_SECONDS and step < 4 * 8:
+            assert shown is None, now
+    true_left = total - (0.25 + 12.0)
+    assert shown == pytest.approx(true_left, rel=0.15)
+
+
+def test_eta_moves_smoothly_when_the_rate_changes():
+    eta = EtaEstimate()
+    eta.update(0.0, 0.0)
+    eta.add_epoch()
+    steady = eta.update(10.0, 0.1)  # 100 s left at this rate
+    assert steady == pytest.approx(90.0)
+    after = eta.update(10.25, 0.1)  # a stall: the estimate grows, the shown time follows slowly
+    assert steady < after < 92.25
+    assert after - steady < 0.5 * (92.25 - steady) + 1e-9
+
+
+# -- Esc asks before cancelling a training ---------------------------------------------------
+
+def test_esc_asks_before_cancelling_a_training(qtbot, window):
+    panel = window.training_panel
+    dataset = window.state.dataset
+    window.tabs.setCurrentWidget(panel)
+    window.activateWindow()
+    panel.form.set_config(tiny(panel.form.config(), epochs=50, early_stopping_patience=0))
+    task = panel.start()
+    qtbot.waitUntil(lambda: panel.run_id is not None, timeout=RUN_TIMEOUT_MS)
+
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    dialog = panel.cancel_dialog
+    assert isinstance(dialog, QMessageBox) and dialog.isVisible()
+    assert dialog.text() == CANCEL_QUESTION
+    assert dialog.defaultButton().text() == "Keep training"
+    assert {b.text() for b in dialog.buttons()} == {"Cancel training", "Keep training"}
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)  # Esc again: keep training
+    qtbot.waitUntil(lambda: panel.cancel_dialog is None)
+    assert task.is_running and not task.cancel_requested
+
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    dialog = panel.cancel_dialog
+    stop = next(b for b in dialog.buttons() if b.text() == "Cancel training")
+    qtbot.mouseClick(stop, Qt.MouseButton.LeftButton)
+    assert task.cancel_requested
+    qtbot.waitUntil(lambda: not panel.busy, timeout=RUN_TIMEOUT_MS)
+    assert get_run(dataset.workspace, panel.run_id).status == "cancelled"
