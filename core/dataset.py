@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.annotations import flags_on_changed_images, journal_annotations
 from core.cache import (
     CACHE_FILE_NAME,
     DecodeResult,
@@ -82,11 +83,8 @@ ON CONFLICT(id) DO UPDATE SET
 """
 _CONFIRM_IMAGE = ("UPDATE images SET size_bytes = ?, mtime_ns = ?, ctime_ns = ?, "
                   "content_hash = ?, label = ?, split = ?, present = 1 WHERE id = ?")
-# Scores and flags made before hashes were kept (NULL) get the hash of the picture they
-# were made on, or, when that picture has changed since, the empty hash (matches none).
-_ADOPT_HASH = ("UPDATE scores SET content_hash = ? WHERE image_id = ? AND content_hash IS NULL",
-               "UPDATE annotations SET flagged_hash = ? WHERE image_id = ? AND flagged = 1 "
-               "AND flagged_hash IS NULL")
+# The picture hash given to scores and flags made before hashes were kept whose picture has
+# changed since: it matches no file's hash.
 EARLIER_CONTENT = b""
 
 
@@ -269,8 +267,8 @@ def _open_locked(root: Path, labels_csv, workspace: Workspace, con: sqlite3.Conn
     scan, found = _with_lots(scan, found, lots)
     plan = _plan(con, cache, root, scan, found, racy_after_ns)
     _apply_metadata(con, plan)
-    _check_contents(con, plan, progress, cancel)
-    failures = _decode(con, cache, plan, workers, progress, cancel)
+    _check_contents(con, workspace, plan, progress, cancel)
+    failures = _decode(con, workspace, cache, plan, workers, progress, cancel)
     skipped = sorted(scan.skipped + failures, key=lambda s: s.relpath)
     _save_skipped(con, skipped)
     plan.stats.seconds = time.monotonic() - started
@@ -432,8 +430,24 @@ def _apply_metadata(con: sqlite3.Connection, plan: _Plan) -> None:
                         [(row,) for row in plan.vanished])
 
 
-def _check_contents(con: sqlite3.Connection, plan: _Plan, progress: ProgressFn | None,
-                    cancel: CancelCheck | None) -> None:
+def _settle_unhashed_work(con: sqlite3.Connection, workspace: Workspace,
+                          pairs: list[tuple[bytes, int]]) -> None:
+    """Give the scores and flags of images ``(hash, id)`` that were made before hashes were
+    kept (NULL) the hash of the picture they were made on (or :data:`EARLIER_CONTENT`),
+    journalling the flags. Runs inside the caller's transaction."""
+    if not pairs:
+        return
+    con.executemany("UPDATE scores SET content_hash = ? WHERE image_id = ? "
+                    "AND content_hash IS NULL", pairs)
+    settled = [row for digest, row in pairs if con.execute(
+        "UPDATE annotations SET flagged_hash = ? WHERE image_id = ? AND flagged = 1 "
+        "AND flagged_hash IS NULL", (digest, row)).rowcount]
+    if settled:
+        journal_annotations(workspace, con, settled)
+
+
+def _check_contents(con: sqlite3.Connection, workspace: Workspace, plan: _Plan,
+                    progress: ProgressFn | None, cancel: CancelCheck | None) -> None:
     """Hash the files whose times moved (or do not vouch for them): the same bytes keep
     their row, other bytes join the decode jobs as changed.
 
@@ -447,8 +461,7 @@ def _check_contents(con: sqlite3.Connection, plan: _Plan, progress: ProgressFn |
     def commit() -> None:
         with con:
             con.executemany(_CONFIRM_IMAGE, confirmed)
-            for sql in _ADOPT_HASH:
-                con.executemany(sql, adopted)
+            _settle_unhashed_work(con, workspace, adopted)
         confirmed.clear()
         adopted.clear()
 
@@ -483,7 +496,7 @@ def _check_contents(con: sqlite3.Connection, plan: _Plan, progress: ProgressFn |
         commit()
 
 
-def _decode(con: sqlite3.Connection, cache: ImageCache, plan: _Plan,
+def _decode(con: sqlite3.Connection, workspace: Workspace, cache: ImageCache, plan: _Plan,
             workers: int | None, progress: ProgressFn | None,
             cancel: CancelCheck | None) -> list[SkippedFile]:
     """Decode the plan's jobs into the cache; returns the files that failed."""
@@ -492,12 +505,9 @@ def _decode(con: sqlite3.Connection, cache: ImageCache, plan: _Plan,
     cache.ensure_rows(max(row for row, _ in plan.jobs) + 1)
     failures: list[SkippedFile] = []
     # Scores and flags made before hashes were kept, on a picture that has changed since.
-    earlier = [(EARLIER_CONTENT, row) for row, old_hash in plan.job_existing.items()
-               if old_hash is None]
-    if earlier:
-        with con:
-            for sql in _ADOPT_HASH:
-                con.executemany(sql, earlier)
+    with con:
+        _settle_unhashed_work(con, workspace, [(EARLIER_CONTENT, row) for row, old_hash
+                                               in plan.job_existing.items() if old_hash is None])
 
     def commit(results: list[DecodeResult]) -> None:
         rows, gone = [], []
@@ -563,6 +573,10 @@ def summary_lines(dataset: Dataset) -> list[str]:
         lines.append(f"Changes:   {stats.vanished:,} removed, {stats.changed:,} changed, "
                      f"{stats.new:,} new since the last open (runs score changed and new "
                      f"images again with `diesight score`)")
+    changed_flags = len(flags_on_changed_images(dataset.workspace))
+    if changed_flags:
+        lines.append(f"Flags:     {changed_flags:,} flagged image(s) changed since they were "
+                     f"flagged (the flags stay; `diesight export --flagged` notes them)")
     lines.append("")
     lines += _count_table(dataset.counts())
     lines += _lot_lines(dataset)
