@@ -407,6 +407,8 @@ def _cmd_runs(args) -> int:
 
 
 def _run_row(workspace, run) -> tuple:
+    from core.scores import scored_summary
+
 
     config = run.config
     sampler = (f"{config.per_class}{config.sampler}" if config.sampler in ("B", "S")
@@ -416,19 +418,8 @@ def _run_row(workspace, run) -> tuple:
     return (run.id, run.model, f"{run.parameters:,}" if run.parameters else "-", sampler,
             "-" if run.val_auc is None else f"{run.val_auc:.5f}", errors,
             _duration(run.train_seconds), run.device or "-", run.status,
-            _scored(workspace, run.id),
+            scored_summary(workspace, run.id),
             (run.created_at or "")[:16].replace("T", " "))
-
-
-def _scored(workspace, run_id: int) -> str:
-    """'yes', 'no', or 'partly (N stale)' when images changed or came since it scored
-    (as the last open of the folder found them)."""
-    from core.scores import has_scores, score_freshness
-
-    if not has_scores(workspace, run_id):
-        return "no"
-    stale = score_freshness(workspace, run_id).stale
-    return f"partly ({stale:,} stale)" if stale else "yes"
 
 
 def _duration(seconds: float | None) -> str:
@@ -474,15 +465,8 @@ def _add_export(sub) -> None:
 @_user_errors
 def _cmd_export(args) -> int:
     from core import export
-    from core.annotations import flags_on_changed_images
     from core.runs import resolve_run
-    from core.scores import (
-        NoScoresError,
-        has_scores,
-        no_scores_message,
-        score_freshness,
-        stale_scores_message,
-    )
+    from core.scores import NoScoresError, has_scores, no_scores_message
 
     if not (args.flagged or args.scores or args.submission):
         raise ValueError("nothing to export: give --flagged, --scores and/or --submission")
@@ -492,15 +476,8 @@ def _cmd_export(args) -> int:
     run = resolve_run(dataset.workspace, args.run)
     if not has_scores(dataset.workspace, run.id):
         raise NoScoresError(no_scores_message(run.id, args.data))
-    freshness = score_freshness(dataset.workspace, run.id)
-    if freshness.stale:
-        print(f"diesight export: warning: {stale_scores_message(freshness, run.id, args.data)}",
-              file=sys.stderr)
-    changed_flags = len(flags_on_changed_images(dataset.workspace)) if args.flagged else 0
-    if changed_flags:
-        print(f"diesight export: warning: {changed_flags:,} flagged image(s) changed since "
-              f"they were flagged (kept, noted '{export.CHANGED_SINCE_FLAGGED}')",
-              file=sys.stderr)
+    for warning in export.change_warnings(dataset, run, args.data, flagged=bool(args.flagged)):
+        print(f"diesight export: warning: {warning}", file=sys.stderr)
     if args.flagged:
         count = export.export_flagged(dataset, run, args.flagged, args.threshold,
                                       include_predicted=not args.only_user_flags)

@@ -569,14 +569,13 @@ def summary_lines(dataset: Dataset) -> list[str]:
               f"Images:    {len(dataset):,} of {height} x {width} pixels "
               f"({stats.decoded:,} decoded, {stats.reused:,} from the cache, "
               f"{stats.seconds:.1f} s)"]
-    if stats.vanished or stats.changed or (stats.new and stats.reused):
-        lines.append(f"Changes:   {stats.vanished:,} removed, {stats.changed:,} changed, "
-                     f"{stats.new:,} new since the last open (runs score changed and new "
-                     f"images again with `diesight score`)")
-    changed_flags = len(flags_on_changed_images(dataset.workspace))
-    if changed_flags:
-        lines.append(f"Flags:     {changed_flags:,} flagged image(s) changed since they were "
-                     f"flagged (the flags stay; `diesight export --flagged` notes them)")
+    folder_change, flag_change = _folder_change_note(stats), _flag_change_note(dataset)
+    if folder_change:
+        lines.append(f"Changes:   {folder_change} (runs score changed and new images again "
+                     f"with `diesight score`)")
+    if flag_change:
+        lines.append(f"Flags:     {flag_change} (the flags stay; `diesight export --flagged` "
+                     f"notes them)")
     lines.append("")
     lines += _count_table(dataset.counts())
     lines += _lot_lines(dataset)
@@ -587,6 +586,34 @@ def summary_lines(dataset: Dataset) -> list[str]:
         lines += ["", f"Skipped {len(dataset.skipped):,} file(s):"]
         lines += [f"  {s.relpath}: {s.reason}" for s in dataset.skipped]
     return lines
+
+
+def change_notes(dataset: Dataset, run_id: int | None = None) -> list[str]:
+    """Short notes for a status line on what the last open found changed: files removed,
+    changed and new, flags on changed pictures, and the run's stale scores."""
+    notes = [note for note in (_folder_change_note(dataset.stats), _flag_change_note(dataset))
+             if note]
+    if run_id is not None:
+        from core.scores import has_scores, score_freshness
+
+        if has_scores(dataset.workspace, run_id):
+            stale = score_freshness(dataset.workspace, run_id).stale
+            if stale:
+                notes.append(f"{stale:,} image(s) changed or new since run {run_id} scored "
+                             "them: score again")
+    return notes
+
+
+def _folder_change_note(stats: OpenStats) -> str:
+    if not (stats.vanished or stats.changed or (stats.new and stats.reused)):
+        return ""  # a first open: nothing to compare with
+    return (f"{stats.vanished:,} removed, {stats.changed:,} changed, {stats.new:,} new "
+            "since the last open")
+
+
+def _flag_change_note(dataset: Dataset) -> str:
+    changed = len(flags_on_changed_images(dataset.workspace))
+    return f"{changed:,} flagged image(s) changed since they were flagged" if changed else ""
 
 
 def _count_table(counts: dict[str, dict[str, int]]) -> list[str]:

@@ -35,6 +35,8 @@ from core.scores import (
     aligned_scores,
     as_run,
     changed_since_scored,
+    score_freshness,
+    stale_scores_message,
 )
 
 FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at",
@@ -46,6 +48,21 @@ CHANGED_SINCE_FLAGGED = "image changed since flagged"
 SUBMISSION_COLUMNS = ("id", "label")
 SUBMISSION_SPLITS = ("test", "unlabelled")
 DEFAULT_THRESHOLD = 0.5
+
+
+def change_warnings(dataset, run: RunRecord, data: str = "DATA", *,
+                    flagged: bool = False) -> list[str]:
+    """One line each for what an export of ``run`` writes differently because files changed:
+    images without a current score, and (for the flagged list) flags on changed pictures."""
+    warnings = []
+    freshness = score_freshness(dataset.workspace, run.id)
+    if freshness.stale:
+        warnings.append(stale_scores_message(freshness, run.id, data))
+    changed_flags = len(flags_on_changed_images(dataset.workspace)) if flagged else 0
+    if changed_flags:
+        warnings.append(f"{changed_flags:,} flagged image(s) changed since they were flagged "
+                        f"(kept, noted '{CHANGED_SINCE_FLAGGED}')")
+    return warnings
 
 
 def run_threshold(run: RunRecord, threshold: float | None = None) -> float:

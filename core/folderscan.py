@@ -1,10 +1,11 @@
 """Walking an image folder: which files are images, which are skipped and why.
 
 One pass of ``os.scandir`` with one ``stat`` per image gives the path, size,
-modification time and status-change time the cache compares against, so reopening 30,000 unchanged images costs
-a fraction of a second. Nothing is opened or written here; unreadable entries (broken
-symlinks, fifos, empty files, folders without permission) are listed with a reason, and
-hidden or non-image entries are counted, so nothing disappears silently.
+modification time and status-change time the cache compares against, so reopening 30,000
+unchanged images costs a fraction of a second. Nothing is opened or written here;
+unreadable entries (broken symlinks, fifos, empty files, folders without permission) are
+listed with a reason, and hidden or non-image entries are counted, so nothing disappears
+silently.
 """
 
 from __future__ import annotations

@@ -205,6 +205,15 @@ def score_freshness(workspace: Workspace, run_id: int) -> ScoreFreshness:
     return ScoreFreshness(*(int(value) for value in row))
 
 
+def scored_summary(workspace: Workspace, run_id: int) -> str:
+    """'yes', 'no', or 'partly (N stale)' when images changed or came since the run scored
+    (as the last open of the folder found them)."""
+    if not has_scores(workspace, run_id):
+        return "no"
+    stale = score_freshness(workspace, run_id).stale
+    return f"partly ({stale:,} stale)" if stale else "yes"
+
+
 def stale_scores_message(freshness: ScoreFreshness, run_id: int, data: str = "DATA") -> str:
     """One line saying how many images a run must score again, and the command."""
     return (f"{freshness.stale:,} image(s) changed or new since run {run_id} scored them "
