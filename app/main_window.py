@@ -56,7 +56,7 @@ from app.threshold_bar import ThresholdBar
 from app.thumbnail_grid import ThumbnailGrid
 from app.training_panel import TrainingPanel
 from app.workers import Task, describe_error, is_user_error, running_tasks, task_pool
-from core.dataset import Dataset, open_dataset
+from core.dataset import Dataset, change_notes, open_dataset
 from core.demodata import generate_demo_data
 from core.lots import NewLot, score_new_lot
 from core.scores import latest_scored_run
@@ -371,8 +371,12 @@ class MainWindow(QMainWindow):
         # Pick up where the user left off: the newest run that has scores becomes current.
         self.state.set_current_run(latest_scored_run(dataset.workspace))
         skipped = f", {len(dataset.skipped):,} skipped" if dataset.skipped else ""
+        run = self.state.current_run
+        changes = "".join(f"; {note}" for note in
+                          change_notes(dataset, None if run is None else run.id))
         self.statusBar().showMessage(
-            f"Opened {dataset.root}: {len(dataset.image_ids):,} images{skipped}.", 10000)
+            f"Opened {dataset.root}: {len(dataset.image_ids):,} images{skipped}{changes}.",
+            20000 if changes else 10000)
 
     def _on_folder_open_cancel(self, task: Task) -> None:
         if task is self._dataset_task:

@@ -48,7 +48,7 @@ from app.state import AppState
 from app.workers import Task
 from core import metrics
 from core.runs import RunRecord, epochs, get_run, holdout_ids, list_runs
-from core.scores import has_scores, load_logits, scored_at
+from core.scores import has_scores, load_logits, score_freshness, scored_at
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -108,12 +108,14 @@ class RunRow:
         scored: the run has stored scores for this dataset.
         epochs_done: finished epochs (for a running run's status and time).
         seconds: training time so far (a running run has no ``train_seconds`` yet).
+        stale: images changed or new since the run scored (core.scores.score_freshness).
     """
 
     run: RunRecord
     scored: bool
     epochs_done: int
     seconds: float | None
+    stale: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ COLUMNS = (
     Column("Status", "finished, running, cancelled (resumable), failed or imported from "
            "another dataset", _status_text, _status_text),
     Column("Scores", "Whether the run has scored every image of this dataset",
-           lambda r: "scored" if r.scored else "—", lambda r: r.scored),
+           lambda r: (f"partly ({r.stale:,} stale)" if r.stale else "scored") if r.scored
+           else "—", lambda r: 1.0 / (1 + r.stale) if r.scored else 0.0),
     Column("Time", "Training time (h:mm:ss)", lambda r: duration_text(r.seconds),
            lambda r: _sort_number(r.seconds), True),
     Column("Parameters", "Trainable parameters", lambda r: parameters_text(r.run.parameters),
@@ -246,7 +249,9 @@ def load_rows(workspace) -> list[RunRow]:
         seconds = run.train_seconds
         if run.status == "running":
             seconds = sum(e.seconds for e in done) if done else None
-        rows.append(RunRow(run, has_scores(workspace, run.id), len(done), seconds))
+        scored = has_scores(workspace, run.id)
+        stale = score_freshness(workspace, run.id).stale if scored else 0
+        rows.append(RunRow(run, scored, len(done), seconds, stale))
     return rows
 
 
@@ -616,7 +621,7 @@ class RunsView(QWidget):
         if len(ids) != 1:
             return None
         row = self.row_for(ids[0])
-        if row is None or row.scored or row.run.status == "running":
+        if row is None or (row.scored and not row.stale) or row.run.status == "running":
             return None
         checkpoint = row.run.checkpoint
         return row.run if checkpoint is not None and checkpoint.is_file() else None

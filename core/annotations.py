@@ -5,6 +5,11 @@ written the moment the user acts, one transaction per call, each with a timestam
 closing the app, a crash or a kill never loses a flag. Images are named by their id
 (``Dataset.image_ids``), the same id scores and embeddings use.
 
+A flag keeps the content hash of the picture it was set on (core.dataset): when the file
+is replaced later the flag stays (it is the user's work) and
+:func:`flags_on_changed_images` names it, so exports and views can say "image changed
+since flagged".
+
 Each change is also appended, by image path, to the workspace's annotations journal
 (core.recovery) before its transaction commits, so a damaged database loses none of the
 user's work: ``diesight repair`` restores it from the journal.
@@ -41,9 +46,7 @@ def _check_known(con, ids: list[int]) -> None:
     """Refuse unknown image ids with a clear message (rather than a foreign-key error)."""
     if not ids:
         return
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_ids (id INTEGER PRIMARY KEY)")
-    con.execute("DELETE FROM wanted_ids")
-    con.executemany("INSERT INTO wanted_ids (id) VALUES (?)", [(i,) for i in ids])
+    _fill_wanted_ids(con, ids)
     missing = [row[0] for row in con.execute(
         "SELECT w.id FROM wanted_ids w LEFT JOIN images i ON i.id = w.id "
         "WHERE i.id IS NULL ORDER BY w.id LIMIT 5")]
@@ -51,11 +54,18 @@ def _check_known(con, ids: list[int]) -> None:
         raise ValueError(f"Unknown image id(s) in this workspace: {missing}")
 
 
+def _fill_wanted_ids(con, ids: list[int]) -> None:
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_ids (id INTEGER PRIMARY KEY)")
+    con.execute("DELETE FROM wanted_ids")
+    con.executemany("INSERT INTO wanted_ids (id) VALUES (?)", [(i,) for i in ids])
+
+
 def set_flag(workspace: Workspace, image_ids: Iterable[int] | int, flagged: bool) -> int:
     """Flag (or unflag) images, saved at once in one transaction.
 
-    Re-flagging an image that is already flagged keeps its original ``flagged_at``, so
-    an export shows when a defect was first marked. Unflagging clears the timestamp.
+    Re-flagging an image that is already flagged keeps its original ``flagged_at`` and
+    picture hash, so an export shows when a defect was first marked, and on which picture.
+    Unflagging clears both; flagging again takes the picture as it is now.
 
     Args:
         workspace: the dataset's workspace.
@@ -73,11 +83,16 @@ def set_flag(workspace: Workspace, image_ids: Iterable[int] | int, flagged: bool
     with workspace.transaction() as con:
         _check_known(con, ids)
         con.executemany(
-            """INSERT INTO annotations (image_id, flagged, flagged_at) VALUES (?, ?, ?)
+            """INSERT INTO annotations (image_id, flagged, flagged_at, flagged_hash)
+               VALUES (?1, ?2, ?3, CASE WHEN ?2 = 1 THEN
+                                   (SELECT content_hash FROM images WHERE id = ?1) END)
                ON CONFLICT (image_id) DO UPDATE SET
                  flagged = excluded.flagged,
                  flagged_at = CASE WHEN annotations.flagged = 1 AND excluded.flagged = 1
-                                   THEN annotations.flagged_at ELSE excluded.flagged_at END""",
+                                   THEN annotations.flagged_at ELSE excluded.flagged_at END,
+                 flagged_hash = CASE WHEN annotations.flagged = 1 AND excluded.flagged = 1
+                                     THEN annotations.flagged_hash
+                                     ELSE excluded.flagged_hash END""",
             [(i, int(bool(flagged)), stamp) for i in ids])
         _journal(workspace, con, ids)
     return len(ids)
@@ -113,8 +128,11 @@ def set_user_label(workspace: Workspace, image_ids: Iterable[int] | int,
     return len(ids)
 
 
-_JOURNAL_COLUMNS = ("relpath", "flagged", "flagged_at", "user_label", "labelled_at")
-_JOURNAL_QUERY = ("SELECT i.relpath, a.flagged, a.flagged_at, a.user_label, a.labelled_at "
+_JOURNAL_COLUMNS = ("relpath", "flagged", "flagged_at", "user_label", "labelled_at",
+                    "flagged_hash")
+# The picture hash as hex text (JSON has no bytes); NULL stays null, b'' becomes ''.
+_JOURNAL_QUERY = ("SELECT i.relpath, a.flagged, a.flagged_at, a.user_label, a.labelled_at, "
+                  "CASE WHEN a.flagged_hash IS NOT NULL THEN lower(hex(a.flagged_hash)) END "
                   "FROM annotations a JOIN images i ON i.id = a.image_id")
 
 
@@ -133,12 +151,35 @@ def _journal(workspace: Workspace, con, ids: list[int]) -> None:
     append_journal(workspace.path, rows)
 
 
+def journal_annotations(workspace: Workspace, con, image_ids: Iterable[int]) -> None:
+    """Journal the annotations of ``image_ids`` as ``con``'s open transaction holds them:
+    for changes made outside this module (an open settling the picture hash of flags set
+    before hashes were kept)."""
+    ids = _as_id_list(image_ids)
+    _fill_wanted_ids(con, ids)
+    _journal(workspace, con, ids)
+
+
 def flags(workspace: Workspace) -> dict[int, str]:
     """The flagged images: ``{image_id: flagged_at}`` (ISO 8601 UTC)."""
     with workspace.transaction() as con:
         rows = con.execute(
             "SELECT image_id, flagged_at FROM annotations WHERE flagged = 1").fetchall()
     return {int(r[0]): r[1] or "" for r in rows}
+
+
+def flags_on_changed_images(workspace: Workspace) -> set[int]:
+    """Flagged images whose file changed since the flag was set (the flag stays).
+
+    A flag set before pictures were hashed counts as unchanged until an open finds its
+    file changed (core.dataset).
+    """
+    with workspace.transaction() as con:
+        rows = con.execute(
+            "SELECT a.image_id FROM annotations a JOIN images i ON i.id = a.image_id "
+            "WHERE a.flagged = 1 AND a.flagged_hash IS NOT NULL "
+            "AND i.content_hash IS NOT NULL AND a.flagged_hash != i.content_hash").fetchall()
+    return {int(r[0]) for r in rows}
 
 
 def user_labels(workspace: Workspace) -> dict[int, int]:

@@ -13,6 +13,7 @@ database row pointing at pixels that were not written, and the next open finishe
 
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.imagefile import UnreadableImage, decode_gray, read_size
+from core.imagefile import UnreadableImage, decode_gray, describe_error, read_size
 from core.progress import CancelCheck, Cancelled, ProgressFn, Throttle, check_cancel, report
 
 CACHE_FILE_NAME = "images.u8"
@@ -48,6 +49,7 @@ COMMIT_INTERVAL_S = 1.0
 class DecodeResult(NamedTuple):
     """What a worker reports for one file; ``reason`` is None when the row was written.
 
+    ``content_hash`` is the :func:`content_hash` of the bytes the row was decoded from.
     A NamedTuple: 30,000 of them cross the process boundary, and tuples pickle cheapest.
     """
 
@@ -55,6 +57,7 @@ class DecodeResult(NamedTuple):
     orig_width: int
     orig_height: int
     reason: str | None = None
+    content_hash: bytes | None = None
 
 
 Job = tuple[int, str]  # (row, absolute path)
@@ -91,6 +94,28 @@ class ImageCache:
             return np.zeros((0, self.height, self.width), dtype=np.uint8)
         return np.memmap(self.path, dtype=np.uint8, mode="r",
                          shape=(rows, self.height, self.width))
+
+
+def content_hash(data: bytes) -> bytes:
+    """The fingerprint of a file's bytes that tells a replaced image from the one decoded.
+
+    BLAKE2b cut to 128 bits: faster than SHA-256 or MD5 in CPython, and far from any
+    accidental collision among a dataset's files.
+    """
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file.
+
+    Raises:
+        UnreadableImage: the file cannot be read (the reason a user can act on).
+    """
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise UnreadableImage(describe_error(exc, path)) from exc
 
 
 def most_common_size(paths: Sequence[str], sample: int = 64) -> tuple[int, int] | None:
@@ -167,20 +192,22 @@ def _decode_chunk_in_worker(jobs: list[Job]) -> list[DecodeResult]:
 def decode_chunk(jobs: list[Job], fd: int, height: int, width: int) -> list[DecodeResult]:
     """Decode files and write each into its row of the cache file open as ``fd``.
 
-    Never raises for a bad file: its result carries the reason instead.
+    Each file is read once: its bytes are hashed (the result's ``content_hash``) and
+    decoded from memory. Never raises for a bad file: its result carries the reason instead.
     """
     row_bytes = height * width
     results = []
     for row, path in jobs:
         try:
-            pixels, (orig_width, orig_height) = decode_gray(path, (height, width))
+            data = read_image_bytes(path)
+            pixels, (orig_width, orig_height) = decode_gray(path, (height, width), data=data)
             _write_row(fd, pixels, row * row_bytes)
         except UnreadableImage as exc:
             results.append(DecodeResult(row, 0, 0, str(exc)))
             continue
         except OSError as exc:  # the cache itself failed (disk full?): that is fatal
             raise OSError(f"cannot write the image cache: {exc.strerror or exc}") from exc
-        results.append(DecodeResult(row, orig_width, orig_height))
+        results.append(DecodeResult(row, orig_width, orig_height, None, content_hash(data)))
     return results
 
 

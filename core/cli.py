@@ -407,7 +407,8 @@ def _cmd_runs(args) -> int:
 
 
 def _run_row(workspace, run) -> tuple:
-    from core.scores import has_scores
+    from core.scores import scored_summary
+
 
     config = run.config
     sampler = (f"{config.per_class}{config.sampler}" if config.sampler in ("B", "S")
@@ -417,7 +418,7 @@ def _run_row(workspace, run) -> tuple:
     return (run.id, run.model, f"{run.parameters:,}" if run.parameters else "-", sampler,
             "-" if run.val_auc is None else f"{run.val_auc:.5f}", errors,
             _duration(run.train_seconds), run.device or "-", run.status,
-            "yes" if has_scores(workspace, run.id) else "no",
+            scored_summary(workspace, run.id),
             (run.created_at or "")[:16].replace("T", " "))
 
 
@@ -475,6 +476,8 @@ def _cmd_export(args) -> int:
     run = resolve_run(dataset.workspace, args.run)
     if not has_scores(dataset.workspace, run.id):
         raise NoScoresError(no_scores_message(run.id, args.data))
+    for warning in export.change_warnings(dataset, run, args.data, flagged=bool(args.flagged)):
+        print(f"diesight export: warning: {warning}", file=sys.stderr)
     if args.flagged:
         count = export.export_flagged(dataset, run, args.flagged, args.threshold,
                                       include_predicted=not args.only_user_flags)

@@ -4,8 +4,13 @@
 or changed image once into the workspace's memory-mapped cache (core.cache) and keeps the
 workspace database's ``images`` and ``skipped`` tables in step with the folder:
 
-* an unchanged file (same size and mtime) is never decoded again, so reopening 30,000
+* an unchanged file (same size, mtime and ctime) is never read again, so reopening 30,000
   images costs a scandir and a query;
+* a file whose times moved but whose size did not is read and hashed: the same bytes keep
+  its row (a ``touch`` or a copy is not a change), other bytes are a change. The ctime
+  catches a replacement that set the old mtime back (a program cannot set the ctime), and
+  the content hash, computed from the bytes the decode reads anyway, is what scores and
+  flags are checked against (core.scores, core.annotations);
 * a changed file is re-read into its own row; a new file gets a new row (ids are stable
   rows of the cache and never reused); a vanished file keeps its row with ``present = 0``;
 * a row is inserted or updated only after its pixels are on disk, so a killed or
@@ -29,14 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
+from core.annotations import flags_on_changed_images, journal_annotations
 from core.cache import (
     CACHE_FILE_NAME,
     DecodeResult,
     ImageCache,
     Job,
+    content_hash,
     decode_into_cache,
     exclusive_open,
     most_common_size,
+    read_image_bytes,
 )
 from core.folderscan import FolderScan, SkippedFile, scan_folder
 from core.imagefile import IMAGE_EXTENSIONS, UnreadableImage, decode_gray
@@ -49,7 +57,7 @@ from core.layout import (
     detect_layout,
 )
 from core.lots import Lot, LotScan, scan_lots
-from core.progress import CancelCheck, ProgressFn, check_cancel, report
+from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 from core.workspace import Workspace
 
 __all__ = ["Dataset", "DatasetError", "Layout", "OpenStats", "SkippedFile", "open_dataset"]
@@ -57,15 +65,27 @@ __all__ = ["Dataset", "DatasetError", "Layout", "OpenStats", "SkippedFile", "ope
 _META_HEIGHT = "image_height"
 _META_WIDTH = "image_width"
 
+# A file whose ctime is this close to the start of an open may be rewritten within the
+# same tick of the filesystem's clock (FAT keeps 2 s, Linux a clock tick) without its
+# times moving: its ctime is stored as NULL, so the next open checks its bytes (git's
+# "racily clean" entries).
+RACY_WINDOW_NS = 2 * 10**9
+
 _UPSERT_IMAGE = """
-INSERT INTO images (id, relpath, size_bytes, mtime_ns, label, split, orig_width, orig_height,
-                    present)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+INSERT INTO images (id, relpath, size_bytes, mtime_ns, ctime_ns, content_hash, label, split,
+                    orig_width, orig_height, present)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
 ON CONFLICT(id) DO UPDATE SET
-    size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, label = excluded.label,
+    size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns,
+    ctime_ns = excluded.ctime_ns, content_hash = excluded.content_hash, label = excluded.label,
     split = excluded.split, orig_width = excluded.orig_width,
     orig_height = excluded.orig_height, present = 1
 """
+_CONFIRM_IMAGE = ("UPDATE images SET size_bytes = ?, mtime_ns = ?, ctime_ns = ?, "
+                  "content_hash = ?, label = ?, split = ?, present = 1 WHERE id = ?")
+# The picture hash given to scores and flags made before hashes were kept whose picture has
+# changed since: it matches no file's hash.
+EARLIER_CONTENT = b""
 
 
 class DatasetError(Exception):
@@ -87,7 +107,8 @@ class OpenStats:
     decoded: int = 0     # files decoded into the cache this time
     reused: int = 0      # files whose cached pixels were still valid
     new: int = 0         # files seen for the first time
-    changed: int = 0     # known files re-read because they changed
+    changed: int = 0     # known files re-read because their content changed
+    checked: int = 0     # files whose times moved, read and hashed to see if they changed
     vanished: int = 0    # known files no longer in the folder
     failed: int = 0      # files that could not be decoded
     seconds: float = 0.0
@@ -161,15 +182,27 @@ class Dataset:
 class _Plan:
     """What an open must do to bring the workspace in step with the folder."""
 
+    racy_after_ns: int  # a ctime from then on does not vouch for the bytes (RACY_WINDOW_NS)
     jobs: list[Job] = field(default_factory=list)
-    job_info: dict[int, tuple] = field(default_factory=dict)  # row -> DB values for upsert
-    job_existing: set[int] = field(default_factory=set)       # rows that were valid before
+    # row -> (relpath, size, mtime, ctime, label, split) for the DB, of jobs and checks
+    job_info: dict[int, tuple] = field(default_factory=dict)
+    # rows that were valid before -> their content hash (None: stored before hashes were)
+    job_existing: dict[int, bytes | None] = field(default_factory=dict)
+    # (row, path) of files whose bytes decide whether they changed, and the hash the bytes
+    # must have to keep the row (None: any, for a row stored before hashes were kept
+    # whose size and mtime still match, as they vouched for it then)
+    checks: list[Job] = field(default_factory=list)
+    check_hash: dict[int, bytes | None] = field(default_factory=dict)
     updates: list[tuple] = field(default_factory=list)        # (label, split, id) of unchanged
     vanished: list[int] = field(default_factory=list)
     # id -> (relpath, label, split) of the images valid in the cache (what the DB says is
     # present), so the Dataset is built without reading 30,000 rows back.
     present: dict[int, tuple[str, int | None, str]] = field(default_factory=dict)
     stats: OpenStats = field(default_factory=OpenStats)
+
+    def vouching_ctime(self, ctime_ns: int) -> int | None:
+        """The ctime to store for a file read now: None when it is too recent to vouch."""
+        return None if ctime_ns >= self.racy_after_ns else ctime_ns
 
 
 def open_dataset(root: str | os.PathLike, *, labels_csv: str | os.PathLike | None = None,
@@ -215,6 +248,7 @@ def _open_locked(root: Path, labels_csv, workspace: Workspace, con: sqlite3.Conn
                  started: float) -> Dataset:
     """The body of :func:`open_dataset`, run while holding the workspace's open lock."""
     report(progress, "scan", message=f"Scanning {root} ...")
+    racy_after_ns = time.time_ns() - RACY_WINDOW_NS
     scan = _scan(root)
     check_cancel(cancel)
     if not scan.images:
@@ -231,9 +265,10 @@ def _open_locked(root: Path, labels_csv, workspace: Workspace, con: sqlite3.Conn
         raise DatasetError(f"None of the {len(scan.images):,} images in {root} could be read.",
                            skipped)
     scan, found = _with_lots(scan, found, lots)
-    plan = _plan(con, cache, root, scan, found)
+    plan = _plan(con, cache, root, scan, found, racy_after_ns)
     _apply_metadata(con, plan)
-    failures = _decode(con, cache, plan, workers, progress, cancel)
+    _check_contents(con, workspace, plan, progress, cancel)
+    failures = _decode(con, workspace, cache, plan, workers, progress, cancel)
     skipped = sorted(scan.skipped + failures, key=lambda s: s.relpath)
     _save_skipped(con, skipped)
     plan.stats.seconds = time.monotonic() - started
@@ -331,45 +366,55 @@ def _with_lots(scan: FolderScan, found: LayoutResult,
 
 
 def _known_images(con: sqlite3.Connection) -> dict[str, tuple]:
-    """relpath -> (id, size_bytes, mtime_ns, present, label, split) of every row."""
+    """relpath -> (id, size_bytes, mtime_ns, ctime_ns, content_hash, present, label, split)
+    of every row."""
     with con:
-        rows = con.execute("SELECT relpath, id, size_bytes, mtime_ns, present, label, split "
-                           "FROM images").fetchall()
+        rows = con.execute("SELECT relpath, id, size_bytes, mtime_ns, ctime_ns, content_hash, "
+                           "present, label, split FROM images").fetchall()
     return {row[0]: row[1:] for row in rows}
 
 
 def _plan(con: sqlite3.Connection, cache: ImageCache, root: Path, scan: FolderScan,
-          found: LayoutResult) -> _Plan:
-    """Compare the folder with the database: what to decode, update and mark vanished."""
+          found: LayoutResult, racy_after_ns: int) -> _Plan:
+    """Compare the folder with the database: what to decode, check, update and mark
+    vanished."""
     known = _known_images(con)
     rows_stored = cache.rows_stored()
     next_id = max((old[0] for old in known.values()), default=-1) + 1
-    plan = _Plan()
+    plan = _Plan(racy_after_ns)
     labels = found.labels.tolist()
     root_prefix = os.path.join(root, "")
     # One pass over 30,000 files on every reopen: kept to plain tuples and dict lookups.
-    for (relpath, size_bytes, mtime_ns), label, split in zip(scan.images, labels,
-                                                             found.splits, strict=True):
+    for (relpath, size_bytes, mtime_ns, ctime_ns), label, split in zip(
+            scan.images, labels, found.splits, strict=True):
         db_label = None if label == UNLABELLED else label
         old = known.get(relpath)
+        # join, not +: a lot image's relpath is absolute, and join keeps it as it is.
+        path = os.path.join(root_prefix, relpath)
         if old is not None:
-            row, old_size, old_mtime, old_present, old_label, old_split = old
-            if old_size == size_bytes and old_mtime == mtime_ns and row < rows_stored:
-                plan.stats.reused += 1
-                plan.present[row] = (relpath, db_label, split)
-                if old_present != 1 or old_label != db_label or old_split != split:
-                    plan.updates.append((db_label, split, row))
+            row, old_size, old_mtime, old_ctime, old_hash, old_present, old_label, \
+                old_split = old
+            if row < rows_stored and old_size == size_bytes and (
+                    old_hash is not None or old_mtime == mtime_ns):
+                if old_mtime == mtime_ns and old_ctime == ctime_ns and old_hash is not None:
+                    plan.stats.reused += 1
+                    plan.present[row] = (relpath, db_label, split)
+                    if old_present != 1 or old_label != db_label or old_split != split:
+                        plan.updates.append((db_label, split, row))
+                    continue
+                plan.checks.append((row, path))
+                plan.check_hash[row] = old_hash
+                plan.job_info[row] = (relpath, size_bytes, mtime_ns, ctime_ns, db_label, split)
                 continue
-            plan.job_existing.add(row)
+            plan.job_existing[row] = old_hash
             plan.stats.changed += 1
         else:
             row, next_id = next_id, next_id + 1
             plan.stats.new += 1
-        # join, not +: a lot image's relpath is absolute, and join keeps it as it is.
-        plan.jobs.append((row, os.path.join(root_prefix, relpath)))
-        plan.job_info[row] = (relpath, size_bytes, mtime_ns, db_label, split)
+        plan.jobs.append((row, path))
+        plan.job_info[row] = (relpath, size_bytes, mtime_ns, ctime_ns, db_label, split)
     seen = {image.relpath for image in scan.images}
-    plan.vanished = [old[0] for relpath, old in known.items() if old[3] and relpath not in seen]
+    plan.vanished = [old[0] for relpath, old in known.items() if old[5] and relpath not in seen]
     plan.stats.vanished = len(plan.vanished)
     return plan
 
@@ -385,7 +430,73 @@ def _apply_metadata(con: sqlite3.Connection, plan: _Plan) -> None:
                         [(row,) for row in plan.vanished])
 
 
-def _decode(con: sqlite3.Connection, cache: ImageCache, plan: _Plan,
+def _settle_unhashed_work(con: sqlite3.Connection, workspace: Workspace,
+                          pairs: list[tuple[bytes, int]]) -> None:
+    """Give the scores and flags of images ``(hash, id)`` that were made before hashes were
+    kept (NULL) the hash of the picture they were made on (or :data:`EARLIER_CONTENT`),
+    journalling the flags. Runs inside the caller's transaction."""
+    if not pairs:
+        return
+    con.executemany("UPDATE scores SET content_hash = ? WHERE image_id = ? "
+                    "AND content_hash IS NULL", pairs)
+    settled = [row for digest, row in pairs if con.execute(
+        "UPDATE annotations SET flagged_hash = ? WHERE image_id = ? AND flagged = 1 "
+        "AND flagged_hash IS NULL", (digest, row)).rowcount]
+    if settled:
+        journal_annotations(workspace, con, settled)
+
+
+def _check_contents(con: sqlite3.Connection, workspace: Workspace, plan: _Plan,
+                    progress: ProgressFn | None, cancel: CancelCheck | None) -> None:
+    """Hash the files whose times moved (or do not vouch for them): the same bytes keep
+    their row, other bytes join the decode jobs as changed.
+
+    Only these files are read (a ``touch``, a copy that kept the bytes, the first open
+    after an upgrade); confirmed rows are committed in batches, so a cancelled check
+    keeps what it finished.
+    """
+    confirmed: list[tuple] = []
+    adopted: list[tuple[bytes, int]] = []
+
+    def commit() -> None:
+        with con:
+            con.executemany(_CONFIRM_IMAGE, confirmed)
+            _settle_unhashed_work(con, workspace, adopted)
+        confirmed.clear()
+        adopted.clear()
+
+    throttle = Throttle(0.2)
+    try:
+        for done, (row, path) in enumerate(plan.checks, 1):
+            if done % 256 == 0:
+                check_cancel(cancel)
+                commit()
+            if throttle.ready(final=done == len(plan.checks)):
+                report(progress, "check", done, len(plan.checks),
+                       f"Checking {len(plan.checks):,} files whose times changed")
+            relpath, size_bytes, mtime_ns, ctime_ns, label, split = plan.job_info[row]
+            expected = plan.check_hash[row]
+            try:
+                digest = content_hash(read_image_bytes(path))
+            except UnreadableImage:
+                digest = None  # the decode says why
+            plan.stats.checked += 1
+            if digest is not None and expected in (None, digest):
+                confirmed.append((size_bytes, mtime_ns, plan.vouching_ctime(ctime_ns), digest,
+                                  label, split, row))
+                if expected is None:
+                    adopted.append((digest, row))
+                plan.present[row] = (relpath, label, split)
+                plan.stats.reused += 1
+            else:
+                plan.jobs.append((row, path))
+                plan.job_existing[row] = expected
+                plan.stats.changed += 1
+    finally:
+        commit()
+
+
+def _decode(con: sqlite3.Connection, workspace: Workspace, cache: ImageCache, plan: _Plan,
             workers: int | None, progress: ProgressFn | None,
             cancel: CancelCheck | None) -> list[SkippedFile]:
     """Decode the plan's jobs into the cache; returns the files that failed."""
@@ -393,13 +504,18 @@ def _decode(con: sqlite3.Connection, cache: ImageCache, plan: _Plan,
         return []
     cache.ensure_rows(max(row for row, _ in plan.jobs) + 1)
     failures: list[SkippedFile] = []
+    # Scores and flags made before hashes were kept, on a picture that has changed since.
+    with con:
+        _settle_unhashed_work(con, workspace, [(EARLIER_CONTENT, row) for row, old_hash
+                                               in plan.job_existing.items() if old_hash is None])
 
     def commit(results: list[DecodeResult]) -> None:
         rows, gone = [], []
         for result in results:
-            relpath, size_bytes, mtime_ns, label, split = plan.job_info[result.row]
+            relpath, size_bytes, mtime_ns, ctime_ns, label, split = plan.job_info[result.row]
             if result.reason is None:
-                rows.append((result.row, relpath, size_bytes, mtime_ns, label, split,
+                rows.append((result.row, relpath, size_bytes, mtime_ns,
+                             plan.vouching_ctime(ctime_ns), result.content_hash, label, split,
                              result.orig_width, result.orig_height))
                 plan.present[result.row] = (relpath, label, split)
             else:
@@ -453,10 +569,13 @@ def summary_lines(dataset: Dataset) -> list[str]:
               f"Images:    {len(dataset):,} of {height} x {width} pixels "
               f"({stats.decoded:,} decoded, {stats.reused:,} from the cache, "
               f"{stats.seconds:.1f} s)"]
-    if stats.vanished or stats.changed or (stats.new and stats.reused):
-        lines.append(f"Changes:   {stats.vanished:,} removed, {stats.changed:,} changed, "
-                     f"{stats.new:,} new since the last open (runs score changed and new "
-                     f"images again with `diesight score`)")
+    folder_change, flag_change = _folder_change_note(stats), _flag_change_note(dataset)
+    if folder_change:
+        lines.append(f"Changes:   {folder_change} (runs score changed and new images again "
+                     f"with `diesight score`)")
+    if flag_change:
+        lines.append(f"Flags:     {flag_change} (the flags stay; `diesight export --flagged` "
+                     f"notes them)")
     lines.append("")
     lines += _count_table(dataset.counts())
     lines += _lot_lines(dataset)
@@ -467,6 +586,34 @@ def summary_lines(dataset: Dataset) -> list[str]:
         lines += ["", f"Skipped {len(dataset.skipped):,} file(s):"]
         lines += [f"  {s.relpath}: {s.reason}" for s in dataset.skipped]
     return lines
+
+
+def change_notes(dataset: Dataset, run_id: int | None = None) -> list[str]:
+    """Short notes for a status line on what the last open found changed: files removed,
+    changed and new, flags on changed pictures, and the run's stale scores."""
+    notes = [note for note in (_folder_change_note(dataset.stats), _flag_change_note(dataset))
+             if note]
+    if run_id is not None:
+        from core.scores import has_scores, score_freshness
+
+        if has_scores(dataset.workspace, run_id):
+            stale = score_freshness(dataset.workspace, run_id).stale
+            if stale:
+                notes.append(f"{stale:,} image(s) changed or new since run {run_id} scored "
+                             "them: score again")
+    return notes
+
+
+def _folder_change_note(stats: OpenStats) -> str:
+    if not (stats.vanished or stats.changed or (stats.new and stats.reused)):
+        return ""  # a first open: nothing to compare with
+    return (f"{stats.vanished:,} removed, {stats.changed:,} changed, {stats.new:,} new "
+            "since the last open")
+
+
+def _flag_change_note(dataset: Dataset) -> str:
+    changed = len(flags_on_changed_images(dataset.workspace))
+    return f"{changed:,} flagged image(s) changed since they were flagged" if changed else ""
 
 
 def _count_table(counts: dict[str, dict[str, int]]) -> list[str]:

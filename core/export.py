@@ -5,6 +5,11 @@ leaves the previous file untouched. Scores are written with ``repr`` (the shorte
 that reads back to the same float64), so a file parses back to exactly the stored
 values. Labels are written 1 (bad) / 0 (good), empty when unlabelled.
 
+A score the run made on an earlier picture of a file (replaced since) is never written:
+its cell is empty and the ``note`` column says why, as for an image added after the run
+scored (core.scores returns only current scores). A flag set on an earlier picture stays
+in the flagged list with the note "image changed since flagged".
+
 Which scale: a score is the defect probability at the dataset's labelled defect rate (the
 run's ``defect_rate``), not at the 50/50 class balance balanced sampling trains at: the
 logit is prior-corrected before the sigmoid (``core.metrics.prior_logit_offset``; runs
@@ -21,16 +26,43 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from core.annotations import UNLABELLED, current_labels, flags
+from core.annotations import UNLABELLED, current_labels, flags, flags_on_changed_images
 from core.atomic import atomic_write
 from core.runs import RunRecord
-from core.scores import NoScoresError, aligned_logits, aligned_scores, as_run
+from core.scores import (
+    NoScoresError,
+    aligned_logits,
+    aligned_scores,
+    as_run,
+    changed_since_scored,
+    score_freshness,
+    stale_scores_message,
+)
 
-FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at")
-SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction")
+FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at",
+                   "note")
+SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction", "note")
+CHANGED_SINCE_SCORED = "image changed since the run scored it; score again"
+NOT_SCORED_YET = "not scored by the run yet (new image)"
+CHANGED_SINCE_FLAGGED = "image changed since flagged"
 SUBMISSION_COLUMNS = ("id", "label")
 SUBMISSION_SPLITS = ("test", "unlabelled")
 DEFAULT_THRESHOLD = 0.5
+
+
+def change_warnings(dataset, run: RunRecord, data: str = "DATA", *,
+                    flagged: bool = False) -> list[str]:
+    """One line each for what an export of ``run`` writes differently because files changed:
+    images without a current score, and (for the flagged list) flags on changed pictures."""
+    warnings = []
+    freshness = score_freshness(dataset.workspace, run.id)
+    if freshness.stale:
+        warnings.append(stale_scores_message(freshness, run.id, data))
+    changed_flags = len(flags_on_changed_images(dataset.workspace)) if flagged else 0
+    if changed_flags:
+        warnings.append(f"{changed_flags:,} flagged image(s) changed since they were flagged "
+                        f"(kept, noted '{CHANGED_SINCE_FLAGGED}')")
+    return warnings
 
 
 def run_threshold(run: RunRecord, threshold: float | None = None) -> float:
@@ -76,10 +108,22 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
     positions = _flagged_positions(dataset, run, threshold, scores, flagged_at,
                                    include_predicted)
     ids, image_ids = dataset.ids, dataset.image_ids
+    notes = score_notes(dataset, run, scores)
+    changed_flags = flags_on_changed_images(dataset.workspace)
     rows = ([ids[p], dataset.relpaths[p], _number(scores[p]), _label(labels[p]), run.id,
-             run.model, repr(threshold), flagged_at.get(int(image_ids[p]), "")]
+             run.model, repr(threshold), flagged_at.get(int(image_ids[p]), ""),
+             "; ".join(note for note in (CHANGED_SINCE_FLAGGED if int(image_ids[p])
+                                         in changed_flags else "", notes[p]) if note)]
             for p in positions.tolist())
     return _write_csv(path, FLAGGED_COLUMNS, rows)
+
+
+def score_notes(dataset, run: RunRecord, scores: np.ndarray) -> list[str]:
+    """Why each position has no score (empty where it has one), aligned with the dataset."""
+    changed = changed_since_scored(dataset, run.id)
+    return ["" if not math.isnan(score) else CHANGED_SINCE_SCORED if was_changed
+            else NOT_SCORED_YET for score, was_changed in zip(scores.tolist(), changed.tolist(),
+                                                              strict=True)]
 
 
 def flagged_positions(dataset, run: RunRecord | int | str, threshold: float | None = None,
@@ -100,7 +144,8 @@ def _flagged_positions(dataset, run, threshold: float, scores: np.ndarray, flagg
 
 def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
                   threshold: float | None = None) -> int:
-    """Write every present image's score (empty for images the run has not scored yet).
+    """Write every present image's score (empty, with a note, for an image the run has
+    not scored yet or scored on an earlier picture).
 
     Args:
         dataset: an opened ``core.dataset.Dataset``.
@@ -116,8 +161,9 @@ def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
     """
     run, threshold, scores, labels = _run_results(dataset, run, threshold)
     ids, splits = dataset.ids, dataset.splits
+    notes = score_notes(dataset, run, scores)
     rows = ([ids[p], dataset.relpaths[p], splits[p], _label(labels[p]), _number(scores[p]),
-             "" if math.isnan(scores[p]) else int(scores[p] >= threshold)]
+             "" if math.isnan(scores[p]) else int(scores[p] >= threshold), notes[p]]
             for p in range(len(dataset.image_ids)))
     return _write_csv(path, SCORES_COLUMNS, rows)
 
@@ -142,8 +188,9 @@ def export_submission(dataset, run: RunRecord | int | str, path: str | os.PathLi
         raise ValueError(f"{dataset.root} has no test or unlabelled images to submit")
     missing = int(np.count_nonzero(np.isnan(scores[positions])))
     if missing:
-        raise NoScoresError(f"{missing} test/unlabelled image(s) have no score from run "
-                            f"{run.id}: run `diesight score DATA --run {run.id}` again.")
+        raise NoScoresError(f"{missing} test/unlabelled image(s) have no current score from "
+                            f"run {run.id} (new, or changed since it scored): run "
+                            f"`diesight score DATA --run {run.id}` again.")
     ids = dataset.ids
     return _write_csv(path, SUBMISSION_COLUMNS,
                       ([ids[p], _number(scores[p])] for p in _by_id(positions.tolist(), ids)))

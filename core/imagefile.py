@@ -9,6 +9,7 @@ resized to the dataset's size. A file that cannot be decoded raises
 from __future__ import annotations
 
 import errno
+import io
 import os
 from pathlib import Path
 
@@ -45,13 +46,15 @@ def read_size(path: str | os.PathLike) -> tuple[int, int] | None:
     return height, width
 
 
-def decode_gray(path: str | os.PathLike,
-                size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_gray(path: str | os.PathLike, size: tuple[int, int] | None = None, *,
+                data: bytes | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode an image file to a uint8 grayscale array.
 
     Args:
-        path: the image file.
+        path: the image file (named in error messages).
         size: (height, width) to resize to when the image differs; None keeps its size.
+        data: the file's bytes when the caller has read them already (the cache hashes
+            them), so the file is not read twice.
 
     Returns:
         The (height, width) uint8 array and the original (width, height) of the file.
@@ -60,7 +63,7 @@ def decode_gray(path: str | os.PathLike,
         UnreadableImage: the file is empty, not an image, truncated, unreadable, ...
     """
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             original = im.size
             gray = _to_gray(im)
             if size is not None and gray.size != (size[1], size[0]):

@@ -277,7 +277,7 @@ def scan_lots(workspace: Workspace) -> LotScan:
             relpath = prefix + image.relpath
             if relpath not in seen:  # overlapping lots are refused, but never crash on one
                 seen.add(relpath)
-                result.images.append(FoundImage(relpath, image.size_bytes, image.mtime_ns))
+                result.images.append(image._replace(relpath=relpath))
                 result.splits.append(split)
         result.skipped += [SkippedFile(prefix + s.relpath, s.reason) for s in scan.skipped]
         for why, count in scan.ignored.items():

@@ -314,10 +314,22 @@ def _replay_journal(workspace) -> tuple[int, int]:
     with workspace.transaction() as con:
         ids = dict(con.execute("SELECT relpath, id FROM images").fetchall())
         rows = [(ids[relpath], int(bool(row.get("flagged"))), row.get("flagged_at"),
-                 row.get("user_label"), row.get("labelled_at"))
+                 row.get("user_label"), row.get("labelled_at"),
+                 _hash_from_journal(row.get("flagged_hash")))
                 for relpath, row in latest.items() if relpath in ids]
         con.executemany("INSERT OR REPLACE INTO annotations (image_id, flagged, flagged_at, "
-                        "user_label, labelled_at) VALUES (?, ?, ?, ?, ?)", rows)
+                        "user_label, labelled_at, flagged_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                        rows)
     flags = sum(1 for row in rows if row[1])
     labels = sum(1 for row in rows if row[3] is not None)
     return flags, labels
+
+
+def _hash_from_journal(text) -> bytes | None:
+    """The picture hash a journal line kept for a flag (hex); None for lines without one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:  # a damaged line: the flag stays, unverified
+        return None

@@ -9,11 +9,17 @@ stay quick to start; ``core.scoring`` computes them.
 Rank and AUC by the logit (:func:`aligned_logits`): a probability carries less and, in
 float32, ties every part above a logit of ~16.6. Rows stored before the logit was kept
 (schema < 3) get it back from their probability.
+
+Stale scores. Each row keeps the content hash of the image it scored (core.dataset); once
+the file is replaced, that score belongs to the old picture. Readers here return only
+current scores, so a changed image reads as not scored (NaN when aligned) everywhere, and
+:func:`score_freshness` counts what a run has to score again.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +32,13 @@ from core.workspace import Workspace
 
 EMBEDDINGS_FILE = "embeddings.npy"
 EMBEDDING_IDS_FILE = "embedding_ids.npy"
+
+# A score is current while its image holds the bytes it was scored on. NULL on either side
+# (a row from before hashes were kept that no open has settled yet) counts as current.
+_CURRENT = ("(s.content_hash IS NULL OR i.content_hash IS NULL "
+            "OR s.content_hash = i.content_hash)")
+_CURRENT_SCORES = (" FROM scores s LEFT JOIN images i ON i.id = s.image_id "
+                   f"WHERE s.run_id = ? AND {_CURRENT} ORDER BY s.image_id")
 
 
 class NoScoresError(LookupError):
@@ -123,8 +136,10 @@ def _write_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scor
     with workspace.transaction() as con:
         if replace:
             con.execute("DELETE FROM scores WHERE run_id = ?", (run_id,))
-        con.executemany("INSERT OR REPLACE INTO scores (run_id, image_id, score, logit) "
-                        "VALUES (?, ?, ?, ?)", rows)
+        # Each score keeps the hash of the bytes its image holds, to know it stale later.
+        con.executemany("INSERT OR REPLACE INTO scores (run_id, image_id, score, logit, "
+                        "content_hash) VALUES (?1, ?2, ?3, ?4, "
+                        "(SELECT content_hash FROM images WHERE id = ?2))", rows)
         con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     (_scored_at_key(run_id), now_iso()))
 
@@ -159,25 +174,81 @@ def no_scores_message(run_id: int, data: str = "DATA") -> str:
             f"run `diesight score {data} --run {run_id}` first.")
 
 
+@dataclass(frozen=True)
+class ScoreFreshness:
+    """How a run's scores stand against the images the last open found.
+
+    Attributes:
+        current: present images scored on the bytes they hold now.
+        changed: present images whose file changed since the run scored them.
+        new: present images the run has not scored (added since it scored).
+    """
+
+    current: int
+    changed: int
+    new: int
+
+    @property
+    def stale(self) -> int:
+        """Images whose score is missing or belongs to an earlier picture."""
+        return self.changed + self.new
+
+
+def score_freshness(workspace: Workspace, run_id: int) -> ScoreFreshness:
+    """Count the run's current, changed and unscored images among the present ones."""
+    with workspace.transaction() as con:
+        row = con.execute(
+            f"SELECT TOTAL(s.image_id IS NOT NULL AND {_CURRENT}), "
+            f"TOTAL(s.image_id IS NOT NULL AND NOT {_CURRENT}), TOTAL(s.image_id IS NULL) "
+            "FROM images i LEFT JOIN scores s ON s.image_id = i.id AND s.run_id = ? "
+            "WHERE i.present = 1", (int(run_id),)).fetchone()
+    return ScoreFreshness(*(int(value) for value in row))
+
+
+def scored_summary(workspace: Workspace, run_id: int) -> str:
+    """'yes', 'no', or 'partly (N stale)' when images changed or came since the run scored
+    (as the last open of the folder found them)."""
+    if not has_scores(workspace, run_id):
+        return "no"
+    stale = score_freshness(workspace, run_id).stale
+    return f"partly ({stale:,} stale)" if stale else "yes"
+
+
+def stale_scores_message(freshness: ScoreFreshness, run_id: int, data: str = "DATA") -> str:
+    """One line saying how many images a run must score again, and the command."""
+    return (f"{freshness.stale:,} image(s) changed or new since run {run_id} scored them "
+            f"({freshness.changed:,} changed, {freshness.new:,} new); re-score with "
+            f"`diesight score {data} --run {run_id}`")
+
+
+def changed_since_scored(dataset, run_id: int) -> np.ndarray:
+    """Boolean array aligned with the dataset: the run's score is of an earlier picture."""
+    table = query_array(dataset.workspace,
+                        "SELECT s.image_id FROM scores s JOIN images i ON i.id = s.image_id "
+                        f"WHERE s.run_id = ? AND NOT {_CURRENT}", (int(run_id),), columns=1,
+                        dtype=np.int64)
+    return np.isin(dataset.image_ids, table[:, 0])
+
+
 def load_scores(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """A run's stored scores.
+    """A run's current scores (none for an image whose file changed since it scored).
 
     Returns:
         (image_ids int64 ascending, scores float64), empty when the run has none.
     """
-    table = query_array(workspace, "SELECT image_id, score FROM scores WHERE run_id = ? "
-                                   "ORDER BY image_id", (int(run_id),), columns=2)
+    table = query_array(workspace, "SELECT s.image_id, s.score" + _CURRENT_SCORES,
+                        (int(run_id),), columns=2)
     return table[:, 0].astype(np.int64), table[:, 1].copy()
 
 
 def load_logits(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """A run's stored logits (prior-corrected; derived from the score for older rows).
+    """A run's current logits (prior-corrected; derived from the score for older rows).
 
     Returns:
         (image_ids int64 ascending, logits float64), empty when the run has none.
     """
-    table = query_array(workspace, "SELECT image_id, score, IFNULL(logit, 0), logit IS NULL "
-                                   "FROM scores WHERE run_id = ? ORDER BY image_id",
+    table = query_array(workspace, "SELECT s.image_id, s.score, IFNULL(s.logit, 0), "
+                                   "s.logit IS NULL" + _CURRENT_SCORES,
                         (int(run_id),), columns=4)
     logits, missing = table[:, 2].copy(), table[:, 3] == 1
     logits[missing] = logit(table[missing, 1])
@@ -187,13 +258,14 @@ def load_logits(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarr
 def aligned_scores(dataset, run_id: int) -> np.ndarray:
     """The run's scores aligned with the dataset's positions (NaN where an image has none).
 
-    Images that appeared after the run scored have no score until it scores again.
+    Images that appeared, or whose file changed, after the run scored have no score
+    until it scores again.
 
     Raises:
         NoScoresError: the run has not scored this dataset.
     """
     ids, scores = load_scores(dataset.workspace, run_id)
-    if len(ids) == 0:
+    if len(ids) == 0 and not has_scores(dataset.workspace, run_id):
         raise NoScoresError(no_scores_message(run_id))
     return align_by_id(dataset.image_ids, ids, scores, np.nan)
 
@@ -205,7 +277,7 @@ def aligned_logits(dataset, run_id: int) -> np.ndarray:
         NoScoresError: the run has not scored this dataset.
     """
     ids, logits = load_logits(dataset.workspace, run_id)
-    if len(ids) == 0:
+    if len(ids) == 0 and not has_scores(dataset.workspace, run_id):
         raise NoScoresError(no_scores_message(run_id))
     return align_by_id(dataset.image_ids, ids, logits, np.nan)
 

@@ -16,7 +16,7 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Migrations by the version they lead to. A future schema change appends an entry;
 # opening an older workspace applies the missing ones in order.
@@ -96,6 +96,16 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE runs ADD COLUMN defect_rate REAL;    -- bad share of the labelled images
     ALTER TABLE runs ADD COLUMN holdout_good INTEGER;
     ALTER TABLE runs ADD COLUMN holdout_bad INTEGER;
+    """,
+    # Content, not only size and mtime (core.dataset): the BLAKE2b-128 of each file's bytes
+    # as decoded, and the change time a replacement cannot set back. A score and a flag
+    # keep the hash of the picture they were made on, so one made on an earlier picture
+    # is known as such. NULL hashes (rows from before) are filled in by the next open.
+    4: """
+    ALTER TABLE images ADD COLUMN ctime_ns INTEGER;       -- NULL: check the bytes next open
+    ALTER TABLE images ADD COLUMN content_hash BLOB;
+    ALTER TABLE scores ADD COLUMN content_hash BLOB;      -- the image's, when it was scored
+    ALTER TABLE annotations ADD COLUMN flagged_hash BLOB; -- the image's, when it was flagged
     """,
 }
 

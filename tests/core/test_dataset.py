@@ -207,17 +207,15 @@ def test_unreadable_folder_is_skipped(lot, monkeypatch):
 
 
 def test_unreadable_file_reports_permission(lot, monkeypatch):
-    # As root, simulate the denied read inside the decoder.
-    import core.imagefile
-
-    real_open = core.imagefile.Image.open
+    # As root, simulate the denied read where the cache reads a file's bytes.
+    import core.cache
 
     def deny(path, *args, **kwargs):
         if str(path).endswith("g001.png"):
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)
+        return open(path, *args, **kwargs)
 
-    monkeypatch.setattr(core.imagefile.Image, "open", deny)
+    monkeypatch.setattr(core.cache, "open", deny, raising=False)
     ds = open_dataset(lot, workers=1)
     assert [(s.relpath, s.reason) for s in ds.skipped] == [
         ("train/good_0/g001.png", "no permission to read")]

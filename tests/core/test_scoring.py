@@ -225,7 +225,7 @@ def test_a_version_2_workspace_migrates_its_scores_and_runs(tmp_path):
     con.close()
 
     workspace = Workspace(path)
-    assert SCHEMA_VERSION == 3 and workspace.schema_version() == 3
+    assert workspace.schema_version() == SCHEMA_VERSION
     ids, logits = load_logits(workspace, 1)  # derived from the old probabilities
     assert ids.tolist() == [0, 1]
     assert logits[0] == pytest.approx(np.log(0.8 / 0.2)) and logits[1] == np.inf
