@@ -90,7 +90,7 @@ def export_onnx(run: RunRecord, out_path: str | os.PathLike, *,
     network = ExportedNetwork(model, run.logit_offset).eval()
     rows, cols = config.input_shape
     report(progress, "export", 0, 3, f"exporting run {run.id} ({config.model}) to ONNX")
-    onnx_model = _export_graph(network, rows, cols)
+    onnx_model = network_to_onnx(network, rows, cols)
     check_cancel(cancel)
     threshold = run.threshold if run.threshold is not None else default_threshold
     _set_metadata(onnx_model, _metadata(run, config, rows, cols, threshold,
@@ -106,8 +106,9 @@ def export_onnx(run: RunRecord, out_path: str | os.PathLike, *,
     return out_path
 
 
-def _export_graph(network: nn.Module, rows: int, cols: int):
-    """The ONNX ModelProto of ``network`` with a dynamic batch dimension."""
+def network_to_onnx(network: nn.Module, rows: int, cols: int):
+    """The ONNX ``ModelProto`` of ``network`` (an :class:`ExportedNetwork`) for uint8 images
+    of ``rows`` x ``cols``, with a dynamic batch dimension and no metadata yet."""
     example = torch.zeros((2, 1, rows, cols), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
