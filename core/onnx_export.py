@@ -100,6 +100,7 @@ def export_onnx(run: RunRecord, out_path: str | os.PathLike, *,
     report(progress, "export", 1, 3, "checking the ONNX graph against torch")
     _check_parity(network, data, rows, cols)
     check_cancel(cancel)
+    report(progress, "export", 2, 3, f"writing {out_path}")
     with atomic_write(out_path, "wb") as fh:
         fh.write(data)
     report(progress, "export", 3, 3, f"wrote {out_path}")

@@ -1,7 +1,7 @@
 """Benchmark: scoring images/s on the CPU, onnxruntime against torch, for the same model.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_onnx.py [--model designed_resnet]
-[--batch 64] [--repeats 5] [--all-models]``.
+[--batch 64] [--repeats 5] [--threads N] [--all-models]``.
 
 The images are demo-data images decoded and resized to the model's default size (the
 pixels the line-side scorer feeds the graph). Each repeat times one batch through torch
@@ -47,10 +47,13 @@ def demo_batch(n: int, size: tuple[int, int]) -> np.ndarray:
     return resize_uint8(pixels, *size)[:, None]
 
 
-def session_for(model: torch.nn.Module, size: tuple[int, int]):
-    """An onnxruntime CPU session of ``model`` exported the way ``export-model`` does it."""
+def session_for(model: torch.nn.Module, size: tuple[int, int], threads: int = 0):
+    """An onnxruntime CPU session of ``model`` exported the way ``export-model`` does it
+    (``threads`` 0: onnxruntime's default, one per physical core)."""
     proto = network_to_onnx(ExportedNetwork(model, 0.0).eval(), *size)
-    return onnxruntime.InferenceSession(proto.SerializeToString(),
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(proto.SerializeToString(), options,
                                         providers=["CPUExecutionProvider"])
 
 
@@ -60,15 +63,17 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def bench(name: str, batch: int, repeats: int) -> None:
+def bench(name: str, batch: int, repeats: int, threads: int) -> None:
     size = model_info(name).default_image_size
     torch.manual_seed(0)
     model = create_model(name).eval()
     images = demo_batch(batch, size)
-    seconds, session = timed(lambda: session_for(model, size))
+    if threads:
+        torch.set_num_threads(threads)
+    seconds, session = timed(lambda: session_for(model, size, threads))
     print(f"{name}: exported in {seconds:.1f} s; batch {batch} of demo images at "
           f"{size[0]}x{size[1]}; torch threads {torch.get_num_threads()}, onnxruntime "
-          f"{onnxruntime.__version__} default threads; load average "
+          f"{onnxruntime.__version__} threads {threads or 'default'}; load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
     tensor = torch.from_numpy(images)
@@ -114,10 +119,12 @@ def main() -> None:
     parser.add_argument("--model", default="designed_resnet")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for both (default: each library's own default)")
     parser.add_argument("--all-models", action="store_true",
                         help="also check every registered model's export at 64 rows")
     args = parser.parse_args()
-    bench(args.model, args.batch, args.repeats)
+    bench(args.model, args.batch, args.repeats, args.threads)
     if args.all_models:
         print("export parity, every registered model (random weights):")
         all_models_parity()
