@@ -9,7 +9,9 @@ Parity is checked for the default model (designed_resnet). The dynamo exporter t
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 import shutil
 import subprocess
@@ -59,12 +61,12 @@ sys.exit(code)
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A lot of 64 images, a real one-epoch run on it, its torch scores and its ONNX file.
+    """A lot of 64 images, a real one-epoch run on it, its torch scores and its ONNX file
+    (written by ``diesight export-model``).
 
     Built once (training and export take seconds); the workspace lives in the fixture's
     own DIESIGHT_HOME, which tests that reach it set again.
     """
-    from core.onnx_export import export_onnx
     from core.scoring import score_dataset
     from core.training import TrainConfig, train
 
@@ -78,9 +80,14 @@ def exported(tmp_path_factory):
                                          per_class=4, batch_size=8, device="cpu",
                                          augment=False))
         torch_result = score_dataset(dataset, run, device="cpu")
-        model_path = export_onnx(run, base / "model.onnx")
+        model_path = base / "model.onnx"
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):  # the export itself is a CLI test too
+            code = main(["export-model", str(root), "--run", str(run.id), "--onnx",
+                         str(model_path)])
     relpaths = [dataset.relpaths[p] for p in dataset.positions(torch_result.image_ids)]
     return {"root": root, "home": home, "run": run, "model": model_path,
+            "export_code": code, "export_printed": printed.getvalue(),
             "torch_logits": dict(zip(relpaths, torch_result.logits, strict=True)),
             "torch_embeddings": dict(zip(relpaths, torch_result.embeddings, strict=True))}
 
@@ -290,14 +297,12 @@ def test_model_error_type_is_a_value_error_naming_the_file(tmp_path):
         OnnxModel.load(tmp_path / "model.onnx")
 
 
-def test_export_model_cli(exported, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DIESIGHT_HOME", str(exported["home"]))
-    out = tmp_path / "sub" / "cli.onnx"
+def test_export_model_cli(exported):
     run = exported["run"]
-    assert main(["export-model", str(exported["root"]), "--run", str(run.id), "--onnx",
-                 str(out)]) == 0
-    assert f"Wrote run {run.id} (designed_resnet)" in capsys.readouterr().out
-    assert OnnxModel.load(out).run_id == str(run.id)
+    assert exported["export_code"] == 0
+    assert f"Wrote run {run.id} (designed_resnet)" in exported["export_printed"]
+    assert f"diesight score FOLDER --onnx {exported['model']}" in exported["export_printed"]
+    assert OnnxModel.load(exported["model"]).run_id == str(run.id)
 
 
 def test_export_model_errors_are_one_line(exported, tmp_path, monkeypatch, capsys):
