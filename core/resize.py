@@ -16,6 +16,11 @@ the two logits would differ by more than rounding. This module repeats that comp
   rounding each product to float32 before the add, and fuses the remaining multiply-adds
   (one rounding each). Both are reproduced, so the float32 results are identical, not
   merely close (``tests/core/test_onnx.py`` compares them with PyTorch over many sizes).
+
+That accumulation order is the compiled kernel's, measured on PyTorch's AVX2 CPU kernel.
+Another build (AVX-512, ARM) may order it differently; then a value that lands within a
+float32 rounding of a half grey level can round the other way: a rare pixel one grey
+level apart, never more.
 """
 
 from __future__ import annotations

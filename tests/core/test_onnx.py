@@ -102,7 +102,12 @@ def test_numpy_resize_is_torchs_bit_for_bit(source, target):
     rng = np.random.default_rng(source[0] * 7 + target[0])
     images = rng.integers(0, 256, size=(3, *source), dtype=np.uint8)
     expected = _resize_uint8(torch.from_numpy(images)[:, None], *target)[:, 0].numpy()
-    np.testing.assert_array_equal(resize_uint8(images, *target), expected)
+    got = resize_uint8(images, *target)
+    if torch.backends.cpu.get_cpu_capability() == "AVX2":  # the kernel core.resize copies
+        np.testing.assert_array_equal(got, expected)
+    else:  # another build may order the float adds differently: a rare tie rounds apart
+        difference = np.abs(got.astype(int) - expected)
+        assert difference.max() <= 1 and (difference == 0).mean() >= 0.9999
 
 
 # -- parity --------------------------------------------------------------------------------
