@@ -1,14 +1,16 @@
 """Benchmark: scoring images/s on the CPU, onnxruntime against torch, for the same model.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_onnx.py [--model designed_resnet]
-[--batch 64] [--repeats 5] [--threads N] [--all-models]``.
+[--batch 64] [--repeats 5] [--threads N] [--folder-images 256] [--all-models]``.
 
 The images are demo-data images decoded and resized to the model's default size (the
 pixels the line-side scorer feeds the graph). Each repeat times one batch through torch
 (``core.training.predict.predict``, what ``diesight score`` runs) and one through
 onnxruntime (the exported graph, what ``diesight score --onnx`` runs), alternating which goes
 first so neither always meets a warmer cache. Prints the median, the spread (min-max), the
-ratio of the medians, the largest logit difference and the machine's load average.
+ratio of the medians, the largest logit difference and the machine's load average; then
+the whole line-side path (``core.onnx_scoring.score_folder``: walk, decode, resize, network,
+CSV) on a folder of demo JPEGs.
 
 ``--all-models`` also exports every registered model at 64 rows and prints the export time
 and its largest |logit difference| against torch (the parity check ``make test`` runs for
@@ -33,6 +35,7 @@ from core.demodata import generate_demo_data
 from core.imagefile import decode_gray, is_image_name
 from core.models import create_model, list_models, model_info
 from core.onnx_export import ExportedNetwork, network_to_onnx
+from core.onnx_scoring import OnnxModel, score_folder
 from core.resize import resize_uint8
 from core.training.predict import predict
 
@@ -63,7 +66,7 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def bench(name: str, batch: int, repeats: int, threads: int) -> None:
+def bench(name: str, batch: int, repeats: int, threads: int, folder_images: int) -> None:
     size = model_info(name).default_image_size
     torch.manual_seed(0)
     model = create_model(name).eval()
@@ -99,6 +102,20 @@ def bench(name: str, batch: int, repeats: int, threads: int) -> None:
     print(f"  onnxruntime / torch = {rates['onnxruntime'] / rates['torch']:.2f}x; largest "
           f"|logit difference| {worst:.2g}; load average now "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if folder_images:
+        line_side(session, size, folder_images, batch)
+
+
+def line_side(session, size: tuple[int, int], n: int, batch: int) -> None:
+    """The whole line-side path on a folder: walk, decode, resize, network, ranked CSV."""
+    model = OnnxModel("benchmark", session, {}, size, 0.5)
+    with tempfile.TemporaryDirectory() as folder:
+        generate_demo_data(Path(folder) / "lot", n=n, bad_fraction=0.1, seed=5)
+        result = score_folder(Path(folder) / "lot", model, Path(folder) / "ranked.csv",
+                              batch_size=batch)
+    print(f"  line side, score_folder on {len(result.relpaths)} demo JPEGs (decode + resize "
+          f"+ onnxruntime + CSV): {result.images_per_s:.1f} images/s; load average now "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 def all_models_parity(rows: int = 64) -> None:
@@ -121,10 +138,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0,
                         help="threads for both (default: each library's own default)")
+    parser.add_argument("--folder-images", type=int, default=256,
+                        help="also time the whole line-side path on a folder of this many "
+                             "demo images (0: skip)")
     parser.add_argument("--all-models", action="store_true",
                         help="also check every registered model's export at 64 rows")
     args = parser.parse_args()
-    bench(args.model, args.batch, args.repeats, args.threads)
+    bench(args.model, args.batch, args.repeats, args.threads, args.folder_images)
     if args.all_models:
         print("export parity, every registered model (random weights):")
         all_models_parity()
