@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def add_export_model_parser(sub) -> None:
         "export-model", help="export a run as an ONNX model for scoring without PyTorch",
         description="Write DATA's run (its best checkpoint) as an ONNX model with a dynamic "
                     "batch, checked against PyTorch before it is written.",
-        epilog=EXPORT_EPILOG, formatter_class=_raw_formatter())
+        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", metavar="DATA", help="the dataset folder the run was trained on")
     p.add_argument("--run", default="latest",
                    help="which run: an id or 'latest' (the default)")
@@ -51,12 +52,6 @@ def add_score_onnx_arguments(p) -> None:
 def score_onnx_requested(args) -> bool:
     """True when ``score`` was given ``--onnx`` or ``--out`` (this module handles it)."""
     return args.onnx is not None or args.out is not None
-
-
-def _raw_formatter():
-    import argparse
-
-    return argparse.RawDescriptionHelpFormatter
 
 
 def cmd_export_model(args) -> int:

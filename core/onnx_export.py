@@ -23,7 +23,6 @@ onnxruntime must load it and reproduce the torch logits of a probe batch to 1e-4
 
 from __future__ import annotations
 
-import io
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -169,8 +168,7 @@ def _check_parity(network: nn.Module, data: bytes, rows: int, cols: int) -> None
                           generator=generator)
     with torch.inference_mode():
         expected = network(probe)[0].double().numpy()
-    got = OnnxModel.from_bytes(io.BytesIO(data).getvalue(), "the exported model").predict(
-        probe.numpy())[0]
+    got = OnnxModel.from_bytes(data, "the exported model").predict(probe.numpy())[0]
     worst = float(np.max(np.abs(got - expected)))
     if not worst <= PARITY_TOLERANCE:
         raise RuntimeError(f"The ONNX graph does not reproduce the torch logits (largest "
