@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from core import onnx_cli
 from core.progress import Cancelled, Progress
 
 
@@ -291,11 +292,14 @@ def _add_score(sub) -> None:
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where to run the network (default: auto, CUDA when available)")
     p.add_argument("--top", type=int, default=10, help="how many top scores to list (10)")
+    onnx_cli.add_score_onnx_arguments(p)
     p.set_defaults(func=_cmd_score)
 
 
 @_user_errors
 def _cmd_score(args) -> int:
+    if onnx_cli.score_onnx_requested(args):  # the line-side path: never imports torch
+        return onnx_cli.cmd_score_onnx(args)
     from core.runs import resolve_run
     from core.scoring import score_dataset
 
@@ -508,6 +512,7 @@ def _export_evidence(args, dataset, run) -> None:
 
 
 _PARSERS.append(_add_export)
+_PARSERS.append(onnx_cli.add_export_model_parser)
 
 
 # --- evaluate --------------------------------------------------------------------------------
