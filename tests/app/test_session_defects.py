@@ -266,3 +266,38 @@ def test_a_state_without_dataset_has_no_selection():
     state = AppState()
     assert len(state.selection) == 0
     state.clear_selection()
+
+
+def test_show_in_list_after_score_new_lot_shows_the_selection(qtbot, settings, tmp_path):
+    # Defect 3, the whole way: lasso, Score New Lot, "Show in list".
+    from scoring_fixtures import make_lot, make_run
+
+    from core.scoring import score_dataset
+
+    window = _window(qtbot, settings, make_lot(tmp_path / "data"))
+    state = window.state
+    run = make_run(state.dataset.workspace)
+    score_dataset(state.dataset, run, device="cpu")
+    state.set_current_run(run)
+    window.tabs.setCurrentWidget(window.activation)
+    tab, scatter = window.activation, window.activation.scatter
+
+    def map_shown() -> bool:
+        return (tab.showing_map and tab.controller.task is None and tab.points is not None
+                and np.array_equal(scatter.image_ids, tab.points.image_ids))
+
+    qtbot.waitUntil(map_shown, timeout=60_000)
+    chosen = state.dataset.image_ids[[1, 4, 6, 9]]
+    scatter.select_ids(chosen)
+    assert sorted(state.dataset.image_ids[state.selection].tolist()) == sorted(chosen.tolist())
+    lot = make_lot(tmp_path / "lot", good=0, bad=0, test=5, seed=3, first_id=500)
+    with qtbot.waitSignal(window.score_new_lot(lot, "July").finished, timeout=60_000):
+        pass
+    window.tabs.setCurrentWidget(window.activation)
+    qtbot.waitUntil(lambda: map_shown() and len(scatter.image_ids) == len(state.dataset),
+                    timeout=60_000)
+    assert scatter.selection_label.text() == "4 selected"
+    scatter.action_buttons["show_in_list"].click()
+    assert window.tabs.currentWidget() is window.ranked
+    assert window.ranked.model.rowCount() == 4
+    window.close()
