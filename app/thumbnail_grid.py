@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -202,7 +203,7 @@ class ThumbnailModel(QAbstractListModel):
         self.cache_size = cache_size
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
         self._dataset: Dataset | None = None
-        self._labels: np.ndarray | None = None
+        self._label_source: Callable[[], np.ndarray] | None = None
         self._names: list[str] = []
         self._positions = np.zeros(0, dtype=np.int64)
         self._row_of_position = np.zeros(0, dtype=np.int64)
@@ -228,13 +229,14 @@ class ThumbnailModel(QAbstractListModel):
         self._set_positions(np.arange(n, dtype=np.int64))
         self.endResetModel()
 
-    def set_labels(self, labels: np.ndarray | None) -> None:
-        """Follow these labels by position (the session's, updated in place on a relabel);
+    def set_label_source(self, source: Callable[[], np.ndarray] | None) -> None:
+        """Read labels by position from ``source`` (the session's labels as they stand);
         None: the labels as found (``Dataset.labels``)."""
-        self._labels = labels
+        self._label_source = source
 
     def label_of(self, position: int) -> int:
-        labels = self._labels if self._labels is not None else self._dataset.labels
+        labels = self._label_source() if self._label_source is not None \
+            else self._dataset.labels
         return int(labels[position])
 
     def refresh_positions(self, positions) -> None:
@@ -419,6 +421,7 @@ class ThumbnailGrid(QWidget):
         super().__init__(parent)
         self.state = state
         self.model = ThumbnailModel(parent=self)
+        self.model.set_label_source(lambda: state.labels)  # one source: the session's
         self.delegate = ThumbnailDelegate(parent=self)
         self.class_filter = filter_combo(CLASS_FILTERS, "classFilter")
         self._split_choices = split_filter_choices(None)
@@ -484,14 +487,11 @@ class ThumbnailGrid(QWidget):
     def _on_dataset_change(self) -> None:
         dataset = self.state.dataset
         self.model.set_dataset(dataset)
-        self.model.set_labels(self.state.labels if dataset is not None else None)
         self._set_split_choices(split_filter_choices(dataset))
         self._update_filter_counts()
         self._apply_filters()
 
     def _on_annotations_change(self, positions) -> None:
-        # The session's labels array may be a new one (an undo reloads it).
-        self.model.set_labels(self.state.labels)
         self._update_filter_counts()
         if self.class_filter.currentData() == "all":
             self.model.refresh_positions(positions)

@@ -383,8 +383,9 @@ class Session:
                 annotations.set_user_label(workspace, ids, value)
         positions = self._dataset.positions(change.image_ids)
         positions = positions[positions >= 0]
-        if change.kind == "flag":
-            self._flagged = annotations.flagged_mask(workspace, self._dataset.image_ids)
+        if change.kind == "flag":  # in place: views may hold the array
+            ids = self._dataset.image_ids[positions]
+            self._flagged[positions] = annotations.flagged_mask(workspace, ids)
             self.annotations_changed.emit(positions)
         else:
             self._refresh_labels(positions)
