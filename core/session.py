@@ -111,6 +111,7 @@ class Session:
         self._scores: np.ndarray | None = None
         self._logits: np.ndarray | None = None
         self._held_out: np.ndarray | None = None
+        self._predictions: np.ndarray | None = None  # cached: views read it per painted cell
         self._threshold = DEFAULT_THRESHOLD
         self._unsaved_threshold: tuple[int, float] | None = None  # (run id, value)
         self._labels = np.zeros(0, dtype=np.int8)
@@ -137,6 +138,7 @@ class Session:
         self._dataset = dataset
         self._current_image = -1
         self._run, self._scores, self._logits, self._held_out = None, None, None, None
+        self._predictions = None
         self._browse_order = None
         self._selection = np.zeros(0, dtype=np.int64)
         self._undo.clear()
@@ -252,8 +254,15 @@ class Session:
         self.runs_changed.emit()
 
     def predictions(self) -> np.ndarray | None:
-        """The current run's call by position at the threshold (1 bad, 0 good, -1 unscored)."""
-        return None if self._scores is None else predictions_at(self._scores, self._threshold)
+        """The current run's call by position at the threshold (1 bad, 0 good, -1 unscored).
+
+        Shared and cached until the scores or the threshold change: do not modify it.
+        """
+        if self._scores is None:
+            return None
+        if self._predictions is None:
+            self._predictions = predictions_at(self._scores, self._threshold)
+        return self._predictions
 
     def held_out(self) -> np.ndarray:
         """True by position for the images the current run held out of training."""
@@ -273,6 +282,7 @@ class Session:
 
     def _load_scores(self) -> None:
         self._scores, self._logits, self._held_out = None, None, None
+        self._predictions = None
         if self._run is None or self._dataset is None:
             return
         try:
@@ -308,6 +318,7 @@ class Session:
         if value == self._threshold:
             return
         self._threshold = value
+        self._predictions = None
         if save and self._run is not None:
             self._unsaved_threshold = (self._run.id, value)
         self.threshold_changed.emit(value)

@@ -90,6 +90,11 @@ def test_predictions_and_threshold_clamp(dataset):
     session.set_current_run(run)
     assert session.threshold == pytest.approx(0.3)
     assert (session.predictions() == (scores >= 0.3)).all()
+    session.set_threshold(0.6)  # the shared (cached) calls follow the threshold
+    assert (session.predictions() == (scores >= 0.6)).all()
+    session.set_dataset(dataset)
+    assert session.predictions() is None
+    session.set_current_run(run)
     session.set_threshold(7)
     assert session.threshold == 1.0
     session.set_threshold(-1)
