@@ -27,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from app.scatter_view import COLOR_MODES, ActivationScatter, ProjectionController
 from app.state import AppState
 from app.workers import Task, describe_error
 from core.projection import ProjectionCache, TSNESettings
+from core.ranking import VALIDATION_SPLIT
 from core.runs import validation_ids
 from core.scores import EMBEDDINGS_FILE, NoScoresError, load_embeddings
 
@@ -52,7 +54,8 @@ class RunPoints:
         image_ids: int64 (n,) their image ids.
         embeddings: float32 (n, D).
         names: (n,) file names for the hover label.
-        splits: (n,) str: the dataset's split, with the run's validation images as 'val'
+        splits: (n,) str: the dataset's split, with the run's held-out images as
+            'validation'
             and the images of new lots ('lot <name>') as 'lot'.
     """
 
@@ -84,7 +87,8 @@ def load_run_points(dataset, run_id: int, *, progress=None, cancel=None) -> RunP
     splits[np.char.startswith(splits.astype(str), "lot ")] = "lot"  # all new lots: one colour
     # The trainer picks the validation images per run, so the layout's 'train' split holds
     # both; marking them shows whether the map separates images it never trained on.
-    splits[(splits == "train") & np.isin(ids, validation_ids(dataset.workspace, run_id))] = "val"
+    held_out = np.isin(ids, validation_ids(dataset.workspace, run_id))
+    splits[(splits == "train") & held_out] = VALIDATION_SPLIT
     names = np.asarray(dataset.names, dtype=object)[positions].tolist()
     return RunPoints(positions, ids, embeddings, names, splits)
 
@@ -152,6 +156,8 @@ class ActivationTab(QWidget):
         state.threshold_changed.connect(self._on_threshold_change)
         state.annotations_changed.connect(self._on_annotations_change)
         state.current_image_changed.connect(self._on_current_image_change)
+        state.selection_changed.connect(self._on_selection_change)
+        scatter.selection_changed.connect(self._on_scatter_selection_change)
         scatter.coloring_requested.connect(self._on_coloring_request)
         scatter.point_clicked.connect(self._on_point_click)
         scatter.flag_requested.connect(lambda ids: self._flag(ids, True))
@@ -288,6 +294,7 @@ class ActivationTab(QWidget):
             return
         self._push_values()
         self._on_current_image_change(self.state.current_image)
+        self._on_selection_change(self.state.selection)  # the session's, on the new points
 
     def _on_threshold_change(self, _threshold: float) -> None:
         self._push_values(("prediction",))
@@ -313,6 +320,51 @@ class ActivationTab(QWidget):
         positions = self._positions_of([image_id])
         if len(positions):
             self.state.set_current_image(int(positions[0]))
+
+    # -- the selection lives in the session ------------------------------------------------
+    def _on_scatter_selection_change(self, image_ids) -> None:
+        if self.state.dataset is not None:
+            self.state.set_selection(self._positions_of(image_ids))
+
+    def _on_selection_change(self, positions) -> None:
+        dataset = self.state.dataset
+        if dataset is None or not self._scatter_has_points():
+            return
+        ids = dataset.image_ids[np.asarray(positions, dtype=np.int64)]
+        if not np.array_equal(np.sort(ids), np.sort(self.scatter.selected_ids())):
+            self.scatter.select_ids(ids)
+
+    # -- F flags, as in the ranked list ------------------------------------------------------
+    @staticmethod
+    def _is_flag_key(event) -> bool:
+        return (isinstance(event, QKeyEvent) and event.key() == Qt.Key.Key_F
+                and event.modifiers() in (Qt.KeyboardModifier.NoModifier,
+                                          Qt.KeyboardModifier.KeypadModifier))
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and self._is_flag_key(event):
+            event.accept()  # F flags here, not the image viewer's window-wide F = Fit
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if not self._is_flag_key(event):
+            super().keyPressEvent(event)
+            return
+        event.accept()
+        self.flag_selection_or_current()
+
+    def flag_selection_or_current(self) -> None:
+        """F: flag the selected points (unflag when all are flagged), else toggle the
+        current image's flag."""
+        state = self.state
+        if state.dataset is None:
+            return
+        if len(state.selection):
+            self._flag(state.dataset.image_ids[state.selection],
+                       not bool(state.flagged[state.selection].all()))
+        elif state.current_image >= 0:
+            state.toggle_flag(state.current_image)
 
     # -- actions on the selection --------------------------------------------------------
     def _flag(self, image_ids, flagged: bool) -> None:

@@ -54,7 +54,8 @@ def count_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, list[int]]]
 
 
 class DatasetPanel(QWidget):
-    """Summary of :attr:`AppState.dataset`; rebuilt whenever another dataset is opened."""
+    """Summary of :attr:`AppState.dataset`; rebuilt whenever another dataset is opened, its
+    counts whenever an image is relabelled."""
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -78,6 +79,8 @@ class DatasetPanel(QWidget):
         self.details = QWidget()
         self._build_layout()
         state.dataset_changed.connect(self._on_dataset_change)
+        # A relabel moves an image between columns: the counts are the labels as they stand.
+        state.annotations_changed.connect(self._on_annotations_change)
         self._on_dataset_change()
 
     # -- construction --------------------------------------------------------------
@@ -146,11 +149,15 @@ class DatasetPanel(QWidget):
                                              *(f"Note: {note}" for note in notes)]))
         h, w = dataset.image_size
         self.size_label.setText(f"{len(dataset.image_ids):,} images, cached at {w} × {h} px")
-        self._fill_counts(dataset.counts())
+        self._fill_counts(self.state.counts_by_split())
         self._fill_skipped(dataset)
         self.ignored_label.setText(self._ignored_text(dataset.ignored))
         self.workspace_label.setText(str(dataset.workspace.path))
         self.workspace_label.setToolTip(str(dataset.workspace.path))
+
+    def _on_annotations_change(self, _positions) -> None:
+        if self.state.dataset is not None:
+            self._fill_counts(self.state.counts_by_split())
 
     def _fill_counts(self, counts: dict[str, dict[str, int]]) -> None:
         rows = count_rows(counts)

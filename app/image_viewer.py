@@ -96,6 +96,7 @@ class ImageViewer(QWidget):
         state.current_image_changed.connect(self._on_current_image_change)
         state.annotations_changed.connect(self._on_annotations_change)
         state.current_run_changed.connect(self._refresh_review)
+        state.current_run_changed.connect(self._refresh_info)
         state.threshold_changed.connect(self._refresh_review)
         state.browse_order_changed.connect(self._refresh_browse)
         self._on_current_image_change(state.current_image)
@@ -218,17 +219,19 @@ class ImageViewer(QWidget):
     def browse_list(self) -> np.ndarray:
         """The positions previous/next steps through, in order.
 
-        The published browse order if it holds the current image, else the fallback
-        order if it does, else every image in dataset order.
+        The published browse order (the list on screen, whether or not it holds the
+        current image), else the fallback order if it holds it, else every image in
+        dataset order.
         """
         dataset = self.state.dataset
         if dataset is None:
             return np.zeros(0, dtype=np.int64)
         current = self.state.current_image
         fallback = self._fallback_order() if self._fallback_order is not None else None
-        for order in (self.state.browse_order, fallback):
-            if order is not None and len(order) and (current < 0 or (order == current).any()):
-                return np.asarray(order, dtype=np.int64)
+        if self.state.browse_order is not None:  # the list on screen, even if it lacks
+            return np.asarray(self.state.browse_order, dtype=np.int64)  # the current image
+        if fallback is not None and len(fallback) and (current < 0 or (fallback == current).any()):
+            return np.asarray(fallback, dtype=np.int64)
         return np.arange(len(dataset.image_ids), dtype=np.int64)
 
     def step(self, delta: int) -> None:
@@ -348,15 +351,22 @@ class ImageViewer(QWidget):
         self.name_label.setText(dataset.names[position])
         self.name_label.setToolTip(str(dataset.root / dataset.relpaths[position]))
         h, w = self._array.shape
-        parts = [f"split {dataset.splits[position]}", f"{w} × {h} px"]
+        self._size_text = f"{w} × {h} px"
         original = original_size(dataset, image_id)
         if original is not None and original != (h, w):
-            parts.append(f"original {original[1]} × {original[0]} px")
+            self._size_text += f"   ·   original {original[1]} × {original[0]} px"
         elif original is not None:
-            parts[-1] += " (original size)"
-        self.info_label.setText("   ·   ".join(parts))
+            self._size_text += " (original size)"
+        self._refresh_info()
         self.pixel_label.setText("")
         self._refresh_review()
+
+    def _refresh_info(self, *_args) -> None:
+        """Split (held out by the current run?) and size of the image shown."""
+        position = self.state.current_image
+        if self._array is None or position < 0 or self.state.dataset is None:
+            return
+        self.info_label.setText(f"{self.state.split_text(position)}   ·   {self._size_text}")
 
     def _show_label_chip(self, label_code: int) -> None:
         label = label_name(label_code)

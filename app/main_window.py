@@ -59,7 +59,6 @@ from app.workers import Task, describe_error, is_user_error, running_tasks, task
 from core.dataset import Dataset, change_notes, open_dataset
 from core.demodata import generate_demo_data
 from core.lots import NewLot, score_new_lot
-from core.scores import latest_scored_run
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +115,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._restore_layout()
         self.state.dataset_changed.connect(self._on_dataset_change)
+        self.state.annotations_changed.connect(self._on_annotations_change)
         self._on_dataset_change()
         self._lot_task: Task | None = None
         self.state.current_run_changed.connect(self._update_score_lot_action)
@@ -149,6 +149,10 @@ class MainWindow(QMainWindow):
             tip="Add a folder of new images to this dataset as a lot and score it with the "
                 "current run")
         self.score_lot_action.setEnabled(False)  # needs a current run (_update_score_lot_action)
+        self.undo_action = self._action("&Undo Flag or Label", "", self._on_undo_triggered,
+                                        QKeySequence.StandardKey.Undo,
+                                        "Take back the last flag or relabel (Ctrl+Z)")
+        self.undo_action.setEnabled(False)
         self.cancel_action = self._action("&Cancel Task", "cancel", self._on_cancel_triggered,
                                           "Esc", "Stop the running task (Esc)")
         self.cancel_action.setEnabled(False)
@@ -170,6 +174,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.cancel_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        edit_menu.addAction(self.undo_action)
         self.view_menu = self.menuBar().addMenu("&View")
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.about_action)
@@ -367,9 +373,8 @@ class MainWindow(QMainWindow):
         self._dataset_task = None
         self.recent.add(dataset.root)
         self._rebuild_recent_menu()
-        self.state.set_dataset(dataset)
-        # Pick up where the user left off: the newest run that has scores becomes current.
-        self.state.set_current_run(latest_scored_run(dataset.workspace))
+        # Pick up where the user left off: the run last made current, at its threshold.
+        self.state.open_dataset(dataset)
         skipped = f", {len(dataset.skipped):,} skipped" if dataset.skipped else ""
         run = self.state.current_run
         changes = "".join(f"; {note}" for note in
@@ -447,16 +452,8 @@ class MainWindow(QMainWindow):
             self._lot_task = None
         if dataset is None or Path(dataset.root) != Path(new.dataset.root):
             return  # another folder was opened meanwhile; the lot is saved in its workspace
-        run, threshold = self.state.current_run, self.state.threshold
-        current_id = (int(dataset.image_ids[self.state.current_image])
-                      if self.state.current_image >= 0 else None)
-        self.state.set_dataset(new.dataset)  # resets the run and the current image...
-        self.state.set_current_run(run)      # ...so put back what the user was looking at
-        self.state.set_threshold(threshold)
-        if current_id is not None:
-            position = int(new.dataset.positions([current_id])[0])
-            if position >= 0:
-                self.state.set_current_image(position)
+        # The run, threshold, current image and selection carry over, remapped by id.
+        self.state.replace_dataset(new.dataset)
         self.state.notify_runs_changed()  # the run's scores changed
         self.grid.set_filters("all", new.lot.split)  # show the new lot
         self.statusBar().showMessage(
@@ -526,10 +523,16 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _on_tab_change(self, _index: int) -> None:
-        # Previous/next in the viewer follow the list the user looks at: the ranked
-        # list publishes its order when shown; the grid is the viewer's fallback.
+        # Previous/next in the viewer follow the list the user looks at: the grid and the
+        # ranked list publish their rows when shown (and whenever the rows change).
         if self.tabs.currentWidget() is self.grid:
-            self.state.set_browse_order(None)
+            self.grid.publish_order()
+
+    def _on_undo_triggered(self) -> None:
+        done = self.state.undo()
+        if done:
+            self.statusBar().showMessage(done + ".", 8000)
+        self.undo_action.setEnabled(self.state.can_undo)
 
     def _on_list_filter_request(self, _positions) -> None:
         self.tabs.setCurrentWidget(self.ranked)  # the ranked list shows the selection
@@ -549,13 +552,24 @@ class MainWindow(QMainWindow):
     # -- state ---------------------------------------------------------------------
     def _on_dataset_change(self) -> None:
         dataset = self.state.dataset
+        self.undo_action.setEnabled(self.state.can_undo)
         if dataset is None:
             self.setWindowTitle(APP_NAME)
             self.summary_label.setText("No dataset")
             return
         self.setWindowTitle(f"{Path(dataset.root).name} — {APP_NAME}")
-        bad = int((dataset.labels == 1).sum())
-        self.summary_label.setText(f"{len(dataset.image_ids):,} images · {bad:,} bad")
+        self._update_summary()
+
+    def _on_annotations_change(self, _positions) -> None:
+        self.undo_action.setEnabled(self.state.can_undo)
+        self._update_summary()
+
+    def _update_summary(self) -> None:
+        """Images and bad ones as labelled now (a relabel counts at once)."""
+        dataset = self.state.dataset
+        if dataset is not None:
+            bad = self.state.label_counts()["bad"]
+            self.summary_label.setText(f"{len(dataset.image_ids):,} images · {bad:,} bad")
 
     # -- drag and drop -------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -577,6 +591,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
+        self.state.save_threshold()
         for task in running_tasks():
             task.cancel()
         # Core checks cancel often; give the workers a moment to leave files consistent.

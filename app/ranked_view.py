@@ -11,9 +11,9 @@ Built for 30,000 rows:
   shown, in order). Scores, labels, flags and predictions are read from :class:`AppState`'s
   arrays when a cell is painted; nothing is stored per row and the database is never read
   per row.
-* Filtering and sorting are numpy operations on whole arrays (``core.ranking.filter_mask``
-  and ``split_mask``, so a filter means exactly what it means in ``diesight export``), then
-  one model reset: a few milliseconds at 30,000 rows.
+* Ranking, predictions, filters and their counts are ``core.ranking``'s numpy functions on
+  whole arrays (so a filter means exactly what it means in ``diesight export``), then one
+  model reset: a few milliseconds at 30,000 rows.
 * Thumbnails come from the thumbnail grid's machinery (:class:`ThumbnailModel`: a worker
   thread and an LRU cache); the main window shares the grid's, so a thumbnail made for one
   view is there for the other.
@@ -55,8 +55,14 @@ from app.filter_bar import filter_bar, filter_combo
 from app.icons import icon
 from app.palette import LABEL_COLOURS, label_name
 from app.state import AppState
-from app.thumbnail_grid import ThumbnailModel, other_split_choices
-from core.ranking import VALIDATION_SPLIT, filter_mask, split_mask
+from app.thumbnail_grid import ThumbnailModel
+from core.ranking import (
+    filter_counts,
+    filter_mask,
+    rank_order,
+    split_choices,
+    split_mask,
+)
 
 COLUMNS = ("thumbnail", "rank", "name", "score", "label", "prediction", "flag")
 HEADERS = {"thumbnail": "", "rank": "Rank", "name": "File", "score": "Score",
@@ -65,12 +71,11 @@ COLUMN = {name: i for i, name in enumerate(COLUMNS)}
 FILTERS = [("all", "All images"), ("bad", "Labelled bad"), ("good", "Labelled good"),
            ("unlabelled", "Unlabelled"), ("flagged", "Flagged"),
            ("disagreements", "Disagreements")]
-SPLITS = [("all", "All splits"), ("train", "Train"), ("val", "Val"), ("test", "Test"),
-          ("unlabelled", "Unlabelled"), (VALIDATION_SPLIT, "Validation (held out)")]
+ALL_SPLITS = ("all", "All splits")
 ROW_HEIGHT = 54
 THUMBNAIL_SIDE = 48
 KEY_COMMANDS = {Qt.Key.Key_Space: "flag", Qt.Key.Key_F: "flag", Qt.Key.Key_G: "good",
-                Qt.Key.Key_B: "bad"}
+                Qt.Key.Key_B: "bad", Qt.Key.Key_Home: "first", Qt.Key.Key_End: "last"}
 LABEL_OF_COMMAND = {"good": 0, "bad": 1}
 
 POSITION_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -95,16 +100,6 @@ class ListFilter:
     kind: str = "all"
     split: str = "all"
     selection: np.ndarray | None = None
-
-
-def ranked_order(scores: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
-    """Positions of the scored images, highest score first; ties by ascending image id.
-
-    Given the logits (as :meth:`RankedModel.reload` does), the same order as
-    ``core.ranking.ranked_images`` (NaN scores are left out).
-    """
-    scored = np.flatnonzero(~np.isnan(scores))
-    return scored[np.lexsort((image_ids[scored], -scores[scored]))]
 
 
 class RankedModel(QAbstractTableModel):
@@ -162,7 +157,7 @@ class RankedModel(QAbstractTableModel):
             self._ranked = np.zeros(0, dtype=np.int64)
             self._rank = np.zeros(0 if dataset is None else len(dataset.image_ids), np.int64)
         else:
-            self._ranked = ranked_order(scores, np.asarray(dataset.image_ids))
+            self._ranked = rank_order(scores, np.asarray(dataset.image_ids))
             self._rank = np.zeros(len(scores), dtype=np.int64)
             self._rank[self._ranked] = np.arange(1, len(self._ranked) + 1)
         self.apply()
@@ -184,9 +179,13 @@ class RankedModel(QAbstractTableModel):
 
     def count_by_filter(self) -> dict[str, int]:
         """How many scored images each filter kind keeps under the current split/selection."""
-        base = ListFilter("all", self.list_filter.split, self.list_filter.selection)
-        return {kind: len(self._filtered(ListFilter(kind, base.split, base.selection)))
-                for kind, _ in FILTERS}
+        if len(self._ranked) == 0:
+            return {kind: 0 for kind, _ in FILTERS}
+        within = np.zeros(len(self._rank), dtype=bool)
+        within[self._filtered(ListFilter("all", self.list_filter.split,
+                                         self.list_filter.selection))] = True
+        state = self.state
+        return filter_counts(state.labels, state.predictions(), state.flagged, within)
 
     def depends_on_annotations(self) -> bool:
         """True when a flag or label change can add, drop or move rows."""
@@ -217,7 +216,7 @@ class RankedModel(QAbstractTableModel):
         if len(self._ranked) == 0:
             return self._ranked
         state = self.state
-        keep = filter_mask(list_filter.kind, state.labels, self._predictions(),
+        keep = filter_mask(list_filter.kind, state.labels, state.predictions(),
                            state.flagged)
         keep &= self._split_mask(list_filter.split)
         if list_filter.selection is not None:
@@ -225,10 +224,6 @@ class RankedModel(QAbstractTableModel):
             chosen[list_filter.selection] = True
             keep &= chosen
         return self._ranked[keep[self._ranked]]
-
-    def _predictions(self) -> np.ndarray:
-        scores = self.state.scores
-        return (np.nan_to_num(scores, nan=-1.0) >= self.state.threshold).astype(np.int8)
 
     def _split_mask(self, split: str) -> np.ndarray:
         # Cached: the validation split reads the run's file; the others compare 30,000 strings.
@@ -256,7 +251,7 @@ class RankedModel(QAbstractTableModel):
         elif name == "label":
             key = self.state.labels[positions].astype(np.int64)
         elif name == "prediction":
-            key = self._predictions()[positions].astype(np.int64)
+            key = self.state.predictions()[positions].astype(np.int64)
         else:
             key = self.state.flagged[positions].astype(np.int64)
         if self._sort_order == Qt.SortOrder.DescendingOrder:
@@ -303,7 +298,7 @@ class RankedModel(QAbstractTableModel):
             return int(self._alignment(column))
         if role == Qt.ItemDataRole.ToolTipRole:
             return (f"{state.dataset.relpaths[position]}\n"
-                    f"split {state.dataset.splits[position]} · score "
+                    f"{state.split_text(position)} · score "
                     f"{float(state.scores[position]):.6f}")
         if role == POSITION_ROLE:
             return position
@@ -329,7 +324,7 @@ class RankedModel(QAbstractTableModel):
     def _label_value(self, column: str, position: int) -> int:
         if column == "label":
             return int(self.state.labels[position])
-        return int(float(self.state.scores[position]) >= self.state.threshold)
+        return int(self.state.predictions()[position])
 
     @staticmethod
     def _alignment(column: str) -> Qt.AlignmentFlag:
@@ -463,7 +458,8 @@ class RankedView(QWidget):
         self.thumbnails = thumbnails if thumbnails is not None else ThumbnailModel(parent=self)
         self.model = RankedModel(state, self.thumbnails, self)
         self.kind_filter = filter_combo(FILTERS, "rankedKindFilter")
-        self.split_filter = filter_combo(SPLITS, "rankedSplitFilter")
+        self.split_filter = filter_combo([ALL_SPLITS, *split_choices(None, held_out=True)],
+                                         "rankedSplitFilter")
         self.selection_chip = QToolButton(objectName="selectionChip")
         self.selection_chip.setToolTip("Remove the selection filter")
         self.selection_chip.hide()
@@ -522,7 +518,8 @@ class RankedView(QWidget):
             "QToolButton#selectionChip:hover { background: #dce8fc; }")
         self.empty_label.setStyleSheet("color: #6b7685; font-size: 11pt; padding: 24px;")
         hint = QLabel("Space or F: flag   ·   G: label good   ·   B: label bad   ·   "
-                      "↑ ↓: move   ·   click a column header to sort", objectName="rankedHint")
+                      "↑ ↓ Home End: move   ·   Ctrl+Z: undo   ·   click a column header "
+                      "to sort", objectName="rankedHint")
         hint.setStyleSheet("color: #6b7685; font-size: 9pt; padding: 3px 8px; "
                            "border-top: 1px solid #e1e5eb; background: #ffffff;")
         layout = QVBoxLayout(self)
@@ -575,9 +572,10 @@ class RankedView(QWidget):
                                          self.split_filter.currentData(), None))
 
     def publish_order(self) -> None:
-        """Make the list's order the one the viewer's previous/next follows."""
-        rows = self.model.positions
-        self.state.set_browse_order(rows if len(rows) else None)
+        """Make the list's order the one the viewer's previous/next follows (also when it
+        is empty: the viewer steps through the list on screen, never another one)."""
+        if self.state.dataset is not None:
+            self.state.set_browse_order(self.model.positions)
 
     # -- handlers: filters and rows ------------------------------------------------
     def _on_filter_change(self) -> None:
@@ -628,8 +626,8 @@ class RankedView(QWidget):
         self.model.reload()
 
     def _offer_dataset_splits(self) -> None:
-        """Offer the dataset's own splits too (new lots, core.lots), before 'Validation'."""
-        choices = SPLITS[:-1] + other_split_choices(self.state.dataset) + SPLITS[-1:]
+        """Offer the dataset's own splits too (new lots, core.lots), then the held-out."""
+        choices = [ALL_SPLITS, *split_choices(self.state.dataset, held_out=True)]
         combo = self.split_filter
         if [combo.itemData(i) for i in range(combo.count())] == [k for k, _ in choices]:
             return
@@ -650,6 +648,7 @@ class RankedView(QWidget):
             self.model.apply()
         else:
             self.model.refresh_column("prediction")
+            self._update_counts()  # "Disagreements (N)" moves with the threshold
 
     def _on_annotations_change(self, positions) -> None:
         if self.model.depends_on_annotations():
@@ -670,6 +669,10 @@ class RankedView(QWidget):
             self.state.set_current_image(self.model.position_at(current.row()))
 
     def _on_key_command(self, command: str) -> None:
+        if command in ("first", "last"):
+            if self.model.rowCount():
+                self._select_row(0 if command == "first" else self.model.rowCount() - 1)
+            return
         current = self.table.currentIndex()
         if not current.isValid():
             return
@@ -679,10 +682,11 @@ class RankedView(QWidget):
             self.state.toggle_flag(position)
         else:
             self.state.set_label([position], LABEL_OF_COMMAND[command])
-        if self.model.row_of(position) < 0 and self.model.rowCount():
-            # The image left the filter (e.g. labelled while showing "Unlabelled"): the
-            # next one takes its place, so the user can keep working down the list.
-            self._select_row(min(row, self.model.rowCount() - 1))
+        # On to the next image, so the user can keep working down the list. When the image
+        # left the filter (labelled while showing "Unlabelled"), the next one took its row.
+        still_listed = self.model.row_of(position) >= 0
+        if self.model.rowCount():
+            self._select_row(min(row + 1 if still_listed else row, self.model.rowCount() - 1))
 
     def _select_position(self, position: int) -> None:
         row = self.model.row_of(position) if position >= 0 else -1

@@ -6,10 +6,10 @@ date, status and whether it has scored this dataset. A running run's row is refr
 every epoch by whoever trains it (:meth:`RunsView.refresh`).
 
 Selecting a row makes that run current for every view (``AppState.set_current_run``);
-selecting several rows (Ctrl/Shift+click) overlays their ROC curves on their holdout
-images (the held-out images that did not choose the epoch; all held-out images for a run
-from before the holdout existed), with each AUC in the legend. A run without scores can be
-scored from here ("Score Now").
+selecting more rows (Ctrl/Shift+click) keeps the current run and overlays their ROC
+curves on their holdout images (the held-out images that did not choose the epoch; all
+held-out images for a run from before the holdout existed), with each AUC in the legend
+(a row under the axes). A run without scores can be scored from here ("Score Now").
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ MAX_COMPARED = 6  # more overlaid ROC curves cannot be told apart
 ROC_COLOURS = ("#2f6fde", "#d9822b", "#2e9e5b", "#9b59b6", "#d64545", "#16a2b8")
 PLOT_BACKGROUND = "#ffffff"
 ROC_TITLE = "ROC on holdout images"
+ROC_MIN_HEIGHT = 260  # axes, curves and a two-column legend row stay readable
 AXIS_COLOUR = "#5d6673"
 STATUS_COLOURS = {"running": "#2f6fde", "finished": "#2e9e5b", "cancelled": "#b7791f",
                   "failed": "#d64545", "imported": "#5d6673"}
@@ -331,9 +332,10 @@ class RocPlot(pg.PlotWidget):
         item.showGrid(x=True, y=True, alpha=0.15)
         item.setRange(xRange=(0, 1), yRange=(0, 1.02), padding=0.02)
         item.setMouseEnabled(x=True, y=True)
-        self.legend = item.addLegend(offset=(-4, -4), labelTextColor="#1f2933",
-                                     brush=pg.mkBrush(255, 255, 255, 220),
-                                     pen=pg.mkPen("#d6dbe3"))
+        # The legend sits in its own row under the axes: over the plot it hid the curves.
+        self.legend = pg.LegendItem(colCount=2, labelTextColor="#1f2933")
+        item.layout.addItem(self.legend, 4, 1)
+        self.setMinimumHeight(ROC_MIN_HEIGHT)
         self.curves: list[pg.PlotDataItem] = []
         self.message = pg.TextItem("", color=AXIS_COLOUR, anchor=(0.5, 0.5))
         self.message.setPos(0.5, 0.5)
@@ -351,7 +353,8 @@ class RocPlot(pg.PlotWidget):
         for i, (name, roc) in enumerate(curves):
             pen = pg.mkPen(ROC_COLOURS[i % len(ROC_COLOURS)], width=2)
             label = f"{name} · AUC {roc.auc:.4f}"
-            curve = self.getPlotItem().plot(roc.fpr, roc.tpr, pen=pen, name=label)
+            curve = self.getPlotItem().plot(roc.fpr, roc.tpr, pen=pen)
+            self.legend.addItem(curve, label)
             self.curves.append(curve)
         self.note = note
         self.message.setText("" if curves else note)
@@ -430,8 +433,8 @@ class RunsView(QWidget):
         self.table.selectionModel().currentChanged.connect(self._on_selection_change)
         self.title = QLabel("Runs", objectName="sectionTitle")
         self.hint = QLabel("Click a run to make it current for every view; Ctrl+click "
-                           "another run to compare ROC curves.", objectName="dialogHint",
-                           wordWrap=True)
+                           "more runs to compare their ROC curves (the current run stays).",
+                           objectName="dialogHint", wordWrap=True)
         self.score_button = QPushButton("Score Now", objectName="scoreNowButton")
         self.score_button.setToolTip("Score every image of this dataset with the selected "
                                      "run (needed for ranking and the activation space)")
@@ -507,7 +510,8 @@ class RunsView(QWidget):
         return [int(self.proxy.data(index, RUN_ID_ROLE)) for index in rows]
 
     def select_runs(self, run_ids: list[int]) -> None:
-        """Select these runs (as a user would); the last becomes the current run."""
+        """Select these runs (as a user would); the current run stays if among them, else
+        the last becomes current."""
         self._select_ids(run_ids, run_ids[-1] if run_ids else None)
 
     def _select_ids(self, run_ids: list[int], current_id: int | None) -> None:
@@ -531,16 +535,20 @@ class RunsView(QWidget):
 
     # -- selection <-> current run -------------------------------------------------------
     def _on_selection_change(self, *_args) -> None:
-        # Also called when the current index moves: a Ctrl+click selects first and moves
-        # the current index after, and the run clicked last should become current.
+        # Also called when the current index moves (a Ctrl+click selects first and moves
+        # the current index after).
         if not self._syncing:
             ids = self.selected_run_ids()
-            current = self.table.selectionModel().currentIndex()
-            current_id = int(self.proxy.data(current, RUN_ID_ROLE)) if current.isValid() \
-                else None
-            if current_id not in ids:
-                current_id = ids[-1] if ids else None
-            self._make_current(current_id)
+            run = self.state.current_run
+            if run is None or run.id not in ids:
+                # Only when the current run left the selection does another become current:
+                # Ctrl+clicking runs in to compare them keeps the current one.
+                current = self.table.selectionModel().currentIndex()
+                current_id = int(self.proxy.data(current, RUN_ID_ROLE)) if current.isValid() \
+                    else None
+                if current_id not in ids:
+                    current_id = ids[-1] if ids else None
+                self._make_current(current_id)
         self._update_roc()
         self._update_buttons()
 

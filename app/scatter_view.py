@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 from app.palette import LABEL_HEX
 from core.progress import Progress
 from core.projection import points_in_polygon
+from core.ranking import VALIDATION_SPLIT, split_label
 
 PLOT_BACKGROUND = "#2a2f36"  # the image viewer's canvas: one dark surface for image data
 AXIS_COLOUR = "#9aa4b2"
@@ -92,9 +93,13 @@ CATEGORIES: dict[str, tuple[Category, ...]] = {
                    Category(-1, "not scored", MISSING_HEX, 0)),
     "flagged": (Category(True, "flagged", "#f5a623", 1),
                 Category(False, "not flagged", "#7d8794", 0)),
-    "split": (Category("train", "train", "#5b8def", 0), Category("val", "val", "#f28e2b", 2),
-              Category("test", "test", "#59a14f", 1),
-              Category("unlabelled", "unlabelled", LABEL_HEX[-1], 0),
+    # Named as every view names splits (core.ranking.SPLIT_NAMES): the 'val' folder and the
+    # images a run held out of 'train' are different sets.
+    "split": (Category("train", split_label("train").lower(), "#5b8def", 0),
+              Category("val", split_label("val").lower(), "#e15759", 1),
+              Category(VALIDATION_SPLIT, split_label(VALIDATION_SPLIT).lower(), "#f28e2b", 2),
+              Category("test", split_label("test").lower(), "#59a14f", 1),
+              Category("unlabelled", split_label("unlabelled").lower(), LABEL_HEX[-1], 0),
               # Every new lot (split 'lot <name>', core.lots) as one class, drawn on top:
               # where a new lot lands among the training images shows drift at a glance.
               Category("lot", "new lots", "#b07aa1", 3)),
@@ -564,8 +569,12 @@ class ActivationScatter(QWidget):
             order = np.argsort(ids, kind="stable")
             if len(ids) > 1 and (np.diff(ids[order]) == 0).any():
                 raise ValueError("image ids must be unique")
+            selected_ids = self.selected_ids()
             self._ids, self._id_order = ids, order
-            self._selected = np.zeros(0, dtype=np.int64)
+            # The selection follows its images (e.g. a new lot joined): never a stale count.
+            kept = self.indices_of(selected_ids)
+            self._selected = np.sort(kept[kept >= 0])
+            self._update_actions()
             self._highlighted = -1
         if not same_points or not keep_values:
             self._values = {}

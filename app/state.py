@@ -1,10 +1,11 @@
-"""The one observable state every view shares.
+"""The Qt face of the session every view shares.
 
-Views never talk to each other: they take the :class:`AppState` in ``__init__``, connect to
-its signals (handlers named ``_on_<thing>_change``) and call its setters. Every piece of
-state a view may follow lives here — the dataset, the current image, the current run and its
-scores, the decision threshold, the user's flags and labels — so each view can follow it
-without knowing who changed it.
+The session itself — dataset, current image, run and scores, threshold, flags and labels,
+selection, undo, and every rule about them — is :class:`core.session.Session`, plain
+Python that the command line uses too. :class:`AppState` wraps one and re-emits its events
+as Qt signals, so widgets connect the Qt way (queued across threads, disconnected when a
+widget is deleted). Views never talk to each other: they take the AppState in ``__init__``,
+connect to its signals (handlers named ``_on_<thing>_change``) and call its methods.
 
 Flags and labels are written to the workspace the moment they change (core.annotations):
 there is no Save button to forget, and a crash loses nothing.
@@ -15,29 +16,34 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
-from core import annotations
-from core.scores import NoScoresError, aligned_logits, aligned_scores
+from core.session import DEFAULT_THRESHOLD, Session
 
 if TYPE_CHECKING:
     from core.dataset import Dataset
     from core.runs import RunRecord
 
-DEFAULT_THRESHOLD = 0.5
+__all__ = ["DEFAULT_THRESHOLD", "AppState"]
+
+SAVE_THRESHOLD_AFTER_MS = 400  # after the last slider step: one workspace write, not 100
+
+_EVENTS = ("dataset_changed", "current_image_changed", "runs_changed", "current_run_changed",
+           "threshold_changed", "annotations_changed", "selection_changed",
+           "list_filter_requested", "browse_order_changed")
 
 
 class AppState(QObject):
-    """The current dataset, image, run, scores, threshold and annotations.
+    """Qt signals over a :class:`core.session.Session` (see there for what each means).
 
     Signals:
-        dataset_changed: a different dataset was opened (or the dataset was closed).
-            The current image is reset to ``-1`` and the current run to none right after.
+        dataset_changed: a different dataset was opened (or the open one grew by a lot).
         current_image_changed(int): the current image's position, ``-1`` for none.
         runs_changed: a run was added or changed (training progress, scoring finished).
         current_run_changed: another run became current, or its scores were reloaded.
         threshold_changed(float): the decision threshold every view shares.
         annotations_changed(object): positions (int64 array) whose flag or label changed.
+        selection_changed(object): the selected positions (int64 array).
         list_filter_requested(object): positions a view asks the ranked list to show.
         browse_order_changed: the list that previous/next steps through changed.
     """
@@ -48,209 +54,143 @@ class AppState(QObject):
     current_run_changed = Signal()
     threshold_changed = Signal(float)
     annotations_changed = Signal(object)
+    selection_changed = Signal(object)
     list_filter_requested = Signal(object)
     browse_order_changed = Signal()
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, session: Session | None = None) -> None:
         super().__init__(parent)
-        self._dataset: Dataset | None = None
-        self._current_image = -1
-        self._run: RunRecord | None = None
-        self._scores: np.ndarray | None = None
-        self._logits: np.ndarray | None = None
-        self._threshold = DEFAULT_THRESHOLD
-        self._labels = np.zeros(0, dtype=np.int8)
-        self._flagged = np.zeros(0, dtype=bool)
-        self._browse_order: np.ndarray | None = None
+        self.session = session if session is not None else Session()
+        for name in _EVENTS:
+            getattr(self.session, name).connect(self._relay(getattr(self, name)))
+        self._save_timer = QTimer(self, singleShot=True, interval=SAVE_THRESHOLD_AFTER_MS)
+        self._save_timer.timeout.connect(self.session.save_threshold)
+        self.threshold_changed.connect(lambda _value: self._save_timer.start())
 
-    # -- dataset and image ---------------------------------------------------------
+    @staticmethod
+    def _relay(qt_signal):
+        def emit(*args) -> None:
+            qt_signal.emit(*args)
+        return emit
+
+    # -- what the session holds --------------------------------------------------------
     @property
     def dataset(self) -> Dataset | None:
         """The open dataset, or None before the first folder is opened."""
-        return self._dataset
+        return self.session.dataset
 
     @property
     def current_image(self) -> int:
         """Position (0..n-1) of the image the user is looking at, -1 for none."""
-        return self._current_image
+        return self.session.current_image
 
-    def set_dataset(self, dataset: Dataset | None) -> None:
-        """Replace the open dataset; the current image and run go back to none."""
-        self._dataset = dataset
-        self._current_image = -1
-        self._run, self._scores, self._logits = None, None, None
-        self._browse_order = None
-        self._load_annotations()
-        self.dataset_changed.emit()
-        self.current_image_changed.emit(-1)
-        self.current_run_changed.emit()
-
-    def set_current_image(self, position: int) -> None:
-        """Make the image at ``position`` current (``-1`` clears it).
-
-        Raises:
-            IndexError: position is outside the open dataset.
-        """
-        position = int(position)
-        if position != -1:
-            n = 0 if self._dataset is None else len(self._dataset.image_ids)
-            if not 0 <= position < n:
-                raise IndexError(f"image position {position} is outside 0..{n - 1}")
-        if position == self._current_image:
-            return
-        self._current_image = position
-        self.current_image_changed.emit(position)
-
-    # -- run and scores ------------------------------------------------------------
     @property
     def current_run(self) -> RunRecord | None:
         """The run every view shows (scores, ranking, activation space), or None."""
-        return self._run
+        return self.session.current_run
 
     @property
     def scores(self) -> np.ndarray | None:
-        """The current run's defect probabilities (float64) by position (NaN: not scored),
-        or None."""
-        return self._scores
+        return self.session.scores
 
     @property
     def logits(self) -> np.ndarray | None:
-        """The logits behind :attr:`scores` (what ranks: probabilities of very confident
-        parts can round to the same value), or None."""
-        return self._logits
+        return self.session.logits
 
-    def set_current_run(self, run: RunRecord | None) -> None:
-        """Make ``run`` current and load its scores (None when it has not scored yet).
-
-        The threshold follows the run's own threshold, as the run was judged with it (for a
-        run trained without one: its operating point on the holdout).
-        """
-        self._run = run
-        self._scores, self._logits = self._load_scores(run)
-        self.current_run_changed.emit()
-        if run is not None and run.threshold is not None:
-            self.set_threshold(run.threshold)
-
-    def reload_scores(self) -> None:
-        """Re-read the current run's scores (after scoring finished)."""
-        self._scores, self._logits = self._load_scores(self._run)
-        self.current_run_changed.emit()
-
-    def notify_runs_changed(self) -> None:
-        """Tell the views that the list of runs (or a run's record) changed."""
-        self.runs_changed.emit()
-
-    def _load_scores(self, run: RunRecord | None
-                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(scores, logits) by position; float64, as float32 rounds confident parts to 1."""
-        if run is None or self._dataset is None:
-            return None, None
-        try:
-            return (aligned_scores(self._dataset, run.id),
-                    aligned_logits(self._dataset, run.id))
-        except NoScoresError:
-            return None, None
-
-    def predictions(self) -> np.ndarray | None:
-        """1 where the current scores call a part defective at the threshold (-1: no score)."""
-        if self._scores is None:
-            return None
-        pred = np.where(self._scores >= self._threshold, 1, 0).astype(np.int8)
-        pred[np.isnan(self._scores)] = -1
-        return pred
-
-    # -- threshold -----------------------------------------------------------------
     @property
     def threshold(self) -> float:
-        """Score at or above which a part is called defective."""
-        return self._threshold
+        return self.session.threshold
 
-    def set_threshold(self, value: float) -> None:
-        value = float(min(1.0, max(0.0, value)))
-        if value == self._threshold:
-            return
-        self._threshold = value
-        self.threshold_changed.emit(value)
-
-    # -- the user's flags and labels -------------------------------------------------
     @property
     def labels(self) -> np.ndarray:
         """Labels by position as they stand now: 1 bad, 0 good, -1 unlabelled."""
-        return self._labels
+        return self.session.labels
 
     @property
     def flagged(self) -> np.ndarray:
-        """True by position where the user flagged the image."""
-        return self._flagged
+        return self.session.flagged
 
-    def set_flagged(self, positions, flagged: bool) -> None:
-        """Flag or unflag images; saved to the workspace at once."""
-        positions = self._checked_positions(positions)
-        if len(positions) == 0:
-            return
-        annotations.set_flag(self._dataset.workspace, self._dataset.image_ids[positions], flagged)
-        self._flagged[positions] = flagged
-        self.annotations_changed.emit(positions)
+    @property
+    def selection(self) -> np.ndarray:
+        return self.session.selection
 
-    def toggle_flag(self, position: int) -> None:
-        self.set_flagged([position], not bool(self._flagged[position]))
-
-    def set_label(self, positions, label: int | None) -> None:
-        """Relabel images (1 bad, 0 good; None: back to the label as found); saved at once."""
-        positions = self._checked_positions(positions)
-        if len(positions) == 0:
-            return
-        ids = self._dataset.image_ids[positions]
-        annotations.set_user_label(self._dataset.workspace, ids, label)
-        self._labels[positions] = annotations.current_labels(self._dataset.workspace, ids)
-        self.annotations_changed.emit(positions)
-
-    def request_list_filter(self, positions) -> None:
-        """Ask the ranked list to show just these positions (e.g. a lasso selection)."""
-        self.list_filter_requested.emit(self._checked_positions(positions))
-
-    # -- the list previous/next steps through ------------------------------------------
     @property
     def browse_order(self) -> np.ndarray | None:
-        """Positions in the order of the list the user browses (e.g. the ranked list).
+        return self.session.browse_order
 
-        None when no list claims it; the image viewer then follows the thumbnail grid.
-        """
-        return self._browse_order
+    @property
+    def can_undo(self) -> bool:
+        return self.session.can_undo
+
+    # -- changing it (the session's rules apply) ------------------------------------------
+    def set_dataset(self, dataset: Dataset | None) -> None:
+        self.session.set_dataset(dataset)
+
+    def open_dataset(self, dataset: Dataset) -> None:
+        self.session.open_dataset(dataset)
+
+    def replace_dataset(self, dataset: Dataset) -> None:
+        self.session.replace_dataset(dataset)
+
+    def set_current_image(self, position: int) -> None:
+        self.session.set_current_image(position)
+
+    def set_current_run(self, run: RunRecord | None) -> None:
+        self.session.set_current_run(run)
+
+    def offer_trained_run(self, run: RunRecord) -> bool:
+        return self.session.offer_trained_run(run)
+
+    def reload_scores(self) -> None:
+        self.session.reload_scores()
+
+    def notify_runs_changed(self) -> None:
+        self.session.notify_runs_changed()
+
+    def predictions(self) -> np.ndarray | None:
+        return self.session.predictions()
+
+    def held_out(self) -> np.ndarray:
+        return self.session.held_out()
+
+    def split_text(self, position: int) -> str:
+        return self.session.split_text(position)
+
+    def counts_by_split(self) -> dict[str, dict[str, int]]:
+        return self.session.counts_by_split()
+
+    def label_counts(self) -> dict[str, int]:
+        return self.session.label_counts()
+
+    def set_threshold(self, value: float) -> None:
+        self.session.set_threshold(value)
+
+    def save_threshold(self) -> None:
+        """Write the chosen threshold now (on quitting; otherwise it is written shortly
+        after the last change)."""
+        self._save_timer.stop()
+        self.session.save_threshold()
+
+    def set_flagged(self, positions, flagged: bool) -> None:
+        self.session.set_flagged(positions, flagged)
+
+    def toggle_flag(self, position: int) -> None:
+        self.session.toggle_flag(position)
+
+    def set_label(self, positions, label: int | None) -> None:
+        self.session.set_label(positions, label)
+
+    def undo(self) -> str | None:
+        return self.session.undo()
+
+    def set_selection(self, positions) -> None:
+        self.session.set_selection(positions)
+
+    def clear_selection(self) -> None:
+        self.session.clear_selection()
+
+    def request_list_filter(self, positions) -> None:
+        self.session.request_list_filter(positions)
 
     def set_browse_order(self, positions) -> None:
-        """Publish the order previous/next should follow (None: no list claims it).
-
-        Unlike other positions, the order is kept as given (not sorted, not deduplicated).
-        """
-        if positions is not None:
-            # A copy: the caller's array may change later, the published order must not.
-            positions = np.array(positions, dtype=np.int64).ravel()
-            n = 0 if self._dataset is None else len(self._dataset.image_ids)
-            if len(positions) and (positions.min() < 0 or positions.max() >= n):
-                raise IndexError(f"image positions must lie in 0..{n - 1}")
-        old = self._browse_order
-        if old is None and positions is None:
-            return
-        if old is not None and positions is not None and np.array_equal(old, positions):
-            return
-        self._browse_order = positions
-        self.browse_order_changed.emit()
-
-    def _checked_positions(self, positions) -> np.ndarray:
-        if self._dataset is None:
-            raise RuntimeError("No dataset is open")
-        positions = np.unique(np.asarray(positions, dtype=np.int64).ravel())
-        n = len(self._dataset.image_ids)
-        if len(positions) and (positions[0] < 0 or positions[-1] >= n):
-            raise IndexError(f"image positions must lie in 0..{n - 1}")
-        return positions
-
-    def _load_annotations(self) -> None:
-        if self._dataset is None:
-            self._labels = np.zeros(0, dtype=np.int8)
-            self._flagged = np.zeros(0, dtype=bool)
-            return
-        ws, ids = self._dataset.workspace, self._dataset.image_ids
-        self._labels = annotations.current_labels(ws, ids).astype(np.int8)
-        self._flagged = annotations.flagged_mask(ws, ids)
+        self.session.set_browse_order(positions)

@@ -23,7 +23,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
@@ -76,6 +77,17 @@ def floor_to_step(value: float, steps: int = SLIDER_STEPS) -> float:
     return math.floor(value * steps) / steps
 
 
+class EnterSpinBox(QSpinBox):
+    """A spin box that says when Enter was pressed in it (``entered``), so Enter applies."""
+
+    entered = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        super().keyPressEvent(event)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.entered.emit()
+
+
 class ThresholdBar(QWidget):
     """Slider + spin box for :attr:`AppState.threshold`, with validation escapes and false calls.
 
@@ -97,6 +109,7 @@ class ThresholdBar(QWidget):
         self.slider.valueChanged.connect(self._on_slider_change)
         self.spin.valueChanged.connect(self._on_spin_change)
         self.max_escapes_button.clicked.connect(self._on_max_escapes_click)
+        self.max_escapes_spin.entered.connect(self._on_max_escapes_click)
         state.threshold_changed.connect(self._on_threshold_change)
         state.current_run_changed.connect(self._on_run_change)
         state.dataset_changed.connect(self._on_run_change)
@@ -130,11 +143,12 @@ class ThresholdBar(QWidget):
         self.zero_escape_label.setToolTip("A threshold (to 0.001) at which no defective "
                                           "holdout part escapes, with a margin below the "
                                           "lowest bad score")
-        self.max_escapes_spin = QSpinBox(objectName="maxEscapesSpin")
+        self.max_escapes_spin = EnterSpinBox(objectName="maxEscapesSpin")
         self.max_escapes_spin.setRange(0, 100_000)
         self.max_escapes_spin.setPrefix("≤ ")
         self.max_escapes_spin.setSuffix(" escapes")
-        self.max_escapes_spin.setToolTip("How many defective holdout parts may escape")
+        self.max_escapes_spin.setToolTip("How many defective holdout parts may escape "
+                                         "(Enter sets the threshold)")
         self.max_escapes_button = QPushButton("Set threshold", objectName="maxEscapesButton")
         self.max_escapes_button.setToolTip("Set the threshold that lets at most this many "
                                            "defective holdout parts escape (fewest false "

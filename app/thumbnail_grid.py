@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,6 +47,7 @@ from PySide6.QtWidgets import (
 from app.filter_bar import filter_bar, filter_combo
 from app.palette import ACCENT, LABEL_COLOURS, label_name
 from app.state import AppState
+from core.ranking import filter_positions, split_choices
 
 if TYPE_CHECKING:
     from core.dataset import Dataset
@@ -61,9 +63,7 @@ SPLIT_ROLE = Qt.ItemDataRole.UserRole + 4
 
 CLASS_FILTERS = [("all", "All classes"), ("good", "Good"), ("bad", "Bad"),
                  ("unlabelled", "Unlabelled")]
-SPLIT_FILTERS = [("all", "All splits"), ("train", "Train"), ("val", "Val"), ("test", "Test"),
-                 ("unlabelled", "Unlabelled")]
-_LABEL_OF_CLASS = {"good": 0, "bad": 1, "unlabelled": -1}
+ALL_SPLITS = ("all", "All splits")
 
 
 def downscale(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
@@ -89,38 +89,9 @@ def gray_qimage(array: np.ndarray) -> QImage:
     return QImage(array.tobytes(), w, h, w, QImage.Format.Format_Grayscale8).copy()
 
 
-def other_split_choices(dataset: Dataset | None) -> list[tuple[str, str]]:
-    """(key, text) filter values for the dataset's splits beyond the usual four.
-
-    These are the 'lot <name>' splits of new lots (core.lots), shown as "Lot <name>".
-    """
-    if dataset is None:
-        return []
-    known = {key for key, _ in SPLIT_FILTERS}
-    others = sorted(set(np.unique(np.asarray(dataset.splits)).tolist()) - known)
-    return [(split, split[:1].upper() + split[1:]) for split in others]
-
-
 def split_filter_choices(dataset: Dataset | None) -> list[tuple[str, str]]:
-    """The split filter's (key, text) values: the usual splits, then the dataset's others."""
-    return list(SPLIT_FILTERS) + other_split_choices(dataset)
-
-
-def filter_positions(dataset: Dataset, class_filter: str = "all",
-                     split_filter: str = "all") -> np.ndarray:
-    """Positions (ascending) of the images passing a class and a split filter.
-
-    Args:
-        dataset: the open dataset.
-        class_filter: ``all``, ``good``, ``bad`` or ``unlabelled``.
-        split_filter: ``all`` or a split name (``train``, ``val``, ``test``, ``unlabelled``).
-    """
-    keep = np.ones(len(dataset.image_ids), dtype=bool)
-    if class_filter != "all":
-        keep &= np.asarray(dataset.labels) == _LABEL_OF_CLASS[class_filter]
-    if split_filter != "all":
-        keep &= np.asarray(dataset.splits) == split_filter
-    return np.flatnonzero(keep)
+    """The split filter's (key, text) values: all, the folder splits, then new lots."""
+    return [ALL_SPLITS, *split_choices(dataset)]
 
 
 class ThumbnailLoader(QObject):
@@ -232,6 +203,7 @@ class ThumbnailModel(QAbstractListModel):
         self.cache_size = cache_size
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
         self._dataset: Dataset | None = None
+        self._label_source: Callable[[], np.ndarray] | None = None
         self._names: list[str] = []
         self._positions = np.zeros(0, dtype=np.int64)
         self._row_of_position = np.zeros(0, dtype=np.int64)
@@ -256,6 +228,24 @@ class ThumbnailModel(QAbstractListModel):
         n = 0 if dataset is None else len(dataset.image_ids)
         self._set_positions(np.arange(n, dtype=np.int64))
         self.endResetModel()
+
+    def set_label_source(self, source: Callable[[], np.ndarray] | None) -> None:
+        """Read labels by position from ``source`` (the session's labels as they stand);
+        None: the labels as found (``Dataset.labels``)."""
+        self._label_source = source
+
+    def label_of(self, position: int) -> int:
+        labels = self._label_source() if self._label_source is not None \
+            else self._dataset.labels
+        return int(labels[position])
+
+    def refresh_positions(self, positions) -> None:
+        """Repaint the rows of these positions (their label changed)."""
+        for position in np.asarray(positions, dtype=np.int64).tolist():
+            row = self.row_of(position)
+            if row >= 0:
+                index = self.index(row)
+                self.dataChanged.emit(index, index)
 
     def set_positions(self, positions: np.ndarray) -> None:
         """Show only these dataset positions (a filter result), in this order."""
@@ -288,7 +278,7 @@ class ThumbnailModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnail(int(self._dataset.image_ids[position]))
         if role == LABEL_ROLE:
-            return int(self._dataset.labels[position])
+            return self.label_of(position)
         if role == POSITION_ROLE:
             return position
         if role == IMAGE_ID_ROLE:
@@ -296,7 +286,7 @@ class ThumbnailModel(QAbstractListModel):
         if role == SPLIT_ROLE:
             return str(self._dataset.splits[position])
         if role == Qt.ItemDataRole.ToolTipRole:
-            label = label_name(self._dataset.labels[position])
+            label = label_name(self.label_of(position))
             return (f"{self._dataset.relpaths[position]}\n"
                     f"{label} · {self._dataset.splits[position]}")
         return None
@@ -431,10 +421,11 @@ class ThumbnailGrid(QWidget):
         super().__init__(parent)
         self.state = state
         self.model = ThumbnailModel(parent=self)
+        self.model.set_label_source(lambda: state.labels)  # one source: the session's
         self.delegate = ThumbnailDelegate(parent=self)
         self.class_filter = filter_combo(CLASS_FILTERS, "classFilter")
-        self.split_filter = filter_combo(SPLIT_FILTERS, "splitFilter")
-        self._split_choices = list(SPLIT_FILTERS)
+        self._split_choices = split_filter_choices(None)
+        self.split_filter = filter_combo(self._split_choices, "splitFilter")
         self.count_label = QLabel(objectName="gridCount")
         self.view = self._make_view()
         self._build_layout()
@@ -443,6 +434,7 @@ class ThumbnailGrid(QWidget):
         self.view.selectionModel().currentChanged.connect(self._on_view_current_change)
         state.dataset_changed.connect(self._on_dataset_change)
         state.current_image_changed.connect(self._on_current_image_change)
+        state.annotations_changed.connect(self._on_annotations_change)
         self._on_dataset_change()
 
     # -- construction --------------------------------------------------------------
@@ -482,13 +474,29 @@ class ThumbnailGrid(QWidget):
     def position_at_row(self, row: int) -> int:
         return int(self.model.positions[row])
 
+    def publish_order(self) -> None:
+        """Make the grid's rows the list the viewer's previous/next steps through."""
+        if self.state.dataset is not None:
+            self.state.set_browse_order(self.model.positions)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.publish_order()
+
     # -- handlers ------------------------------------------------------------------
     def _on_dataset_change(self) -> None:
         dataset = self.state.dataset
         self.model.set_dataset(dataset)
         self._set_split_choices(split_filter_choices(dataset))
-        self._update_filter_counts(dataset)
+        self._update_filter_counts()
         self._apply_filters()
+
+    def _on_annotations_change(self, positions) -> None:
+        self._update_filter_counts()
+        if self.class_filter.currentData() == "all":
+            self.model.refresh_positions(positions)
+        else:
+            self._apply_filters()  # a relabelled image may leave or join the filter
 
     def _on_filter_change(self) -> None:
         self._apply_filters()
@@ -499,9 +507,12 @@ class ThumbnailGrid(QWidget):
             self.model.set_positions(np.zeros(0, dtype=np.int64))
             self.count_label.setText("No dataset open")
             return
-        positions = filter_positions(dataset, self.class_filter.currentData(),
+        positions = filter_positions(dataset, self.state.labels,
+                                     self.class_filter.currentData(),
                                      self.split_filter.currentData())
         self.model.set_positions(positions)
+        if self.isVisible():
+            self.publish_order()
         total = len(dataset.image_ids)
         shown = len(positions)
         self.count_label.setText(f"{shown:,} images" if shown == total
@@ -521,18 +532,19 @@ class ThumbnailGrid(QWidget):
         self.split_filter.blockSignals(False)
         self._split_choices = choices
 
-    def _update_filter_counts(self, dataset: Dataset | None) -> None:
-        """Show how many images each filter value keeps ("Bad (312)")."""
-        labels = None if dataset is None else np.asarray(dataset.labels)
+    def _update_filter_counts(self) -> None:
+        """Show how many images each filter value keeps now ("Bad (312)")."""
+        dataset = self.state.dataset
+        counts = {} if dataset is None else self.state.label_counts()
         splits = None if dataset is None else np.asarray(dataset.splits)
-        for combo, choices, values, key_of in (
-                (self.class_filter, CLASS_FILTERS, labels, _LABEL_OF_CLASS.get),
-                (self.split_filter, self._split_choices, splits, lambda key: key)):
-            for i, (key, text) in enumerate(choices):
-                if values is None or key == "all":
-                    combo.setItemText(i, text)
-                else:
-                    combo.setItemText(i, f"{text} ({int(np.sum(values == key_of(key))):,})")
+        for i, (key, text) in enumerate(CLASS_FILTERS):
+            count = counts.get(key)
+            self.class_filter.setItemText(i, text if count is None else f"{text} ({count:,})")
+        for i, (key, text) in enumerate(self._split_choices):
+            if splits is None or key == "all":
+                self.split_filter.setItemText(i, text)
+            else:
+                self.split_filter.setItemText(i, f"{text} ({int(np.sum(splits == key)):,})")
 
     def _on_view_current_change(self, current: QModelIndex, previous: QModelIndex) -> None:
         if current.isValid():

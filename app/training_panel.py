@@ -497,10 +497,12 @@ class TrainingPanel(QWidget):
         total = time.monotonic() - self._started
         run = self._make_current(run_id)
         auc = f"holdout AUC {run.val_auc:.4f}, " if run and run.val_auc is not None else ""
+        kept = "" if run is None or run.status == "finished" else \
+            f" It was {run.status}, so it is not current: select it in the runs table to use it."
         self.status_label.setText(
             f"Run {run_id} ready: {auc}{len(result.image_ids):,} images scored. "
             f"Took {duration_text(total)} (training {duration_text(self._train_seconds)}, "
-            f"scoring {duration_text(total - self._train_seconds)}).")
+            f"scoring {duration_text(total - self._train_seconds)}).{kept}")
         self._set_progress(PROGRESS_STEPS, "Done")
         self.rate_label.clear()
         self._on_job_end()
@@ -513,12 +515,13 @@ class TrainingPanel(QWidget):
         self._on_job_end()
 
     def _make_current(self, run_id: int) -> RunRecord | None:
-        """Make the run current if its dataset is still open; the refreshed record."""
+        """Offer the run as current if its dataset is still open (a cancelled run is not
+        taken: core.session.Session.offer_trained_run); the refreshed record."""
         dataset = self._dataset
         if dataset is None or dataset is not self.state.dataset:
             return None
         run = get_run(dataset.workspace, run_id)
-        self.state.set_current_run(run)
+        self.state.offer_trained_run(run)
         self.state.notify_runs_changed()
         return run
 

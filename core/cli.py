@@ -462,7 +462,8 @@ def _add_export(sub) -> None:
                    help="Kaggle submission: id,label with one row per test/unlabelled image "
                         "(label = defect probability)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="defect threshold (default: the run's own, else 0.5)")
+                   help="defect threshold (default: the one last chosen for the run in the "
+                        "GUI, else the run's own, else 0.5)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -471,6 +472,7 @@ def _cmd_export(args) -> int:
     from core import export
     from core.runs import resolve_run
     from core.scores import NoScoresError, has_scores, no_scores_message
+    from core.session import saved_threshold
 
     if not (args.flagged or args.scores or args.submission):
         raise ValueError("nothing to export: give --flagged, --scores and/or --submission")
@@ -480,6 +482,8 @@ def _cmd_export(args) -> int:
     run = resolve_run(dataset.workspace, args.run)
     if not has_scores(dataset.workspace, run.id):
         raise NoScoresError(no_scores_message(run.id, args.data))
+    if args.threshold is None:  # the threshold the user judged this run at, as the GUI
+        args.threshold = saved_threshold(dataset.workspace, run)
     for warning in export.change_warnings(dataset, run, args.data, flagged=bool(args.flagged)):
         print(f"diesight export: warning: {warning}", file=sys.stderr)
     if args.flagged:
@@ -596,12 +600,39 @@ def _add_flag(sub) -> None:
 
 @_user_errors
 def _cmd_flag(args) -> int:
-    from core.annotations import set_flag
+    from core.session import Session
 
     dataset = _open_dataset_with_bar(args)
-    image_ids = _image_ids_for(dataset, args.images)
-    set_flag(dataset.workspace, image_ids, not args.unflag)
-    print(f"{'Unflagged' if args.unflag else 'Flagged'} {len(set(image_ids))} image(s).")
+    positions = dataset.positions(_image_ids_for(dataset, args.images))
+    Session(dataset).set_flagged(positions, not args.unflag)  # the GUI's rules and writes
+    print(f"{'Unflagged' if args.unflag else 'Flagged'} {len(set(positions.tolist()))} "
+          "image(s).")
+    return 0
+
+
+_LABEL_WORDS = {"bad": 1, "good": 0, "found": None}
+
+
+def _add_label(sub) -> None:
+    p = sub.add_parser("label", help="relabel images good or bad (or back to as found)",
+                       description="Relabel images of DATA, saved at once in DATA's "
+                                   "workspace (the same labels the GUI sets): 'found' "
+                                   "drops the relabel, back to the label as found.")
+    _add_data_arguments(p)
+    p.add_argument("label", choices=tuple(_LABEL_WORDS), help="the new label")
+    p.add_argument("images", metavar="ID", nargs="+",
+                   help="an image's id (file name without extension) or its path in DATA")
+    p.set_defaults(func=_cmd_label)
+
+
+@_user_errors
+def _cmd_label(args) -> int:
+    from core.session import Session
+
+    dataset = _open_dataset_with_bar(args)
+    positions = dataset.positions(_image_ids_for(dataset, args.images))
+    Session(dataset).set_label(positions, _LABEL_WORDS[args.label])
+    print(f"Labelled {len(set(positions.tolist()))} image(s) {args.label}.")
     return 0
 
 
@@ -629,6 +660,7 @@ def _image_ids_for(dataset, names: Sequence[str]) -> list[int]:
 
 
 _PARSERS.append(_add_flag)
+_PARSERS.append(_add_label)
 
 
 # --- explain -------------------------------------------------------------------------------

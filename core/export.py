@@ -28,6 +28,7 @@ import numpy as np
 
 from core.annotations import UNLABELLED, current_labels, flags, flags_on_changed_images
 from core.atomic import atomic_write
+from core.ranking import predictions
 from core.runs import RunRecord
 from core.scores import (
     NoScoresError,
@@ -162,8 +163,9 @@ def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
     run, threshold, scores, labels = _run_results(dataset, run, threshold)
     ids, splits = dataset.ids, dataset.splits
     notes = score_notes(dataset, run, scores)
+    called = predictions(scores, threshold)  # the GUI's calls, -1 where unscored
     rows = ([ids[p], dataset.relpaths[p], splits[p], _label(labels[p]), _number(scores[p]),
-             "" if math.isnan(scores[p]) else int(scores[p] >= threshold), notes[p]]
+             "" if called[p] < 0 else int(called[p]), notes[p]]
             for p in range(len(dataset.image_ids)))
     return _write_csv(path, SCORES_COLUMNS, rows)
 

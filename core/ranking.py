@@ -23,6 +23,12 @@ FILTERS = ("all", "bad", "good", "unlabelled", "flagged", "disagreements")
 VALIDATION_SPLIT = "validation"
 """Split name meaning "the images the run held out for validation" (not a folder split)."""
 
+SPLIT_NAMES = {"train": "Train", "val": "Val folder", "test": "Test",
+               "unlabelled": "Unlabelled", VALIDATION_SPLIT: "Held out by the run"}
+"""What every view calls a split. The layout's ``val`` folder and the images a run held out
+of ``train`` for validation are different sets, so they never share a name."""
+FOLDER_SPLITS = ("train", "val", "test", "unlabelled")
+
 
 class RankedImage(NamedTuple):
     """One row of a ranking.
@@ -33,7 +39,7 @@ class RankedImage(NamedTuple):
         relpath: path relative to the dataset root.
         score: defect probability from the run.
         label: 1 bad, 0 good, -1 unlabelled (user relabels applied).
-        prediction: 1 when score >= threshold, else 0.
+        prediction: 1 when score >= threshold, else 0 (see :func:`predictions`).
         flagged: True when the user flagged the image.
     """
 
@@ -126,17 +132,81 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
     logits = aligned_logits(dataset, run_id)
     labels = current_labels(workspace, image_ids)
     flagged = flagged_mask(workspace, image_ids)
-    predictions = (scores >= threshold).astype(np.int8)
+    called = predictions(scores, threshold)
 
-    selected = filter_mask(filter, labels, predictions, flagged)
+    selected = filter_mask(filter, labels, called, flagged)
     selected &= split_mask(dataset, run_id, split)
-    scored = ~np.isnan(scores)
-    positions = np.flatnonzero(selected & scored)
-    order = np.lexsort((image_ids[positions], -logits[positions]))
-    positions = positions[order]
+    ranked = rank_order(logits, image_ids)
+    positions = ranked[selected[ranked]]
+    unscored = int(np.count_nonzero(selected & np.isnan(scores)))
     return Ranking(positions, image_ids[positions], scores[positions], labels[positions],
-                   predictions[positions], flagged[positions], float(threshold),
-                   int(np.count_nonzero(selected & ~scored)), dataset.relpaths)
+                   called[positions], flagged[positions], float(threshold), unscored,
+                   dataset.relpaths)
+
+
+def predictions(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The run's call per image: 1 where ``score >= threshold`` (bad), 0 good, -1 unscored.
+
+    The one definition every view, the export and the CLI use.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    called = (np.nan_to_num(scores, nan=-np.inf) >= threshold).astype(np.int8)
+    called[np.isnan(scores)] = -1
+    return called
+
+
+def rank_order(logits: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
+    """Positions of the scored images, highest logit first; ties by ascending image id.
+
+    By logit, not probability: very confident parts' probabilities round to the same value.
+    Unscored (NaN) images are left out.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    scored = np.flatnonzero(~np.isnan(logits))
+    return scored[np.lexsort((np.asarray(image_ids)[scored], -logits[scored]))]
+
+
+def filter_positions(dataset, labels: np.ndarray, kind: str = "all", split: str = "all",
+                     run_id: int | None = None) -> np.ndarray:
+    """Positions (ascending) of the images a label filter and a split keep, scored or not.
+
+    What the thumbnail grid shows: ``labels`` are the current labels (user relabels
+    applied), ``kind`` one of all/bad/good/unlabelled, ``split`` as in :func:`split_mask`.
+    """
+    if kind not in ("all", "bad", "good", "unlabelled"):
+        raise ValueError(f"a label filter is all, bad, good or unlabelled; got {kind!r}")
+    no_flags = np.zeros(len(labels), dtype=bool)
+    keep = filter_mask(kind, labels, np.full(len(labels), -1, np.int8), no_flags)
+    keep &= split_mask(dataset, run_id or 0, split)
+    return np.flatnonzero(keep)
+
+
+def filter_counts(labels: np.ndarray, predictions: np.ndarray, flagged: np.ndarray,
+                  within: np.ndarray) -> dict[str, int]:
+    """How many images of the boolean mask ``within`` each of :data:`FILTERS` keeps."""
+    return {name: int(np.count_nonzero(filter_mask(name, labels, predictions, flagged)
+                                       & within)) for name in FILTERS}
+
+
+def split_label(split: str) -> str:
+    """The name a view shows for a split (:data:`SPLIT_NAMES`; 'lot 7' becomes 'Lot 7')."""
+    return SPLIT_NAMES.get(split, split[:1].upper() + split[1:])
+
+
+def split_text(split: str, held_out_by: int | None = None) -> str:
+    """"split Train"; for an image a run held out of training "split Train · held out by
+    run 3" (it did not train on it, whatever its folder)."""
+    text = f"split {split_label(split)}"
+    return text if held_out_by is None else f"{text} · held out by run {held_out_by}"
+
+
+def split_choices(dataset, *, held_out: bool = False) -> list[tuple[str, str]]:
+    """(key, name) of the splits to offer as a filter: the folder splits, then the
+    dataset's others (new lots), then with ``held_out`` the run's held-out images."""
+    others = [] if dataset is None else sorted(
+        set(np.unique(np.asarray(dataset.splits)).tolist()) - set(FOLDER_SPLITS))
+    keys = [*FOLDER_SPLITS, *others] + ([VALIDATION_SPLIT] if held_out else [])
+    return [(key, split_label(key)) for key in keys]
 
 
 def filter_mask(name: str, labels: np.ndarray, predictions: np.ndarray,
@@ -167,7 +237,7 @@ def split_mask(dataset, run_id: int, split: str | None) -> np.ndarray:
     if split == VALIDATION_SPLIT:
         return np.isin(dataset.image_ids, validation_ids(dataset.workspace, run_id))
     splits = np.asarray(dataset.splits)
-    known = sorted(set(splits.tolist()) | {"train", "val", "test", "unlabelled"})
+    known = sorted(set(splits.tolist()) | set(FOLDER_SPLITS))
     if split not in known:
         raise ValueError(f"split must be one of {', '.join(known + [VALIDATION_SPLIT])}; "
                          f"got {split!r}")

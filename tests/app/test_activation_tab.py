@@ -128,12 +128,14 @@ def test_split_colouring_marks_the_runs_validation_images(qtbot, dataset):
     state.set_current_run(run)
     wait_for_map(qtbot, tab)
     splits = tab.values("split")
-    assert set(splits[dataset.positions(val_ids)]) == {"val"}
-    assert (splits == "val").sum() == len(val_ids)
+    assert set(splits[dataset.positions(val_ids)]) == {"validation"}
+    assert (splits == "validation").sum() == len(val_ids)
     assert set(splits[dataset.splits == "test"]) == {"test"}
     tab.scatter.color_combo.setCurrentIndex(tab.scatter.color_combo.findData("split"))
     counts = dict(zip(tab.scatter.coloring.names, tab.scatter.coloring.counts(), strict=True))
-    assert counts["val"] == len(val_ids)
+    # Held out by the run, not the 'val' folder: never both called "val" (issue 10, #13).
+    assert counts["held out by the run"] == len(val_ids)
+    assert "val" not in counts
 
 
 def test_threshold_and_annotations_recolour_without_a_new_map(qtbot, shown):

@@ -101,10 +101,12 @@ def test_without_a_published_list_the_fallback_order_is_used(viewer, scored):
     state.set_current_image(5)
     viewer.step(1)
     assert state.current_image == 30
-    # A published list that does not hold the current image does not capture it.
+    # A published list (the list on screen) is stepped through even when it does not hold
+    # the current image: stepping enters it, never another list (issue 10, defect 7).
     state.set_browse_order([1, 2])
+    assert viewer.browse_label.text() == "– of 2"
     viewer.step(-1)
-    assert state.current_image == 5
+    assert state.current_image == 2
     # Outside every list, the dataset order is the list.
     state.set_browse_order(None)
     state.set_current_image(100)
@@ -134,9 +136,10 @@ def test_ranked_tab_drives_previous_next_in_the_window(qtbot, settings, demo_cop
     assert window.state.current_image == ranked[1]
     assert window.ranked.table.currentIndex().row() == 1
     window.tabs.setCurrentWidget(window.grid)  # back to the grid: its order again
-    assert window.state.browse_order is None
+    assert np.array_equal(window.state.browse_order, window.grid.model.positions)
     window.grid.set_filters("bad", "all")
     bad = window.grid.model.positions
+    assert np.array_equal(window.state.browse_order, bad)
     window.state.set_current_image(int(bad[0]))
     window.viewer.step(1)
     assert window.state.current_image == bad[1]

@@ -121,30 +121,46 @@ def test_selecting_a_row_sets_the_current_image_and_follows_it(view, scored):
         assert not view.table.currentIndex().isValid()
 
 
-def test_keyboard_flags_and_labels_go_to_the_database_and_the_row(qtbot, view, scored):
+def test_keyboard_flags_and_labels_go_to_the_database_and_advance(qtbot, view, scored):
     state = scored[0]
     dataset = state.dataset
     view.table.setFocus()
-    view.table.setCurrentIndex(view.model.index(2, COLUMN["name"]))
-    position = view.model.position_at(2)
-    image_id = int(dataset.image_ids[position])
-    flag_cell = view.model.index(2, COLUMN["flag"])
 
-    qtbot.keyClick(view.table, Qt.Key.Key_Space)
+    def act_on_row(row: int, key: Qt.Key) -> int:
+        view.table.setCurrentIndex(view.model.index(row, COLUMN["name"]))
+        image_id = int(dataset.image_ids[view.model.position_at(row)])
+        qtbot.keyClick(view.table, key)
+        # Each key acts on the row and moves on, so the user keeps working down the list.
+        assert view.table.currentIndex().row() == row + 1
+        assert state.current_image == view.model.position_at(row + 1)
+        return image_id
+
+    image_id = act_on_row(2, Qt.Key.Key_Space)
     assert image_id in annotations.flags(dataset.workspace)
-    assert flag_cell.data(FLAGGED_ROLE) is True
-    qtbot.keyClick(view.table, Qt.Key.Key_F)
+    assert view.model.index(2, COLUMN["flag"]).data(FLAGGED_ROLE) is True
+    act_on_row(2, Qt.Key.Key_F)
     assert image_id not in annotations.flags(dataset.workspace)
-    assert flag_cell.data(FLAGGED_ROLE) is False
+    assert view.model.index(2, COLUMN["flag"]).data(FLAGGED_ROLE) is False
 
-    qtbot.keyClick(view.table, Qt.Key.Key_G)
+    act_on_row(2, Qt.Key.Key_G)
     assert annotations.user_labels(dataset.workspace)[image_id] == 0
     assert view.model.index(2, COLUMN["label"]).data() == "good"
-    qtbot.keyClick(view.table, Qt.Key.Key_B)
+    act_on_row(2, Qt.Key.Key_B)
     assert annotations.user_labels(dataset.workspace)[image_id] == 1
     assert view.model.index(2, COLUMN["label"]).data() == "bad"
     qtbot.keyClick(view.table, Qt.Key.Key_Down)
-    assert state.current_image == view.model.position_at(3)
+    assert state.current_image == view.model.position_at(4)
+
+
+def test_home_and_end_go_to_the_first_and_last_row(qtbot, view, scored):
+    state = scored[0]
+    view.table.setFocus()
+    view.table.setCurrentIndex(view.model.index(5, COLUMN["name"]))
+    qtbot.keyClick(view.table, Qt.Key.Key_Home)
+    assert view.table.currentIndex().row() == 0
+    assert state.current_image == view.model.position_at(0)
+    qtbot.keyClick(view.table, Qt.Key.Key_End)
+    assert view.table.currentIndex().row() == view.model.rowCount() - 1
 
 
 def test_labelling_in_the_unlabelled_filter_moves_to_the_next_image(qtbot, view, scored):

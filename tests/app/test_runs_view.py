@@ -202,7 +202,7 @@ def test_score_now_scores_the_selected_run(qtbot, state):
     assert state.scores is not None and np.isfinite(state.scores).all()
 
 
-def test_click_then_ctrl_click_compares_and_the_last_click_is_current(qtbot, state):
+def test_click_then_ctrl_click_compares_and_the_current_run_stays(qtbot, state):
     from PySide6.QtTest import QTest
 
     first = add_run(state.dataset, seed=5, scores_noise=0.1)
@@ -221,7 +221,10 @@ def test_click_then_ctrl_click_compares_and_the_last_click_is_current(qtbot, sta
     click(first.id)
     assert state.current_run.id == first.id
     assert len(view.roc_curves()) == 1
+    threshold = state.threshold
     click(second.id, Qt.KeyboardModifier.ControlModifier)
     assert sorted(view.selected_run_ids()) == sorted([first.id, second.id])
-    assert state.current_run.id == second.id
+    # Comparing is not switching: the threshold bar keeps showing the current run.
+    assert state.current_run.id == first.id
+    assert state.threshold == threshold
     assert len(view.roc_curves()) == 2

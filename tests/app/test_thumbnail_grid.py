@@ -14,10 +14,10 @@ from app.thumbnail_grid import (
     POSITION_ROLE,
     ThumbnailGrid,
     downscale,
-    filter_positions,
     gray_qimage,
 )
 from core.dataset import open_dataset
+from core.ranking import filter_positions
 
 
 @pytest.fixture
@@ -54,11 +54,12 @@ def test_gray_qimage_keeps_the_pixels():
 
 
 def test_filter_positions_matches_labels_and_splits(dataset):
-    bad_train = filter_positions(dataset, "bad", "train")
+    labels = dataset.labels
+    bad_train = filter_positions(dataset, labels, "bad", "train")
     expected = np.flatnonzero((dataset.labels == 1) & (dataset.splits == "train"))
     assert np.array_equal(bad_train, expected)
-    assert len(filter_positions(dataset)) == len(dataset.image_ids)
-    assert len(filter_positions(dataset, "unlabelled", "test")) == \
+    assert len(filter_positions(dataset, labels)) == len(dataset.image_ids)
+    assert len(filter_positions(dataset, labels, "unlabelled", "test")) == \
         dataset.counts()["test"]["unlabelled"]
 
 

@@ -202,8 +202,12 @@ def test_cancel_half_way_keeps_the_best_epoch(qtbot, window):
     row = view.model.row_of(run.id)
     assert view.model.index(row, COLUMN_INDEX["Status"]).data() == "cancelled"
     assert 1 <= panel.curves.point_counts()["val_auc"] < 20
-    # The window is usable: the run is current with its best epoch's scores, browsing works,
+    # The half-trained run is not made current behind the user's back (issue 10, defect 1);
+    # picked in the runs table, it is current with its best epoch's scores, browsing works,
     # and a new run can start.
+    assert window.state.current_run is None
+    assert "select it" in panel.status_label.text()
+    view.select_runs([run.id])
     assert window.state.current_run.id == run.id and window.state.scores is not None
     window.state.set_current_image(1)
     assert window.viewer.shown_array is not None

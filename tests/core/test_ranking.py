@@ -112,3 +112,51 @@ def test_bad_queries_are_refused(scored):
     unscored = make_run(dataset.workspace, seed=1)
     with pytest.raises(NoScoresError, match="diesight score"):
         ranked_images(dataset, unscored.id)
+
+
+# --- one ranking, prediction and filter implementation, shared by views and the CLI ---
+
+def test_predictions_call_bad_at_or_above_the_threshold_and_mark_unscored():
+    from core.ranking import predictions
+
+    scores = np.array([0.1, 0.5, np.nan, 0.9])
+    assert predictions(scores, 0.5).tolist() == [0, 1, -1, 1]
+    assert predictions(scores, 0.95).tolist() == [0, 0, -1, 0]
+
+
+def test_rank_order_by_logit_then_image_id_leaving_out_unscored():
+    from core.ranking import rank_order
+
+    logits = np.array([0.0, 3.0, np.nan, 3.0, -1.0])
+    image_ids = np.array([10, 12, 13, 11, 14])
+    assert rank_order(logits, image_ids).tolist() == [3, 1, 0, 4]
+
+
+def test_filter_positions_use_the_labels_given_and_counts_match_the_filters(scored):
+    from core.ranking import FILTERS, filter_counts, filter_positions, predictions
+
+    dataset, run, scores = scored
+    labels = dataset.labels.copy()
+    labels[0] = 1 - labels[0] if labels[0] >= 0 else 1  # a relabel the dataset lacks
+    bad = filter_positions(dataset, labels, "bad", "train")
+    assert bad.tolist() == np.flatnonzero((labels == 1) & (dataset.splits == "train")).tolist()
+    with pytest.raises(ValueError):
+        filter_positions(dataset, labels, "flagged")
+    flagged = np.zeros(len(labels), dtype=bool)
+    flagged[[1, 2]] = True
+    within = np.ones(len(labels), dtype=bool)
+    counts = filter_counts(labels, predictions(scores, 0.5), flagged, within)
+    assert set(counts) == set(FILTERS)
+    assert counts["all"] == len(labels) and counts["flagged"] == 2
+    assert counts["bad"] == int((labels == 1).sum())
+
+
+def test_split_names_come_from_one_table(scored):
+    from core.ranking import VALIDATION_SPLIT, split_choices, split_label, split_text
+
+    dataset = scored[0]
+    assert split_label("val") != split_label(VALIDATION_SPLIT)
+    assert split_label("lot July") == "Lot July"
+    keys = [key for key, _ in split_choices(dataset, held_out=True)]
+    assert keys[:4] == ["train", "val", "test", "unlabelled"] and keys[-1] == VALIDATION_SPLIT
+    assert split_text("train", 3) == "split Train · held out by run 3"
