@@ -407,6 +407,13 @@ def _cmd_runs(args) -> int:
                   "time", "device", "status", "scored", "date"),
                  [_run_row(workspace, run) for run in runs],
                  right=("id", "parameters", "val AUC", "escapes/false calls", "time")))
+    from core.dataset import unopened_changes
+
+    differing = unopened_changes(root, workspace)
+    if differing:
+        print(f"Note: {differing:,} image file(s) of {args.data} were added, removed or "
+              f"modified since it was last opened; `diesight scan {args.data}` checks them "
+              "and brings 'scored' up to date.")
     return 0
 
 

@@ -558,6 +558,30 @@ def _build(con: sqlite3.Connection, workspace: Workspace, root: Path, cache: Ima
                    skipped=skipped, ignored=dict(ignored), stats=plan.stats)
 
 
+def unopened_changes(root: str | os.PathLike, workspace: Workspace) -> int:
+    """How many image files of ``root`` appeared, vanished, or changed size or times since
+    the folder was last opened: a stat-only walk that reads no file, for commands that
+    report on the workspace without opening the folder (``diesight runs``).
+
+    An open decides which of them really changed (core.dataset's content check); lot
+    folders are left to it too.
+    """
+    found = scan_folder(root).images
+    with workspace.transaction() as con:
+        known = {row[0]: tuple(row[1:]) for row in con.execute(
+            "SELECT relpath, size_bytes, mtime_ns, ctime_ns FROM images WHERE present = 1")
+            if not os.path.isabs(row[0])}
+        unreadable = {row[0] for row in con.execute("SELECT relpath FROM skipped")}
+    differing = 0
+    for relpath, size_bytes, mtime_ns, ctime_ns in found:
+        old = known.pop(relpath, None)
+        if old is None:
+            differing += relpath not in unreadable  # a file that failed is no news
+        elif old[:2] != (size_bytes, mtime_ns) or old[2] not in (None, ctime_ns):
+            differing += 1
+    return differing + len(known)
+
+
 def summary_lines(dataset: Dataset) -> list[str]:
     """A plain-text report of an opened dataset: layout, counts, workspace, skipped files."""
     height, width = dataset.image_size

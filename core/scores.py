@@ -78,7 +78,7 @@ def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     image_ids = _checked_lengths(image_ids, scores, embeddings)
     embeddings = np.asarray(embeddings, dtype=np.float32)
     try:
-        old_ids, old_embeddings = load_embeddings(workspace, run_id)
+        old_ids, old_embeddings = load_embeddings(workspace, run_id, current_only=False)
     except NoScoresError:
         old_ids, old_embeddings = np.zeros(0, np.int64), embeddings[:0]
     if old_embeddings.shape[1:] != embeddings.shape[1:]:
@@ -223,11 +223,16 @@ def stale_scores_message(freshness: ScoreFreshness, run_id: int, data: str = "DA
 
 def changed_since_scored(dataset, run_id: int) -> np.ndarray:
     """Boolean array aligned with the dataset: the run's score is of an earlier picture."""
-    table = query_array(dataset.workspace,
+    return np.isin(dataset.image_ids, _stale_ids(dataset.workspace, run_id))
+
+
+def _stale_ids(workspace: Workspace, run_id: int) -> np.ndarray:
+    """Ids of the images whose file changed since the run scored them."""
+    table = query_array(workspace,
                         "SELECT s.image_id FROM scores s JOIN images i ON i.id = s.image_id "
                         f"WHERE s.run_id = ? AND NOT {_CURRENT}", (int(run_id),), columns=1,
                         dtype=np.int64)
-    return np.isin(dataset.image_ids, table[:, 0])
+    return table[:, 0]
 
 
 def load_scores(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +287,10 @@ def aligned_logits(dataset, run_id: int) -> np.ndarray:
     return align_by_id(dataset.image_ids, ids, logits, np.nan)
 
 
-def load_embeddings(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """A run's stored embeddings.
+def load_embeddings(workspace: Workspace, run_id: int, *,
+                    current_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A run's stored embeddings (by default without those of images changed since it
+    scored them: they place the earlier picture).
 
     Returns:
         (image_ids int64 (n,), embeddings float32 (n, D)).
@@ -301,4 +308,9 @@ def load_embeddings(workspace: Workspace, run_id: int) -> tuple[np.ndarray, np.n
     if embeddings.ndim != 2 or len(embeddings) != len(ids):
         raise ValueError(f"The embeddings of run {run_id} in {run_dir} are inconsistent "
                          f"({embeddings.shape} for {len(ids)} ids); score the run again.")
-    return ids.astype(np.int64, copy=False), embeddings
+    ids = ids.astype(np.int64, copy=False)
+    if current_only:
+        current = ~np.isin(ids, _stale_ids(workspace, run_id))
+        if not current.all():
+            ids, embeddings = ids[current], embeddings[current]
+    return ids, embeddings

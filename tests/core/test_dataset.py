@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ingest_helpers import TINY, make_kaggle_folder, snapshot, write_image
 from PIL import Image
 
 import core.cache
+import core.dataset
 from core.cache import CACHE_FILE_NAME
 from core.dataset import DatasetError, open_dataset
 from core.progress import Cancelled
@@ -321,6 +323,41 @@ def test_changed_new_and_vanished_files(lot):
     assert third.image_ids[third.relpaths.index("test/all_tests/t002.png")] == \
         ids["test/all_tests/t002.png"]
     assert_pixels_match_files(third)
+
+
+def test_a_touch_is_no_change_and_a_same_size_same_mtime_rewrite_is(lot, monkeypatch):
+    monkeypatch.setattr(core.dataset, "RACY_WINDOW_NS", 200_000_000)  # 0.2 s, for speed
+    rewritten = lot / "train/good_0/g001.png"
+    pixels = np.asarray(Image.open(rewritten)).copy()
+    Image.fromarray(pixels).save(rewritten, compress_level=0)  # size set by the dimensions
+    time.sleep(0.3)  # older than the window: the files' ctimes vouch for their bytes
+    first = open_dataset(lot, workers=1)
+    assert open_dataset(lot, workers=1).stats.checked == 0
+
+    os.utime(lot / "train/good_0/g000.png")  # its times move, its bytes do not
+    again = open_dataset(lot, workers=1)
+    assert (again.stats.checked, again.stats.changed, again.stats.decoded) == (1, 0, 0)
+
+    before = rewritten.stat()
+    pixels[0, 0] ^= 0xFF  # one pixel
+    Image.fromarray(pixels).save(rewritten, compress_level=0)
+    os.utime(rewritten, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (rewritten.stat().st_size, rewritten.stat().st_mtime_ns) == \
+        (before.st_size, before.st_mtime_ns)
+    last = open_dataset(lot, workers=1)
+    # g000 again too: touched just before the last open, its ctime could not vouch.
+    assert (last.stats.checked, last.stats.changed, last.stats.decoded) == (2, 1, 1)
+    row = first.image_ids[first.relpaths.index("train/good_0/g001.png")]
+    assert np.array_equal(last.images[row], pixels)
+
+
+def test_a_file_rewritten_just_before_an_open_is_checked_again_at_the_next(lot, monkeypatch):
+    monkeypatch.setattr(core.dataset, "RACY_WINDOW_NS", 200_000_000)
+    open_dataset(lot, workers=1)  # right after the files were written: within the window
+    time.sleep(0.3)
+    second = open_dataset(lot, workers=1)
+    assert (second.stats.checked, second.stats.decoded) == (9, 0)
+    assert open_dataset(lot, workers=1).stats.checked == 0
 
 
 def test_file_that_breaks_later_leaves_the_dataset(lot):
