@@ -11,13 +11,9 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QPainter
 from PySide6.QtWidgets import QApplication
 
-from app.scatter_view import (
-    CATEGORIES,
-    SCORE_BINS,
-    ActivationScatter,
-    ProjectionController,
-    _FastScatter,
-)
+from app.projection_controller import ProjectionController
+from app.scatter_items import FastScatter
+from app.scatter_view import CATEGORIES, SCORE_BINS, ActivationScatter
 from core.projection import ProjectionCache, TSNESettings, points_in_polygon
 
 N = 500
@@ -197,7 +193,7 @@ def test_fast_brush_path_renders_exactly_like_pyqtgraphs_own(qtbot):
     x, y = rng.uniform(0.05, 0.95, (2, 300))
     palette = [pg.mkBrush(c) for c in ("#d64545", "#2e9e5b", "#8a94a3")]
     classes = rng.integers(0, 3, 300)
-    fast = _FastScatter(pxMode=True, pen=None, size=5)
+    fast = FastScatter(pxMode=True, pen=None, size=5)
     assert fast.fast
     fast.set_points(x, y, classes, palette)
     reference = pg.ScatterPlotItem(pxMode=True, pen=None, size=5)
@@ -355,9 +351,7 @@ def test_show_partial_moves_points_and_keeps_colours(view, data):
 
 
 def test_progress_row_and_cancel(view, qtbot):
-    from core.progress import Progress
-
-    view.on_projection_progress(Progress("tsne", 50, 200, "t-SNE iteration 50 / 200"))
+    view.show_progress(50, 200, "t-SNE iteration 50 / 200")
     assert view.progress_row.isVisible() and view.progress_bar.value() == 50
     with qtbot.waitSignal(view.tsne_cancel_requested):
         view.cancel_button.click()
