@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -128,10 +128,37 @@ class ActivationScatter(QWidget):
         layout.addWidget(self.toolbar)
         layout.addWidget(self.progress_row)
         layout.addWidget(self.plot_widget, 1)
-        # Esc clears the selection only while the map has focus: elsewhere it stops a task.
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.clear_selection,
-                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self._update_actions()
+
+    # -- Esc -----------------------------------------------------------------------------
+    def event(self, event: QEvent) -> bool:  # noqa: D102 - Qt's event dispatch
+        # Esc belongs to the window (Cancel Task) unless the map has something of its own to
+        # drop: then the map takes this Esc (accepting the override makes it a key press
+        # here). A second shortcut for Esc made Qt refuse both as ambiguous.
+        if (event.type() == QEvent.Type.ShortcutOverride
+                and event.key() == Qt.Key.Key_Escape and self.has_escapable()):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        if event.key() == Qt.Key.Key_Escape and self.has_escapable():
+            self.escape()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def has_escapable(self) -> bool:
+        """A selection (or one being drawn) that Esc would drop."""
+        return bool(len(self._selected) or self._drag_points)
+
+    def escape(self) -> None:
+        """Drop the lasso or box being drawn, else the selection."""
+        if self._drag_points:
+            self._drag_points = []
+            self.drag_item.setData([], [])
+            return
+        self.clear_selection()
 
     # -- construction ------------------------------------------------------------------
     def _build_toolbar(self) -> None:
