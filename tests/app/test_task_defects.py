@@ -103,3 +103,41 @@ def test_a_saved_geometry_larger_than_the_screen_is_not_restored(qtbot, settings
     again = MainWindow(settings=settings)
     qtbot.addWidget(again)
     assert again.frameGeometry().height() <= available.height()
+
+
+def _count(image, rect, test) -> int:
+    return sum(1 for x in range(rect.left(), rect.right() + 1)
+               for y in range(rect.top(), rect.bottom() + 1) if test(image.pixelColor(x, y)))
+
+
+def test_spin_boxes_show_their_up_and_down_arrows(qtbot):
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QApplication, QSpinBox, QStyle, QStyleOptionSpinBox
+
+    from app.icons import style_sheet
+
+    app = QApplication.instance()
+    previous = app.styleSheet()
+    app.setStyleSheet(style_sheet())
+    try:
+        spin = QSpinBox()
+        qtbot.addWidget(spin)
+        spin.setValue(5)
+        spin.resize(120, 30)
+        spin.show()
+        qtbot.wait(20)
+        image = spin.grab().toImage()
+        option = QStyleOptionSpinBox()
+        option.rect = spin.rect()
+        option.subControls = QStyle.SubControl.SC_SpinBoxUp | QStyle.SubControl.SC_SpinBoxDown
+        button_fill = QColor("#f4f6f9")
+        for control in (QStyle.SubControl.SC_SpinBoxUp, QStyle.SubControl.SC_SpinBoxDown):
+            rect = spin.style().subControlRect(QStyle.ComplexControl.CC_SpinBox, option,
+                                               control, spin).intersected(spin.rect())
+            assert rect.width() >= 16 and rect.height() >= 10, rect
+            filled = _count(image, rect, lambda c: c == button_fill)
+            assert filled > rect.width() * rect.height() // 3, "the button is not drawn"
+            centre = rect.adjusted(4, 3, -4, -3)
+            assert _count(image, centre, lambda c: c.lightness() < 160) >= 3, "no arrow"
+    finally:
+        app.setStyleSheet(previous)
