@@ -26,7 +26,8 @@ from core.atomic import atomic_write
 from core.runs import RunRecord
 from core.scores import NoScoresError, aligned_logits, aligned_scores, as_run
 
-FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at")
+FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at",
+                   "reason")
 SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction")
 SUBMISSION_COLUMNS = ("id", "label")
 SUBMISSION_SPLITS = ("test", "unlabelled")
@@ -56,7 +57,8 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
 
     A row is an image the user flagged (``flagged_at`` = when) or, with
     ``include_predicted``, one the run calls defective (score >= threshold; empty
-    ``flagged_at``).
+    ``flagged_at``). ``reason`` says which: ``flagged``, ``score >= threshold`` or both
+    (``flagged; score >= threshold``), so a reader never has to infer it.
 
     Args:
         dataset: an opened ``core.dataset.Dataset``.
@@ -77,9 +79,16 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
                                    include_predicted)
     ids, image_ids = dataset.ids, dataset.image_ids
     rows = ([ids[p], dataset.relpaths[p], _number(scores[p]), _label(labels[p]), run.id,
-             run.model, repr(threshold), flagged_at.get(int(image_ids[p]), "")]
+             run.model, repr(threshold), flagged_at.get(int(image_ids[p]), ""),
+             _reason(int(image_ids[p]) in flagged_at, scores[p] >= threshold)]
             for p in positions.tolist())
     return _write_csv(path, FLAGGED_COLUMNS, rows)
+
+
+def _reason(flagged: bool, called_bad: bool) -> str:
+    """Why a row is in the flagged list."""
+    return "; ".join(why for why, yes in (("flagged", flagged),
+                                          ("score >= threshold", called_bad)) if yes)
 
 
 def flagged_positions(dataset, run: RunRecord | int | str, threshold: float | None = None,
