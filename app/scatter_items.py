@@ -5,6 +5,7 @@
 * :class:`FastScatter` sets 100,000 points and their brushes with numpy instead of
   pyqtgraph's per-point Python loop (0.3 s -> a few ms).
 * :class:`SelectionViewBox` reports left clicks and selection drags instead of panning.
+* :class:`ScatterLegend` lists the colour classes under the plot (over it, it hid points).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QLabel
 
 from app.palette import LABEL_HEX
 
@@ -266,3 +268,35 @@ class SelectionViewBox(pg.ViewBox):
             self.selection_drag.emit("start", self.mapToView(ev.buttonDownPos()), ev.modifiers())
         self.selection_drag.emit("finish" if ev.isFinish() else "move",
                                  self.mapToView(ev.pos()), ev.modifiers())
+
+
+class ScatterLegend(QLabel):
+    """The colour classes and their counts, in a line under the plot, never over points.
+
+    One word-wrapping label: at a narrow width the entries flow onto a second line rather
+    than being cut off or widening the window.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(objectName="scatterLegend")
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setContentsMargins(6, 0, 6, 2)
+        self._texts: list[str] = []
+
+    def set_entries(self, entries: Sequence[tuple[QBrush, str]]) -> None:
+        """Show (brush, text) entries; none hides the legend."""
+        self._texts = [text for _brush, text in entries]
+        html = []
+        for brush, text in entries:
+            colour = QColor(brush.color())
+            colour.setAlpha(255)
+            safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(" ", "&nbsp;")
+            html.append(f"<span style='color:{colour.name()}; font-size:13pt'>●</span>"
+                        f"&nbsp;{safe}")
+        self.setText("&nbsp;&nbsp;&nbsp; ".join(html))
+        self.setVisible(bool(entries))
+
+    def texts(self) -> list[str]:
+        """The entries' texts, in order."""
+        return list(self._texts)

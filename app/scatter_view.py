@@ -24,7 +24,6 @@ from collections.abc import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -45,6 +44,7 @@ from app.scatter_items import (
     BrushBook,
     Coloring,
     FastScatter,
+    ScatterLegend,
     SelectionViewBox,
     categorical_coloring,
     score_coloring,
@@ -128,6 +128,7 @@ class ActivationScatter(QWidget):
         layout.addWidget(self.toolbar)
         layout.addWidget(self.progress_row)
         layout.addWidget(self.plot_widget, 1)
+        layout.addWidget(self.legend)
         self._update_actions()
 
     # -- Esc -----------------------------------------------------------------------------
@@ -269,10 +270,7 @@ class ActivationScatter(QWidget):
             item.setZValue(z)
             self.plot_item.addItem(item, ignoreBounds=True)
         self.hover_text.hide()
-        self.legend = pg.LegendItem(offset=(10, 10), brush=pg.mkBrush(20, 24, 29, 190),
-                                    pen=pg.mkPen("#5d6673"), labelTextColor="#e6e9ee",
-                                    verSpacing=-4)
-        self.legend.setParentItem(self.view_box)
+        self.legend = ScatterLegend()  # under the plot: over it, it covered points
         self.color_bar = pg.ColorBarItem(values=(0, 1), colorMap=SCORE_COLORMAP, width=14,
                                          interactive=False, label="defect score")
         self.color_bar.getAxis("right").setPen(pg.mkPen(AXIS_COLOUR))
@@ -485,28 +483,18 @@ class ActivationScatter(QWidget):
         self.points_item.set_points(ordered[:, 0], ordered[:, 1], classes[self._order], brushes)
 
     def _update_legend(self, coloring: Coloring) -> None:
-        self.legend.clear()
+        counts = coloring.counts()
         if coloring.levels is not None:
             self.color_bar.setLevels(coloring.levels)
-            missing = int(coloring.counts()[-1])
-            if missing:
-                self._add_legend_entry(coloring.brushes[-1], f"not scored  {missing:,}")
-            self.legend.setVisible(missing > 0)
             self._show_color_bar(True)
+            missing = int(counts[-1])
+            self.legend.set_entries([(coloring.brushes[-1], f"not scored  {missing:,}")]
+                                    if missing else [])
             return
         self._show_color_bar(False)
-        counts = coloring.counts()
-        for brush, name, count in zip(coloring.brushes, coloring.names, counts,
-                                          strict=True):
-            if count:
-                self._add_legend_entry(brush, f"{name}  {int(count):,}")
-        self.legend.setVisible(bool(len(self._ids)))
-
-    def _add_legend_entry(self, brush: QBrush, text: str) -> None:
-        colour = QColor(brush.color())
-        colour.setAlpha(255)
-        sample = pg.ScatterPlotItem(pen=None, brush=pg.mkBrush(colour), size=9, symbol="o")
-        self.legend.addItem(sample, text)
+        self.legend.set_entries([(brush, f"{name}  {int(count):,}") for brush, name, count
+                                 in zip(coloring.brushes, coloring.names, counts, strict=True)
+                                 if count and len(self._ids)])
 
     def _show_color_bar(self, show: bool) -> None:
         if show == self._color_bar_shown:
@@ -613,12 +601,26 @@ class ActivationScatter(QWidget):
         x, y = self._coords[index]
         self.hover_item.setData(x=[x], y=[y])
         self.hover_text.setHtml(self.describe_point(index))
-        # Open the label towards the middle of the plot so it never leaves the view.
-        (x0, x1), (y0, y1) = self.view_box.viewRange()
-        self.hover_text.setAnchor((1.0 if x > (x0 + x1) / 2 else 0.0,
-                                   0.0 if y > (y0 + y1) / 2 else 1.0))
-        self.hover_text.setPos(float(x), float(y))
+        self._place_hover_text(float(x), float(y))
         self.hover_text.show()
+
+    def _place_hover_text(self, x: float, y: float) -> None:
+        """Beside the point, on the side with room, and always inside the plot: a label
+        running past the view's edge went under the colour bar."""
+        area = self.view_box.sceneBoundingRect()
+        point = self.view_box.mapViewToScene(QPointF(x, y))
+        size = self.hover_text.boundingRect()
+        gap = HOVER_RADIUS_PX
+        left = point.x() + gap
+        if left + size.width() > area.right():
+            left = point.x() - gap - size.width()
+        top = point.y() - gap - size.height()
+        if top < area.top():
+            top = point.y() + gap
+        left = max(area.left(), min(left, area.right() - size.width()))
+        top = max(area.top(), min(top, area.bottom() - size.height()))
+        self.hover_text.setAnchor((0.0, 0.0))
+        self.hover_text.setPos(self.view_box.mapSceneToView(QPointF(left, top)))
 
     def _hide_hover(self) -> None:
         self.hover_item.setData(x=[], y=[])
