@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import QPoint, QRect, Qt
 
 from app.main_window import MainWindow
 from core.projection import TSNESettings
@@ -141,3 +141,32 @@ def test_spin_boxes_show_their_up_and_down_arrows(qtbot):
             assert _count(image, centre, lambda c: c.lightness() < 160) >= 3, "no arrow"
     finally:
         app.setStyleSheet(previous)
+
+
+def test_long_texts_end_in_an_ellipsis_instead_of_widening_or_clipping(qtbot):
+    from app.elide import ElidedLabel
+
+    label = ElidedLabel("2,787 of 3,301 images · run 12 · threshold 0.400", min_chars=6)
+    qtbot.addWidget(label)
+    assert label.minimumSizeHint().width() < label.sizeHint().width() // 3
+    label.resize(label.sizeHint())
+    assert not label.elided and label.displayed_text() == label.text()
+    label.resize(90, label.height())
+    assert label.elided and label.displayed_text().endswith("…")
+    label.grab()  # paints: the whole text becomes the tooltip
+    assert label.toolTip() == label.text()
+
+
+def test_dataset_counts_table_shows_every_column_whole(qtbot, window, demo_folder):
+    task = window.open_folder(demo_folder)
+    qtbot.waitUntil(lambda: not task.is_running, timeout=TIMEOUT_MS)
+    window.resizeDocks([window.dataset_dock], [1], Qt.Orientation.Horizontal)  # narrowest
+    qtbot.wait(50)
+    table = window.dataset_panel.counts_table
+    header = table.horizontalHeader()
+    needed = sum(max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
+                 for c in range(table.columnCount()))
+    dock = window.dataset_dock.widget()
+    left = table.viewport().mapTo(dock, QPoint(0, 0)).x()
+    visible = min(table.viewport().width(), dock.width() - left)
+    assert needed <= visible  # room for every number and title, "Total" too
