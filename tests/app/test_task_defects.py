@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
+from test_activation_tab import new_run, store_run_scores
 
 from app.main_window import MainWindow
 from core.projection import TSNESettings
-from test_activation_tab import new_run, store_run_scores
 
 TIMEOUT_MS = 30_000
 SLOW_TSNE = TSNESettings(perplexity=10, early_exaggeration_iter=250, n_iter=5000,
@@ -46,8 +45,7 @@ def show_map(qtbot, window, method="pca"):
     return tab
 
 
-def test_esc_clears_a_map_selection_then_stops_the_running_tsne(qtbot, scored_window,
-                                                                  recwarn):
+def test_esc_clears_a_map_selection_then_stops_the_running_tsne(qtbot, scored_window, qtlog):
     window = scored_window
     tab = show_map(qtbot, window)
     tab.controller.settings = SLOW_TSNE
@@ -65,6 +63,7 @@ def test_esc_clears_a_map_selection_then_stops_the_running_tsne(qtbot, scored_wi
         assert task.is_running and not task.cancel_requested
         qtbot.keyClick(scatter.plot_widget, Qt.Key.Key_Escape)
         assert task.cancel_requested  # the second: the running t-SNE stops
+        assert not [r for r in qtlog.records if "Ambiguous shortcut" in r.message]
     finally:
         task.cancel()
     qtbot.waitUntil(lambda: not task.is_running, timeout=TIMEOUT_MS)
