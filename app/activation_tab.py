@@ -31,9 +31,10 @@ from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
-from app.scatter_view import COLOR_MODES, ActivationScatter, ProjectionController
+from app.projection_controller import ProjectionController
+from app.scatter_view import COLOR_MODES, ActivationScatter
 from app.state import AppState
-from app.workers import Task, describe_error
+from app.workers import Task, TaskOwner, describe_error
 from core.projection import ProjectionCache, TSNESettings
 from core.ranking import VALIDATION_SPLIT
 from core.runs import validation_ids
@@ -126,11 +127,10 @@ class ActivationTab(QWidget):
         super().__init__(parent)
         self.setObjectName("activationTab")
         self.state = state
-        self._track = track
         self._points: RunPoints | None = None
         self._loaded_dataset = None  # the dataset and key (run id, embeddings file stamp)
         self._loaded_key: tuple | None = None  # of the points shown or being loaded
-        self._load_task: Task | None = None
+        self.loading = TaskOwner(self, track=track)  # the run's points being read
         self._reload_when_shown = False
         self.scatter = ActivationScatter()
         self.controller = ProjectionController(self.scatter, tsne_settings, parent=self,
@@ -184,9 +184,7 @@ class ActivationTab(QWidget):
         self.pages.setCurrentWidget(self.message)
 
     def _clear(self, text: str) -> None:
-        if self._load_task is not None:
-            self._load_task.cancel()
-            self._load_task = None
+        self.loading.discard()
         self._points, self._loaded_dataset, self._loaded_key = None, None, None
         self.controller.clear()
         self._show_message(text)
@@ -217,18 +215,12 @@ class ActivationTab(QWidget):
             return
         self._clear(f"Loading the activations of run {run.id}…")
         self._loaded_dataset, self._loaded_key = dataset, key
-        task = Task(load_run_points, dataset, run.id, title=f"Loading run {run.id}'s activations")
-        task.done.connect(lambda points: self._on_points_load(task, points))
-        task.failed.connect(lambda error, _trace: self._on_points_fail(task, run.id, error))
-        self._load_task = task
-        if self._track is not None:
-            self._track(task)
-        task.start()
+        self.loading.start(load_run_points, dataset, run.id,
+                           title=f"Loading run {run.id}'s activations",
+                           on_done=self._on_points_load,
+                           on_failed=lambda error: self._on_points_fail(run.id, error))
 
-    def _on_points_load(self, task: Task, points: RunPoints) -> None:
-        if task is not self._load_task:
-            return  # the run changed while it loaded
-        self._load_task = None
+    def _on_points_load(self, points: RunPoints) -> None:
         self._points = points
         run = self.state.current_run
         cache = ProjectionCache(self.state.dataset.workspace.run_dir(run.id))
@@ -237,10 +229,7 @@ class ActivationTab(QWidget):
                                        names=points.names)
         self._push_values()
 
-    def _on_points_fail(self, task: Task, run_id: int, error: BaseException) -> None:
-        if task is not self._load_task:
-            return
-        self._load_task = None
+    def _on_points_fail(self, run_id: int, error: BaseException) -> None:
         self._loaded_key = None  # try again next time the run is selected
         if isinstance(error, NoScoresError):
             text = (f"Run {run_id} has not scored this dataset yet. Score it in the Training "

@@ -105,7 +105,8 @@ class DatasetPanel(QWidget):
         table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         table.setFrameShape(QFrame.Shape.NoFrame)
         table.setShowGrid(False)
-        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        # Columns as wide as their numbers and titles; the spare room goes to the last.
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.horizontalHeader().setStretchLastSection(True)
         table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         table.verticalHeader().setDefaultSectionSize(24)
@@ -176,10 +177,14 @@ class DatasetPanel(QWidget):
                 table.setItem(r, c, item)
         header = table.horizontalHeader().height()
         table.setFixedHeight(header + sum(table.rowHeight(r) for r in range(len(rows))) + 4)
-        # Never narrower than its numbers: a squeezed dock must not turn counts into "2,1…".
+        # Never narrower than its numbers and titles: a squeezed dock must not turn counts
+        # into "2,1…" nor cut the last column's title ("Tota").
         table.resizeColumnsToContents()
-        columns = sum(table.columnWidth(c) for c in range(table.columnCount()))
-        table.setMinimumWidth(table.verticalHeader().sizeHint().width() + columns + 8)
+        header = table.horizontalHeader()
+        columns = sum(max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
+                      for c in range(table.columnCount()))
+        table.setMinimumWidth(table.verticalHeader().sizeHint().width() + columns
+                              + 2 * table.frameWidth() + 4)
 
     def _fill_skipped(self, dataset: Dataset) -> None:
         self.skipped_list.clear()

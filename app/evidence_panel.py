@@ -30,13 +30,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from shiboken6 import isValid
 
 from app.image_viewer import VIEW_BACKGROUND
 from app.palette import LABEL_HEX, label_name
 from app.state import AppState
 from app.thumbnail_grid import downscale, gray_qimage
-from app.workers import Task
+from app.workers import TaskOwner
 from core.explain import heat_colours
 from core.golden import Golden, golden_for
 from core.neighbours import DEFAULT_K, Neighbour, NeighbourIndex
@@ -118,8 +117,7 @@ class EvidencePanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._index: NeighbourIndex | None = None
-        self._task: Task | None = None
-        self._pending = False
+        self.tasks = TaskOwner(self)  # the current image's evidence being computed
         self.shown_key: tuple | None = None
         self.status_label = QLabel(objectName="evidenceStatus")
         self.status_label.setWordWrap(True)
@@ -198,40 +196,27 @@ class EvidencePanel(QWidget):
             return
         if key == self.shown_key:
             return
-        if self._task is not None and self._task.is_running:
-            self._pending = True
+        if self.tasks.busy:
+            # The running search builds the run's neighbour index, which the next one
+            # reuses: let it finish, then show the image current by then.
+            self.tasks.when_idle(self.refresh)
             return
         self.status_label.setText("finding neighbours…")
         state = self.state
-        task = Task(_evidence_job, state.dataset, state.current_run, state.labels.copy(),
-                    state.current_image, self._index, title="Nearest images")
-        task.done.connect(lambda result: self._on_task_done(task, key, result))
-        task.failed.connect(lambda error, _trace: self._on_task_fail(task, error))
-        self._task = task
-        task.start()
+        self.tasks.start(_evidence_job, state.dataset, state.current_run, state.labels.copy(),
+                         state.current_image, self._index, title="Nearest images",
+                         on_done=lambda result: self._on_task_done(key, result),
+                         on_failed=self._on_task_fail)
 
-    def _on_task_done(self, task: Task, key: tuple, result) -> None:
-        if not isValid(self):
-            return  # the widget was closed while the worker ran
+    def _on_task_done(self, key: tuple, result) -> None:
         index, neighbours, golden = result
         if key[0] == (self.state.current_run.id if self.state.current_run else None):
             self._index = index
         if key == self.current_key():
             self._show(Evidence(key, index, neighbours, golden))
-        self._after_task(task)
 
-    def _on_task_fail(self, task: Task, error: BaseException) -> None:
-        if not isValid(self):
-            return  # the widget was closed while the worker ran
+    def _on_task_fail(self, error: BaseException) -> None:
         self._clear(f"No nearest images: {error}")
-        self._after_task(task)
-
-    def _after_task(self, task: Task) -> None:
-        if task is self._task:
-            self._task = None
-            if self._pending:
-                self._pending = False
-                self.refresh()
 
     # -- showing -------------------------------------------------------------------
     def _show(self, evidence: Evidence) -> None:

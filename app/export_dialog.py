@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from app.settings import last_dialog_folder, remember_dialog_folder
 from app.state import AppState
-from app.workers import Task, describe_error
+from app.workers import Task, TaskOwner, describe_error
 from core.evidence_export import export_flagged_evidence
 from core.export import export_flagged, export_scores, export_submission
 from core.progress import check_cancel, report
@@ -60,7 +60,7 @@ class ExportKind:
 EXPORT_KINDS = (
     ExportKind("flagged", "Flagged defects",
                "The images you flagged (with when), highest score first. Columns: id, path, "
-               "score, label, run, model, threshold, flagged_at.", "flagged"),
+               "score, label, run, model, threshold, flagged_at, reason.", "flagged"),
     ExportKind("scores", "All scores",
                "Every image of the dataset. Columns: id, path, split, label, score, "
                "prediction (1 = defective at the threshold).", "scores"),
@@ -143,6 +143,8 @@ class ExportDialog(QDialog):
         self.state = state
         self.settings = settings
         self.track = track
+        self.tasks = TaskOwner(self, track=track)  # one export at a time
+        self.tasks.busy_changed.connect(lambda _busy: self._check_ready())
         self.last_task: Task | None = None
         self._auto_name = True  # the file name follows the kind until the user types one
         self._build()
@@ -168,8 +170,10 @@ class ExportDialog(QDialog):
             kinds.addWidget(description, row, 1)
         self.kind_buttons["flagged"].setChecked(True)
         self.kind_group.idToggled.connect(lambda _id, on: on and self._on_kind_change())
+        # Off by default: "flagged" means what the user flagged; the run's own calls are
+        # an explicit addition (each row's 'reason' column then says which it is).
         self.include_predicted_check = QCheckBox()
-        self.include_predicted_check.setChecked(True)
+        self.include_predicted_check.setChecked(False)
         self.evidence_check = QCheckBox(objectName="evidenceCheck")
         self.evidence_check.setToolTip("Per flagged image a PNG with the run's heatmap over "
                                        "it, and contact-sheet.png of them all, for the line")
@@ -255,21 +259,17 @@ class ExportDialog(QDialog):
         if path.suffix == "":
             path = path.with_suffix(".csv")
         state = self.state
-        task = Task(run_export, state.dataset, state.current_run, self.kind, path,
-                    state.threshold, self.include_predicted_check.isChecked(),
-                    self.kind == "flagged" and self.evidence_check.isChecked(),
-                    title=f"Exporting {KIND_BY_KEY[self.kind].title.lower()}")
-        task.done.connect(lambda rows: self._on_export_done(path, rows))
-        task.failed.connect(lambda error, _trace: self._show_status(
-            f"Nothing was written: {describe_error(error)}", ok=False))
-        task.cancelled.connect(lambda: self._show_status("Export cancelled.", ok=False))
-        task.finished.connect(self._check_ready)
-        self.export_button.setEnabled(False)
         self._show_status(f"Writing {path.name}…", ok=True)
-        if self.track is not None:
-            self.track(task)
-        self.last_task = task
-        return task.start()
+        self.last_task = self.tasks.start(
+            run_export, state.dataset, state.current_run, self.kind, path, state.threshold,
+            self.include_predicted_check.isChecked(),
+            self.kind == "flagged" and self.evidence_check.isChecked(),
+            title=f"Exporting {KIND_BY_KEY[self.kind].title.lower()}",
+            on_done=lambda rows: self._on_export_done(path, rows),
+            on_failed=lambda error: self._show_status(
+                f"Nothing was written: {describe_error(error)}", ok=False),
+            on_cancelled=lambda: self._show_status("Export cancelled.", ok=False))
+        return self.last_task
 
     # -- handlers ------------------------------------------------------------------
     def _on_kind_change(self) -> None:
@@ -281,8 +281,19 @@ class ExportDialog(QDialog):
         self._name_evidence_folder()
         if self._auto_name:
             folder = (Path(self.path_edit.text()).parent if self.path_edit.text()
-                      else Path(last_dialog_folder(self.settings, SETTINGS_KEY)))
+                      else self.default_folder())
             self.path_edit.setText(str(folder / self.default_name()))
+
+    def default_folder(self) -> Path:
+        """Where a new export goes: the folder last exported to, else beside the dataset
+        folder (never inside it: the file would join the images), else the home folder."""
+        remembered = self.settings.value(f"dialogs/{SETTINGS_KEY}")
+        if remembered and Path(str(remembered)).is_dir():
+            return Path(str(remembered))
+        dataset = self.state.dataset
+        if dataset is not None and Path(dataset.root).parent.is_dir():
+            return Path(dataset.root).resolve().parent
+        return Path(last_dialog_folder(self.settings, SETTINGS_KEY))
 
     def _on_path_edit(self, _text: str) -> None:
         self._auto_name = False
@@ -294,7 +305,7 @@ class ExportDialog(QDialog):
                                     f"(folder {name}/ beside the list)")
 
     def _browse(self) -> None:
-        start = self.path_edit.text().strip() or last_dialog_folder(self.settings, SETTINGS_KEY)
+        start = self.path_edit.text().strip() or str(self.default_folder())
         path, _ = QFileDialog.getSaveFileName(self, "Export to", start,
                                               "CSV files (*.csv);;All files (*)")
         if path:
@@ -309,8 +320,7 @@ class ExportDialog(QDialog):
 
     def _check_ready(self) -> None:
         problem = self.problem()
-        running = self.last_task is not None and self.last_task.is_running
-        self.export_button.setEnabled(problem is None and not running
+        self.export_button.setEnabled(problem is None and not self.tasks.busy
                                       and bool(self.path_edit.text().strip()))
         self._show_context()
         if problem is not None:

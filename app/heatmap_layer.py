@@ -31,11 +31,10 @@ from PySide6.QtGui import (
     QShortcut,
 )
 from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSlider, QToolButton
-from shiboken6 import isValid
 
 from app.icons import icon
 from app.state import AppState
-from app.workers import Task
+from app.workers import TaskOwner
 from core.explain_methods import METHODS, default_method
 
 # The method's name in the status line, short enough for a narrow dock.
@@ -118,8 +117,7 @@ class HeatmapLayer(QObject):
         view_box.addItem(self.item)
         self._maps: OrderedDict[tuple, tuple[np.ndarray, float]] = OrderedDict()
         self._explainer = None
-        self._task: Task | None = None
-        self._pending: tuple | None = None
+        self.tasks = TaskOwner(self)  # a map or the run's model being prepared
         self._requested_at: dict[tuple, float] = {}
         self._shown_key: tuple | None = None
         self.last_latency_ms: float | None = None
@@ -219,46 +217,29 @@ class HeatmapLayer(QObject):
             self._show(key)
             return
         self.status_label.setText("computing…")
-        if self._task is not None and self._task.is_running:
-            self._pending = key  # only the newest request waits; older ones are dropped
+        if self.tasks.busy:
+            # The running map is kept (it is cheap to show again); only the newest request
+            # waits for it, older ones are dropped.
+            self.tasks.when_idle(self.request)
             return
-        self._start(key)
+        _run_id, method, image_id = key
+        self.tasks.start(_heatmap_job, self.state.dataset, self.state.current_run, image_id,
+                         method, self._explainer, title="Heatmap",
+                         on_done=lambda result: self._on_task_done(key, result),
+                         on_failed=self._on_task_fail)
 
     # -- worker ----------------------------------------------------------------------
-    def _start(self, key: tuple) -> None:
-        run_id, method, image_id = key
-        task = Task(_heatmap_job, self.state.dataset, self.state.current_run, image_id, method,
-                    self._explainer, title="Heatmap")
-        task.done.connect(lambda result: self._on_task_done(task, key, result))
-        task.failed.connect(lambda error, _trace: self._on_task_fail(task, error))
-        self._task = task
-        task.start()
-
-    def _on_task_done(self, task: Task, key: tuple, result) -> None:
-        if not isValid(self):
-            return  # the widget was closed while the worker ran
+    def _on_task_done(self, key: tuple, result) -> None:
         heat, peak, self._explainer = result
         self._maps[key] = (heat, peak)
         while len(self._maps) > MEMORY_MAPS:
             self._maps.popitem(last=False)
-        self._after_task(task)
+        if self.enabled and key == self.current_key():
+            self._show(key)
 
-    def _on_task_fail(self, task: Task, error: BaseException) -> None:
-        if not isValid(self):
-            return  # the widget was closed while the worker ran
+    def _on_task_fail(self, error: BaseException) -> None:
         self.status_label.setText("no heatmap")
         self.status_label.setToolTip(str(error))
-        self._after_task(task, failed=True)
-
-    def _after_task(self, task: Task, failed: bool = False) -> None:
-        if task is not self._task:
-            return
-        self._task = None
-        pending, self._pending = self._pending, None
-        if pending is not None and pending == self.current_key() and pending not in self._maps:
-            self._start(pending)
-        elif not failed and self.enabled:
-            self.request()
 
     # -- showing ---------------------------------------------------------------------
     def _show(self, key: tuple) -> None:
@@ -306,21 +287,18 @@ class HeatmapLayer(QObject):
         """Load the run's model on a worker now, so the first H costs one map only
         (loading the checkpoint and Captum took ~1 s of the first press)."""
         run = self.state.current_run
-        if run is None or run.checkpoint is None or (self._task and self._task.is_running):
+        if run is None or run.checkpoint is None or self.tasks.busy:
             return
-        task = Task(_prepare_job, run, self.method(), title="Heatmap model")
-        task.done.connect(lambda explainer: self._on_prepared(task, explainer))
-        task.failed.connect(lambda _error, _trace: self._after_task(task, failed=True))
-        self._task = task
-        task.start()
+        # A failure shows on the first H (the map's own task fails with the same reason).
+        self.tasks.start(_prepare_job, run, self.method(), title="Heatmap model",
+                         on_done=self._on_prepared)
 
-    def _on_prepared(self, task: Task, explainer) -> None:
-        if not isValid(self):
-            return  # the widget was closed while the worker ran
+    def _on_prepared(self, explainer) -> None:
         run = self.state.current_run
         if run is not None and explainer.run_id == run.id:
             self._explainer = explainer
-        self._after_task(task)
+        if self.enabled:
+            self.request()
 
     def _on_dataset_change(self) -> None:
         self._maps.clear()

@@ -40,8 +40,10 @@ def app_icon() -> QIcon:
 
 
 def style_sheet() -> str:
-    """The application style sheet (``resources/style.qss``)."""
-    return resources.read_text("style.qss")
+    """The application style sheet (``resources/style.qss``), its ``@ICONS@`` pointing at
+    the icon folder (the sheet's arrow images)."""
+    icons = Path(str(resources.resource_path("icons"))).as_posix()
+    return resources.read_text("style.qss").replace("@ICONS@", icons)
 
 
 def _rendered_icon(svg: bytes) -> QIcon:

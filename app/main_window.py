@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -44,6 +43,7 @@ from app.export_dialog import ExportDialog
 from app.icons import app_icon, icon, style_sheet
 from app.image_viewer import ImageViewer
 from app.ranked_view import RankedView
+from app.score_lot import LotScoring
 from app.settings import (
     RecentFolders,
     default_settings,
@@ -55,10 +55,17 @@ from app.task_status import TaskStatus
 from app.threshold_bar import ThresholdBar
 from app.thumbnail_grid import ThumbnailGrid
 from app.training_panel import TrainingPanel
-from app.workers import Task, describe_error, is_user_error, running_tasks, task_pool
+from app.workers import (
+    Task,
+    TaskOwner,
+    describe_error,
+    is_user_error,
+    running_tasks,
+    task_pool,
+)
 from core.dataset import Dataset, change_notes, open_dataset
 from core.demodata import generate_demo_data
-from core.lots import NewLot, score_new_lot
+from core.scores import latest_scored_run
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +109,8 @@ class MainWindow(QMainWindow):
         self.state = state if state is not None else AppState(self)
         self.open_workers: int | None = None
         self.message_box: QMessageBox | None = None  # the last error/info box shown
-        self._dataset_task: Task | None = None
+        # The folder being opened or generated: the newest request wins.
+        self.dataset_tasks = TaskOwner(self, launch=self.run_task)
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
@@ -117,8 +125,7 @@ class MainWindow(QMainWindow):
         self.state.dataset_changed.connect(self._on_dataset_change)
         self.state.annotations_changed.connect(self._on_annotations_change)
         self._on_dataset_change()
-        self._lot_task: Task | None = None
-        self.state.current_run_changed.connect(self._update_score_lot_action)
+        self.lots = LotScoring(self)
 
     # -- construction --------------------------------------------------------------
     def _action(self, text: str, icon_name: str | None, slot: Callable[[], Any],
@@ -145,10 +152,10 @@ class MainWindow(QMainWindow):
                                           "Export flagged defects, all scores or a Kaggle "
                                           "submission as CSV (Ctrl+E)")
         self.score_lot_action = self._action(
-            "Score New &Lot…", "new-lot", self._on_score_lot_triggered,
+            "Score New &Lot…", "new-lot", lambda: self.lots.choose(),
             tip="Add a folder of new images to this dataset as a lot and score it with the "
                 "current run")
-        self.score_lot_action.setEnabled(False)  # needs a current run (_update_score_lot_action)
+        self.score_lot_action.setEnabled(False)  # needs a current run (app.score_lot)
         self.undo_action = self._action("&Undo Flag or Label", "", self._on_undo_triggered,
                                         QKeySequence.StandardKey.Undo,
                                         "Take back the last flag or relabel (Ctrl+Z)")
@@ -279,15 +286,32 @@ class MainWindow(QMainWindow):
 
     def _restore_layout(self) -> None:
         geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
+        if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1480, 920)
             self.resizeDocks([self.dataset_dock, self.viewer_dock], [340, 460],
                              Qt.Orientation.Horizontal)
         window_state = self.settings.value("window/state")
         if window_state is not None:
             self.restoreState(window_state)
+        self.fit_to_screen()
+
+    def fit_to_screen(self) -> None:
+        """Shrink and move the window into the screen's available area (a geometry saved
+        on a bigger screen, or the default size on a laptop, must not run off it)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        frame = self.frameGeometry()
+        extra_w, extra_h = frame.width() - self.width(), frame.height() - self.height()
+        width = min(self.width(), available.width() - extra_w)
+        height = min(self.height(), available.height() - extra_h)
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        x = min(max(frame.x(), available.left()), available.right() + 1 - width - extra_w)
+        y = min(max(frame.y(), available.top()), available.bottom() + 1 - height - extra_h)
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(x, y)
 
     # -- extension points ----------------------------------------------------------
     def add_tab(self, widget: QWidget, title: str, icon_name: str | None = None) -> int:
@@ -338,13 +362,11 @@ class MainWindow(QMainWindow):
         if not path.is_dir():
             self.show_message("Cannot open folder", f"{path} is not a folder.")
             return None
-        self._cancel_dataset_task()
-        task = self.run_task(open_dataset, path, title=f"Opening {path.name}",
-                             workers=self.open_workers)
+        task = self.dataset_tasks.start(open_dataset, path, title=f"Opening {path.name}",
+                                        workers=self.open_workers,
+                                        on_done=self._on_folder_open,
+                                        on_cancelled=self._on_folder_open_cancel)
         task.data_root = path  # names the workspace in an error message
-        task.done.connect(lambda dataset: self._on_folder_open(task, dataset))
-        task.cancelled.connect(lambda: self._on_folder_open_cancel(task))
-        self._dataset_task = task
         self.statusBar().showMessage(f"Opening {path}…")
         return task
 
@@ -353,24 +375,14 @@ class MainWindow(QMainWindow):
                            style: str = "mixed") -> Task:
         """Write a demo set of the given demo style on a worker, then open it."""
         out = Path(folder).expanduser()
-        self._cancel_dataset_task()
-        task = self.run_task(generate_demo_data, out, n, bad_fraction, seed, style=style,
-                             title=f"Generating {n:,} demo images ({style})")
-        task.done.connect(lambda _: self._on_demo_generate(task, out))
-        task.cancelled.connect(
-            lambda: self.statusBar().showMessage("Demo data generation cancelled.", 8000))
-        self._dataset_task = task
-        return task
+        return self.dataset_tasks.start(
+            generate_demo_data, out, n, bad_fraction, seed, style=style,
+            title=f"Generating {n:,} demo images ({style})",
+            on_done=lambda _: self.open_folder(out),
+            on_cancelled=lambda: self.statusBar().showMessage(
+                "Demo data generation cancelled.", 8000))
 
-    def _cancel_dataset_task(self) -> None:
-        if self._dataset_task is not None and self._dataset_task.is_running:
-            self._dataset_task.cancel()
-        self._dataset_task = None
-
-    def _on_folder_open(self, task: Task, dataset: Dataset) -> None:
-        if task is not self._dataset_task:
-            return  # superseded by a newer request
-        self._dataset_task = None
+    def _on_folder_open(self, dataset: Dataset) -> None:
         self.recent.add(dataset.root)
         self._rebuild_recent_menu()
         # Pick up where the user left off: the run last made current, at its threshold.
@@ -383,20 +395,11 @@ class MainWindow(QMainWindow):
             f"Opened {dataset.root}: {len(dataset.image_ids):,} images{skipped}{changes}.",
             20000 if changes else 10000)
 
-    def _on_folder_open_cancel(self, task: Task) -> None:
-        if task is self._dataset_task:
-            self._dataset_task = None
+    def _on_folder_open_cancel(self) -> None:
         kept = "kept the previous dataset" if self.state.dataset is not None else "nothing open"
         self.statusBar().showMessage(f"Opening cancelled; {kept}.", 10000)
 
-    def _on_demo_generate(self, task: Task, out: Path) -> None:
-        if task is self._dataset_task:
-            self._dataset_task = None
-            self.open_folder(out)
-
     def _on_task_failure(self, task: Task, error: BaseException, trace: str) -> None:
-        if task is self._dataset_task:
-            self._dataset_task = None
         data = self.state.dataset.root if self.state.dataset is not None else None
         message = describe_error(error, getattr(task, "data_root", None) or data)
         self.statusBar().showMessage(f"{task.title} failed: {message}", 15000)
@@ -406,63 +409,11 @@ class MainWindow(QMainWindow):
             details += ("\n" if details else "") + trace
         self.show_message(f"{task.title} failed", message, details, QMessageBox.Icon.Critical)
 
-    # -- new lots --------------------------------------------------------------------
+    # -- new lots (app.score_lot) ------------------------------------------------------
     def score_new_lot(self, folder: str | os.PathLike, name: str | None = None) -> Task | None:
-        """Add ``folder`` to the open dataset as a lot and score it with the current run.
-
-        Runs ``core.lots.score_new_lot`` on a worker (progress and Cancel in the status
-        bar); then the lot's images join every view as unlabelled images of the split
-        'lot <name>'. Returns the task, or None when there is no run or folder (the user
-        is told).
-        """
-        dataset, run = self.state.dataset, self.state.current_run
-        if dataset is None or run is None:
-            self.show_message("Cannot score a new lot",
-                              "Open a dataset and choose a trained run first.")
-            return None
-        path = Path(folder).expanduser()
-        if not path.is_dir():
-            self.show_message("Cannot score a new lot", f"{path} is not a folder.")
-            return None
-        task = self.run_task(score_new_lot, dataset, run, path, name or None,
-                             title=f"Scoring lot {name or path.name}", workers=self.open_workers)
-        task.done.connect(lambda new: self._on_lot_scored(task, new))
-        task.cancelled.connect(lambda: self.statusBar().showMessage(
-            "Scoring the new lot cancelled; the dataset is unchanged.", 10000))
-        task.finished.connect(self._update_score_lot_action)
-        self._lot_task = task
-        self._update_score_lot_action()
-        return task
-
-    def _on_score_lot_triggered(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Score new lot: choose its image folder",
-                                                  last_dialog_folder(self.settings, "lot"))
-        if not folder:
-            return
-        remember_dialog_folder(self.settings, "lot", Path(folder).parent)
-        name, accepted = QInputDialog.getText(
-            self, "Score New Lot", "Name of the lot (its images get the split 'lot NAME'):",
-            text=Path(folder).name)
-        if accepted:
-            self.score_new_lot(folder, name.strip() or None)
-
-    def _on_lot_scored(self, task: Task, new: NewLot) -> None:
-        dataset = self.state.dataset
-        if task is self._lot_task:
-            self._lot_task = None
-        if dataset is None or Path(dataset.root) != Path(new.dataset.root):
-            return  # another folder was opened meanwhile; the lot is saved in its workspace
-        # The run, threshold, current image and selection carry over, remapped by id.
-        self.state.replace_dataset(new.dataset)
-        self.state.notify_runs_changed()  # the run's scores changed
-        self.grid.set_filters("all", new.lot.split)  # show the new lot
-        self.statusBar().showMessage(
-            f"Lot {new.lot.name!r}: {len(new.result.image_ids):,} images scored with run "
-            f"{new.result.run_id}; they are unlabelled, split {new.lot.split!r}.", 15000)
-
-    def _update_score_lot_action(self) -> None:
-        busy = self._lot_task is not None and self._lot_task.is_running
-        self.score_lot_action.setEnabled(self.state.current_run is not None and not busy)
+        """Add ``folder`` to the open dataset as a lot and score it with the current run
+        (:meth:`app.score_lot.LotScoring.score`)."""
+        return self.lots.score(folder, name)
 
     # -- recent folders ------------------------------------------------------------
     def _rebuild_recent_menu(self) -> None:
@@ -588,6 +539,7 @@ class MainWindow(QMainWindow):
 
     # -- shutdown ------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.fit_to_screen()  # never save a geometry the screen cannot show
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()

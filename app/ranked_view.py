@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.elide import ElidedLabel
 from app.filter_bar import filter_bar, filter_combo
 from app.icons import icon
 from app.palette import LABEL_COLOURS, label_name
@@ -463,7 +464,7 @@ class RankedView(QWidget):
         self.selection_chip = QToolButton(objectName="selectionChip")
         self.selection_chip.setToolTip("Remove the selection filter")
         self.selection_chip.hide()
-        self.count_label = QLabel(objectName="rankedCount")
+        self.count_label = ElidedLabel(objectName="rankedCount")
         self.empty_label = QLabel(NO_RUN_MESSAGE, objectName="rankedEmpty")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
@@ -560,8 +561,11 @@ class RankedView(QWidget):
             combo.setCurrentIndex(0)
             combo.blockSignals(False)
         selection = np.unique(np.asarray(positions, dtype=np.int64))
-        self.selection_chip.setText(f"Showing {len(selection):,} selected image"
-                                    f"{'' if len(selection) == 1 else 's'}  ✕")
+        # Short: a long chip widened the window past a 1600-pixel screen.
+        self.selection_chip.setText(f"{len(selection):,} selected  ✕")
+        self.selection_chip.setToolTip(f"Showing the {len(selection):,} selected image"
+                                       f"{'' if len(selection) == 1 else 's'}; click to "
+                                       "remove the selection filter")
         self.selection_chip.show()
         self.model.set_filter(ListFilter("all", "all", selection))
 

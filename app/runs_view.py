@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import AppState
-from app.workers import Task
+from app.workers import Task, TaskOwner
 from core import metrics
 from core.runs import RunRecord, epochs, get_run, holdout_ids, list_runs
 from core.scores import has_scores, load_logits, score_freshness, scored_at
@@ -367,15 +367,6 @@ class RocPlot(pg.PlotWidget):
 
 # -- the view -------------------------------------------------------------------------------------
 
-@dataclass
-class _Scoring:
-    """A "Score Now" in progress: its task, the dataset it scores, what to do after."""
-
-    task: Task
-    dataset: Any
-    make_current: bool
-
-
 class RunsView(QWidget):
     """Runs table + ROC comparison + "Score Now", following and setting the current run.
 
@@ -403,7 +394,7 @@ class RunsView(QWidget):
         self.proxy.setSortRole(SORT_ROLE)
         self._dataset = None  # the dataset the rows and cached curves belong to
         self._syncing = False  # selection changes made by code, not by the user
-        self._scoring: dict[int, _Scoring] = {}
+        self._scoring: dict[int, TaskOwner] = {}  # "Score Now" per run id, several at once
         # ROC curves by (run id, when it scored): refreshes during training redraw for free.
         self._roc_cache: dict[tuple[int, str | None], RocCurve | None] = {}
         self._build()
@@ -620,7 +611,7 @@ class RunsView(QWidget):
     def _update_buttons(self) -> None:
         run = self._scorable_selection()
         self.score_button.setEnabled(run is not None)
-        if run is not None and run.id in self._scoring:
+        if run is not None and run.id in self._scoring and self._scoring[run.id].busy:
             self.score_button.setEnabled(False)
 
     def _scorable_selection(self) -> RunRecord | None:
@@ -651,25 +642,20 @@ class RunsView(QWidget):
         dataset = self.state.dataset
         if dataset is None:
             return None
-        task = self.run_task(score_job, dataset, run, title=f"Scoring with run {run.id}")
-        self._scoring[run.id] = _Scoring(task, dataset, make_current)
-        # Bound methods only: a view deleted mid-scoring must not be called.
-        task.done.connect(self._on_scored)
-        task.finished.connect(self._on_scoring_end)
+        owner = self._scoring.get(run.id)
+        if owner is None:
+            owner = self._scoring[run.id] = TaskOwner(self, launch=self.run_task)
+            owner.busy_changed.connect(lambda _busy: self._update_buttons())
+        task = owner.start(score_job, dataset, run, title=f"Scoring with run {run.id}",
+                           on_done=lambda result: self._on_scored(dataset, make_current, result))
         self._update_buttons()
         return task
 
-    def _on_scored(self, result) -> None:
-        job = self._scoring.get(result.run_id)
-        if job is None or job.dataset is not self.state.dataset:
+    def _on_scored(self, dataset, make_current: bool, result) -> None:
+        if dataset is not self.state.dataset:
             return  # another folder was opened meanwhile; the scores are stored anyway
         run_id, current = result.run_id, self.state.current_run
-        if job.make_current or (current is not None and current.id == run_id):
-            self.state.set_current_run(get_run(job.dataset.workspace, run_id))
+        if make_current or (current is not None and current.id == run_id):
+            self.state.set_current_run(get_run(dataset.workspace, run_id))
         self.state.notify_runs_changed()
         self.scoring_finished.emit(run_id)
-
-    def _on_scoring_end(self) -> None:
-        for run_id in [i for i, job in self._scoring.items() if not job.task.is_running]:
-            del self._scoring[run_id]
-        self._update_buttons()

@@ -3,16 +3,15 @@
 :class:`ActivationScatter` is a self-contained widget fed with plain arrays (coordinates,
 image ids, per-point values) that reports what the user does as Qt signals (a point clicked,
 a selection made, an action asked for). It computes nothing itself; the t-SNE animation is
-driven from outside through :meth:`ActivationScatter.show_partial` or
-:meth:`ActivationScatter.on_projection_progress`. :class:`ProjectionController` does that
-driving: it runs ``core.projection`` in an :class:`app.workers.Task` and feeds the view.
+driven from outside through :meth:`ActivationScatter.show_partial` and
+:meth:`ActivationScatter.show_progress` (``app.projection_controller`` does that).
 
 Speed at 100,000 points rests on three choices:
 
 * ONE scatter item for all points, in pixel mode, without outlines, with one shared QBrush per
   colour class (score: 64 bins). pyqtgraph renders each distinct brush once into a symbol atlas
-  and blits fragments; :class:`_FastScatter` assigns brushes and atlas rectangles with numpy
-  instead of pyqtgraph's per-point Python loop (0.3 s -> a few ms at 100,000 points).
+  and blits fragments; ``app.scatter_items.FastScatter`` assigns brushes and atlas rectangles
+  with numpy instead of pyqtgraph's per-point Python loop (0.3 s -> a few ms at 100,000 points).
 * Hover and click use a KD-tree nearest query (built lazily once per layout), never
   pyqtgraph's ``hoverable`` (which builds a Python object per point).
 * Lasso containment is a vectorised even-odd test (``core.projection.points_in_polygon``).
@@ -21,13 +20,10 @@ Speed at 100,000 points rests on three choices:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -40,22 +36,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.palette import LABEL_HEX
-from core.progress import Progress
+from app.scatter_items import (
+    CATEGORIES,
+    MISSING_HEX,
+    SCORE_BINS,
+    SCORE_COLORMAP,
+    BrushBook,
+    Coloring,
+    FastScatter,
+    ScatterLegend,
+    SelectionViewBox,
+    categorical_coloring,
+    score_coloring,
+)
 from core.projection import points_in_polygon
-from core.ranking import VALIDATION_SPLIT, split_label
+from core.projection_runner import METHOD_TITLES
+
+__all__ = ["CATEGORIES", "COLOR_MODES", "SCORE_BINS", "ActivationScatter", "FastScatter"]
 
 PLOT_BACKGROUND = "#2a2f36"  # the image viewer's canvas: one dark surface for image data
 AXIS_COLOUR = "#9aa4b2"
-OTHER_HEX = "#5d6673"
-MISSING_HEX = "#6b7380"
-SCORE_BINS = 64
-SCORE_COLORMAP = "viridis"
 
 COLOR_MODES = ("label", "score", "prediction", "flagged", "split")
 COLOR_MODE_TITLES = {"label": "Label", "score": "Score", "prediction": "Prediction",
                      "flagged": "Flagged", "split": "Split"}
-METHOD_TITLES = {"pca": "PCA", "tsne": "t-SNE"}
 AXIS_TITLES = {"pca": ("principal component 1", "principal component 2"),
                "tsne": ("t-SNE 1", "t-SNE 2")}
 SELECTION_MODES = ("pointer", "rectangle", "lasso")
@@ -66,252 +70,6 @@ HOVER_RADIUS_PX = 8
 CLICK_RADIUS_PX = 6
 HOVER_INTERVAL_MS = 40
 TREE_DELAY_MS = 50  # after the first paint of a new layout
-
-
-@dataclass(frozen=True)
-class Category:
-    """One colour class of a categorical colouring.
-
-    Attributes:
-        value: the per-point value it stands for (1, 'train', True, ...).
-        name: legend text.
-        hex: colour.
-        z: drawing rank; higher draws on top, so rare, important classes stay visible.
-    """
-
-    value: object
-    name: str
-    hex: str
-    z: int
-
-
-CATEGORIES: dict[str, tuple[Category, ...]] = {
-    "label": (Category(1, "bad", LABEL_HEX[1], 2), Category(0, "good", LABEL_HEX[0], 1),
-              Category(-1, "unlabelled", LABEL_HEX[-1], 0)),
-    "prediction": (Category(1, "predicted bad", LABEL_HEX[1], 2),
-                   Category(0, "predicted good", LABEL_HEX[0], 1),
-                   Category(-1, "not scored", MISSING_HEX, 0)),
-    "flagged": (Category(True, "flagged", "#f5a623", 1),
-                Category(False, "not flagged", "#7d8794", 0)),
-    # Named as every view names splits (core.ranking.SPLIT_NAMES): the 'val' folder and the
-    # images a run held out of 'train' are different sets.
-    "split": (Category("train", split_label("train").lower(), "#5b8def", 0),
-              Category("val", split_label("val").lower(), "#e15759", 1),
-              Category(VALIDATION_SPLIT, split_label(VALIDATION_SPLIT).lower(), "#f28e2b", 2),
-              Category("test", split_label("test").lower(), "#59a14f", 1),
-              Category("unlabelled", split_label("unlabelled").lower(), LABEL_HEX[-1], 0),
-              # Every new lot (split 'lot <name>', core.lots) as one class, drawn on top:
-              # where a new lot lands among the training images shows drift at a glance.
-              Category("lot", "new lots", "#b07aa1", 3)),
-}
-
-
-@dataclass
-class Coloring:
-    """Per-point colour classes ready for the scatter item.
-
-    Attributes:
-        mode: one of :data:`COLOR_MODES`.
-        classes: int (n,) index into ``brushes``.
-        brushes: one shared QBrush per class.
-        names: legend text per class.
-        priority: int16 (n,), points drawn in ascending order (highest on top); small
-            integers, so numpy's stable sort is a radix sort (3 ms per 100,000 points).
-        levels: (low, high) of the colour bar for 'score', else None.
-    """
-
-    mode: str
-    classes: np.ndarray
-    brushes: list[QBrush]
-    names: list[str]
-    priority: np.ndarray
-    levels: tuple[float, float] | None = None
-
-    def counts(self) -> np.ndarray:
-        return np.bincount(self.classes, minlength=len(self.brushes))
-
-
-class _BrushBook:
-    """Hands out the same QBrush object for the same colour, so the symbol atlas stays small."""
-
-    def __init__(self) -> None:
-        self._brushes: dict[tuple[str, int], QBrush] = {}
-
-    def get(self, colour: str | QColor, alpha: int = 255) -> QBrush:
-        qcolour = QColor(colour)
-        key = (qcolour.name(), alpha)
-        brush = self._brushes.get(key)
-        if brush is None:
-            qcolour.setAlpha(alpha)
-            brush = self._brushes[key] = QBrush(qcolour)
-        return brush
-
-
-def categorical_coloring(mode: str, values: np.ndarray, book: _BrushBook) -> Coloring:
-    """Colour classes for 'label', 'prediction', 'flagged' or 'split' values."""
-    values = np.asarray(values)
-    categories = CATEGORIES[mode]
-    if mode == "flagged":
-        values = values.astype(bool)
-    classes = np.full(len(values), len(categories), dtype=np.int64)  # "other" until matched
-    ranks = np.zeros(len(categories) + 1, dtype=np.int16)
-    for index, category in enumerate(categories):
-        classes[values == category.value] = index
-        ranks[index] = category.z
-    ranks[-1] = -1
-    # Background classes (low rank) are drawn more transparent so dense clusters show depth.
-    brushes = [book.get(c.hex, 235 if c.z > 0 else 170) for c in categories]
-    brushes.append(book.get(OTHER_HEX, 170))
-    names = [c.name for c in categories] + ["other"]
-    return Coloring(mode, classes, brushes, names, ranks[classes])
-
-
-def score_coloring(values: np.ndarray, book: _BrushBook, *, bins: int = SCORE_BINS,
-                   colormap: str = SCORE_COLORMAP) -> Coloring:
-    """Scores binned into ``bins`` colours of a colour map; NaN (not scored) is grey.
-
-    Scores of probabilities use the fixed range 0..1, so two runs' maps compare by colour;
-    other values use their own min..max.
-    """
-    scores = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(scores)
-    low, high = 0.0, 1.0
-    if finite.any():
-        smin, smax = float(scores[finite].min()), float(scores[finite].max())
-        if smin < 0.0 or smax > 1.0:
-            low, high = smin, smax if smax > smin else smin + 1.0
-    scaled = np.clip((np.nan_to_num(scores, nan=low) - low) / (high - low), 0.0, 1.0)
-    classes = np.minimum((scaled * bins).astype(np.int64), bins - 1)
-    classes[~finite] = bins
-    brushes = [book.get(c, 225) for c in _colormap_colours(colormap, bins)]
-    brushes.append(book.get(MISSING_HEX, 150))
-    names = [f"{low + (high - low) * i / bins:.2f}" for i in range(bins)] + ["not scored"]
-    priority = np.where(finite, classes, -1).astype(np.int16)  # high scores on top
-    return Coloring("score", classes, brushes, names, priority, levels=(low, high))
-
-
-@cache
-def _colormap_colours(name: str, bins: int) -> tuple[QColor, ...]:
-    """The colours at the centres of ``bins`` equal bins of a pyqtgraph colour map."""
-    cmap = pg.colormap.get(name)
-    return tuple(cmap.map((np.arange(bins) + 0.5) / bins, mode="qcolor"))
-
-
-class _FastScatter(pg.ScatterPlotItem):
-    """A ScatterPlotItem whose points and per-point brushes are set with numpy.
-
-    pyqtgraph's ``setData``/``setBrush`` look every point's style up in its symbol atlas in a
-    Python loop (about 0.3 s per 100,000 points). With a small palette of shared brushes the
-    atlas holds one symbol per brush, so the rectangles can be looked up per *brush* and
-    spread to the points with an index array. Falls back to the public API if pyqtgraph's
-    internals ever change shape.
-    """
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.fast = (hasattr(self, "fragmentAtlas") and "sourceRect" in self.data.dtype.names
-                     and self.opts.get("pxMode") and self.opts.get("useCache"))
-
-    def set_points(self, x: np.ndarray, y: np.ndarray, classes: np.ndarray,
-                   brushes: Sequence[QBrush]) -> None:
-        """Replace all points: positions plus a brush class per point."""
-        if not self.fast:
-            palette = _object_array(brushes)
-            self.setData(x=x, y=y, brush=palette[classes])
-            return
-        if len(x) != len(self.data):
-            # A new record array only when the count changes: numpy fills its object fields
-            # one element at a time (about 70 ms per 100,000 points). Recolouring and
-            # reordering reuse it, since every per-point field that differs is rewritten.
-            data = np.empty(len(x), dtype=self.data.dtype)  # object fields start as None
-            data["size"] = -1  # pyqtgraph's "use the item's default"
-            data["visible"] = True
-            data["sourceRect"] = 0
-            self.data = data
-        self.data["x"], self.data["y"] = x, y
-        self._assign_brushes(classes, brushes)
-        self._geometry_changed()
-
-    def move_points(self, x: np.ndarray, y: np.ndarray) -> None:
-        """New positions for the same points (an animation frame); brushes are kept."""
-        if len(x) != len(self.data):
-            raise ValueError(f"{len(x)} positions for {len(self.data)} points")
-        self.data["x"], self.data["y"] = x, y
-        self._geometry_changed()
-
-    def set_classes(self, classes: np.ndarray, brushes: Sequence[QBrush]) -> None:
-        """New brush per point, same positions."""
-        if not self.fast:
-            self.setBrush(_object_array(brushes)[classes])
-            return
-        self._assign_brushes(classes, brushes)
-        self.invalidate()
-
-    def _assign_brushes(self, classes: np.ndarray, brushes: Sequence[QBrush]) -> None:
-        self.data["brush"] = _object_array(brushes)[classes]
-        # The same (symbol, size, pen, brush) key pyqtgraph's own style lookup would build, so
-        # a later slow-path rebuild (e.g. a screen with another pixel ratio) finds the same.
-        styles = [(self.opts["symbol"], self.opts["size"], self.opts["pen"], b) for b in brushes]
-        rects = np.array(self.fragmentAtlas[styles], dtype=self.data["sourceRect"].dtype)
-        target = self.data["sourceRect"]
-        for name in rects.dtype.names:  # field by field: 2x faster than whole records
-            target[name] = rects[name][classes]
-
-    def _geometry_changed(self) -> None:
-        self.prepareGeometryChange()
-        self.informViewBoundsChanged()
-        self.bounds = [None, None]
-        if self.fast:
-            self._updateMaxSpotSizes()
-        self.invalidate()
-        self.sigPlotChanged.emit(self)
-
-    # Clicks and hovers are answered by the view box through a KD-tree; pyqtgraph's own
-    # handlers would build a Python object per point on every click.
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        ev.ignore()
-
-    def hoverEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        return
-
-
-def _object_array(items: Sequence) -> np.ndarray:
-    array = np.empty(len(items), dtype=object)
-    array[:] = list(items)
-    return array
-
-
-class _SelectionViewBox(pg.ViewBox):
-    """A ViewBox that reports left clicks and, outside pointer mode, left drags as selections.
-
-    Signals:
-        left_clicked(QPointF view position, modifiers)
-        selection_drag(str phase 'start'|'move'|'finish', QPointF view position, modifiers)
-    """
-
-    left_clicked = Signal(object, object)
-    selection_drag = Signal(str, object, object)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.selection_mode = "pointer"
-
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        if ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.left_clicked.emit(self.mapToView(ev.pos()), ev.modifiers())
-            return
-        super().mouseClickEvent(ev)
-
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - Qt naming
-        if self.selection_mode == "pointer" or ev.button() != Qt.MouseButton.LeftButton:
-            super().mouseDragEvent(ev, axis)
-            return
-        ev.accept()
-        if ev.isStart():
-            self.selection_drag.emit("start", self.mapToView(ev.buttonDownPos()), ev.modifiers())
-        self.selection_drag.emit("finish" if ev.isFinish() else "move",
-                                 self.mapToView(ev.pos()), ev.modifiers())
 
 
 class ActivationScatter(QWidget):
@@ -346,7 +104,7 @@ class ActivationScatter(QWidget):
     def __init__(self, parent: QWidget | None = None, *, point_size: float = 5) -> None:
         super().__init__(parent)
         self.point_size = point_size
-        self._book = _BrushBook()
+        self._book = BrushBook()
         self._coords = np.zeros((0, 2), dtype=np.float32)
         self._ids = np.zeros(0, dtype=np.int64)
         self._id_order = np.zeros(0, dtype=np.int64)  # argsort of _ids, for id lookups
@@ -370,10 +128,38 @@ class ActivationScatter(QWidget):
         layout.addWidget(self.toolbar)
         layout.addWidget(self.progress_row)
         layout.addWidget(self.plot_widget, 1)
-        # Esc clears the selection only while the map has focus: elsewhere it stops a task.
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.clear_selection,
-                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        layout.addWidget(self.legend)
         self._update_actions()
+
+    # -- Esc -----------------------------------------------------------------------------
+    def event(self, event: QEvent) -> bool:  # noqa: D102 - Qt's event dispatch
+        # Esc belongs to the window (Cancel Task) unless the map has something of its own to
+        # drop: then the map takes this Esc (accepting the override makes it a key press
+        # here). A second shortcut for Esc made Qt refuse both as ambiguous.
+        if (event.type() == QEvent.Type.ShortcutOverride
+                and event.key() == Qt.Key.Key_Escape and self.has_escapable()):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        if event.key() == Qt.Key.Key_Escape and self.has_escapable():
+            self.escape()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def has_escapable(self) -> bool:
+        """A selection (or one being drawn) that Esc would drop."""
+        return bool(len(self._selected) or self._drag_points)
+
+    def escape(self) -> None:
+        """Drop the lasso or box being drawn, else the selection."""
+        if self._drag_points:
+            self._drag_points = []
+            self.drag_item.setData([], [])
+            return
+        self.clear_selection()
 
     # -- construction ------------------------------------------------------------------
     def _build_toolbar(self) -> None:
@@ -458,7 +244,7 @@ class ActivationScatter(QWidget):
         self.progress_row.hide()
 
     def _build_plot(self) -> None:
-        self.view_box = _SelectionViewBox()
+        self.view_box = SelectionViewBox()
         self.plot_widget = pg.PlotWidget(viewBox=self.view_box, background=PLOT_BACKGROUND)
         self.plot_item = self.plot_widget.getPlotItem()
         self.plot_item.hideButtons()
@@ -468,7 +254,7 @@ class ActivationScatter(QWidget):
             axis.setPen(pg.mkPen(AXIS_COLOUR))
             axis.setTextPen(pg.mkPen(AXIS_COLOUR))
         self.plot_item.showGrid(x=False, y=False)
-        self.points_item = _FastScatter(pxMode=True, pen=None, size=self.point_size, symbol="o")
+        self.points_item = FastScatter(pxMode=True, pen=None, size=self.point_size, symbol="o")
         self.highlight_item = pg.ScatterPlotItem(
             pxMode=True, pen=pg.mkPen("#ffffff", width=2.5), brush=None, size=18, symbol="o")
         self.hover_item = pg.ScatterPlotItem(
@@ -484,10 +270,7 @@ class ActivationScatter(QWidget):
             item.setZValue(z)
             self.plot_item.addItem(item, ignoreBounds=True)
         self.hover_text.hide()
-        self.legend = pg.LegendItem(offset=(10, 10), brush=pg.mkBrush(20, 24, 29, 190),
-                                    pen=pg.mkPen("#5d6673"), labelTextColor="#e6e9ee",
-                                    verSpacing=-4)
-        self.legend.setParentItem(self.view_box)
+        self.legend = ScatterLegend()  # under the plot: over it, it covered points
         self.color_bar = pg.ColorBarItem(values=(0, 1), colorMap=SCORE_COLORMAP, width=14,
                                          interactive=False, label="defect score")
         self.color_bar.getAxis("right").setPen(pg.mkPen(AXIS_COLOUR))
@@ -704,28 +487,18 @@ class ActivationScatter(QWidget):
         self.points_item.set_points(ordered[:, 0], ordered[:, 1], classes[self._order], brushes)
 
     def _update_legend(self, coloring: Coloring) -> None:
-        self.legend.clear()
+        counts = coloring.counts()
         if coloring.levels is not None:
             self.color_bar.setLevels(coloring.levels)
-            missing = int(coloring.counts()[-1])
-            if missing:
-                self._add_legend_entry(coloring.brushes[-1], f"not scored  {missing:,}")
-            self.legend.setVisible(missing > 0)
             self._show_color_bar(True)
+            missing = int(counts[-1])
+            self.legend.set_entries([(coloring.brushes[-1], f"not scored  {missing:,}")]
+                                    if missing else [])
             return
         self._show_color_bar(False)
-        counts = coloring.counts()
-        for brush, name, count in zip(coloring.brushes, coloring.names, counts,
-                                          strict=True):
-            if count:
-                self._add_legend_entry(brush, f"{name}  {int(count):,}")
-        self.legend.setVisible(bool(len(self._ids)))
-
-    def _add_legend_entry(self, brush: QBrush, text: str) -> None:
-        colour = QColor(brush.color())
-        colour.setAlpha(255)
-        sample = pg.ScatterPlotItem(pen=None, brush=pg.mkBrush(colour), size=9, symbol="o")
-        self.legend.addItem(sample, text)
+        self.legend.set_entries([(brush, f"{name}  {int(count):,}") for brush, name, count
+                                 in zip(coloring.brushes, coloring.names, counts, strict=True)
+                                 if count and len(self._ids)])
 
     def _show_color_bar(self, show: bool) -> None:
         if show == self._color_bar_shown:
@@ -758,13 +531,6 @@ class ActivationScatter(QWidget):
     def finish_progress(self) -> None:
         """Hide the progress row (the computation ended, however)."""
         self.progress_row.hide()
-
-    def on_projection_progress(self, progress: Progress) -> None:
-        """Slot for a task's progress: updates the row and animates partial t-SNE frames."""
-        self.show_progress(progress.done, progress.total, progress.message)
-        coords = progress.data.get("coords") if progress.data else None
-        if coords is not None:
-            self.show_partial(coords)
 
     # -- hit testing -------------------------------------------------------------------
     def _kd_tree(self):
@@ -839,12 +605,26 @@ class ActivationScatter(QWidget):
         x, y = self._coords[index]
         self.hover_item.setData(x=[x], y=[y])
         self.hover_text.setHtml(self.describe_point(index))
-        # Open the label towards the middle of the plot so it never leaves the view.
-        (x0, x1), (y0, y1) = self.view_box.viewRange()
-        self.hover_text.setAnchor((1.0 if x > (x0 + x1) / 2 else 0.0,
-                                   0.0 if y > (y0 + y1) / 2 else 1.0))
-        self.hover_text.setPos(float(x), float(y))
+        self._place_hover_text(float(x), float(y))
         self.hover_text.show()
+
+    def _place_hover_text(self, x: float, y: float) -> None:
+        """Beside the point, on the side with room, and always inside the plot: a label
+        running past the view's edge went under the colour bar."""
+        area = self.view_box.sceneBoundingRect()
+        point = self.view_box.mapViewToScene(QPointF(x, y))
+        size = self.hover_text.boundingRect()
+        gap = HOVER_RADIUS_PX
+        left = point.x() + gap
+        if left + size.width() > area.right():
+            left = point.x() - gap - size.width()
+        top = point.y() - gap - size.height()
+        if top < area.top():
+            top = point.y() + gap
+        left = max(area.left(), min(left, area.right() - size.width()))
+        top = max(area.top(), min(top, area.bottom() - size.height()))
+        self.hover_text.setAnchor((0.0, 0.0))
+        self.hover_text.setPos(self.view_box.mapSceneToView(QPointF(left, top)))
 
     def _hide_hover(self) -> None:
         self.hover_item.setData(x=[], y=[])
@@ -983,143 +763,3 @@ class ActivationScatter(QWidget):
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-class ProjectionController(QObject):
-    """Computes PCA / t-SNE maps of one run's embeddings off the GUI thread and feeds a view.
-
-    The view's method combo and Cancel button drive it; finished maps are cached in the run
-    folder (``core.projection.ProjectionCache``), so switching back and forth is instant.
-    A cancelled or failed t-SNE falls back to the PCA map (a half-converged t-SNE misleads).
-
-    Args:
-        view: the scatter it feeds.
-        settings: ``core.projection.TSNESettings`` (defaults if None).
-        parent: Qt parent.
-        track: called with each task before it starts (e.g. a status bar's task tracker,
-            which shows its progress and cancels it with Esc).
-
-    Signals:
-        status(str): one line for a status bar.
-        failed(str): a message for the user.
-    """
-
-    status = Signal(str)
-    failed = Signal(str)
-
-    def __init__(self, view: ActivationScatter, settings=None,
-                 parent: QObject | None = None, *, track=None) -> None:
-        super().__init__(parent)
-        from core.projection import TSNESettings
-
-        self.view = view
-        self.settings = settings or TSNESettings()
-        self.task = None
-        self._track = track
-        self._embeddings: np.ndarray | None = None
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._names: Sequence[str] | None = None
-        self._cache = None
-        self._task_method = ""
-        self._maps: dict[str, np.ndarray] = {}
-        view.method_changed.connect(self.show_method)
-        view.tsne_cancel_requested.connect(self.cancel)
-
-    def set_embeddings(self, image_ids: np.ndarray, embeddings: np.ndarray, *, cache=None,
-                       names: Sequence[str] | None = None) -> None:
-        """Start over with a run's embeddings; shows the map of the view's current method."""
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None  # whatever it still sends is for the old embeddings
-        self.view.finish_progress()
-        self._ids = np.asarray(image_ids, dtype=np.int64)
-        self._embeddings = embeddings
-        self._names = names
-        self._cache = cache
-        self._maps = {}
-        self.show_method(self.view.method)
-
-    def clear(self) -> None:
-        """Forget the embeddings (no run to show): stops a computation, empties the view."""
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None  # whatever it still sends is for the old embeddings
-        self.view.finish_progress()
-        self._embeddings, self._names, self._cache, self._maps = None, None, None, {}
-        self._ids = np.zeros(0, dtype=np.int64)
-        self.view.set_points(np.zeros((0, 2), dtype=np.float32), self._ids)
-
-    def show_method(self, method: str) -> None:
-        """Show the ``method`` map: at once when known, else computed in a task."""
-        from app.workers import Task
-        from core.projection import compute_projection
-
-        if self._embeddings is None:
-            return
-        self.view.set_method(method)
-        if self.task is not None and self.task.is_running:
-            if self._task_method == method:
-                return  # already on its way
-            self.task.cancel()  # its late signals are ignored: it is no longer self.task
-            self.task = None
-            self.view.finish_progress()
-        if method in self._maps:
-            self._show(method, self._maps[method])
-            return
-        task = Task(compute_projection, self._embeddings, self._ids, method, self.settings,
-                    cache=self._cache, title=f"{METHOD_TITLES[method]} map")
-        task.progress.connect(lambda p: self._on_progress(task, p))
-        task.done.connect(lambda coords: self._on_done(task, method, coords))
-        task.failed.connect(lambda error, _trace: self._on_failed(task, method, error))
-        task.cancelled.connect(lambda: self._on_cancelled(task, method))
-        self.task, self._task_method = task, method
-        self.status.emit(f"Computing the {METHOD_TITLES[method]} map…")
-        if self._track is not None:
-            self._track(task)
-        task.start()
-
-    def cancel(self) -> None:
-        """Stop a running computation; the view falls back to the PCA map."""
-        if self.task is not None and self.task.is_running:
-            self.task.cancel()
-
-    def _show(self, method: str, coords: np.ndarray) -> None:
-        self.view.set_points(coords, self._ids, names=self._names)
-        self.view.finish_progress()
-        self.status.emit(f"{METHOD_TITLES[method]} map of {len(self._ids):,} images")
-
-    def _on_progress(self, task, progress: Progress) -> None:
-        if task is not self.task or progress.stage != "tsne":
-            return
-        # The first frame needs the points themselves; later frames only move them.
-        if "coords" in progress.data and not np.array_equal(self.view.image_ids, self._ids):
-            self.view.set_points(progress.data["coords"], self._ids, names=self._names)
-        self.view.on_projection_progress(progress)
-
-    def _on_done(self, task, method: str, coords: np.ndarray) -> None:
-        if task is not self.task:
-            return
-        self.task = None
-        self._maps[method] = coords
-        if self.view.method == method:
-            self._show(method, coords)
-
-    def _on_failed(self, task, method: str, error: BaseException) -> None:
-        if task is not self.task:
-            return
-        from app.workers import describe_error
-
-        self.task = None
-        self.view.finish_progress()
-        self.failed.emit(f"The {METHOD_TITLES[method]} map failed: {describe_error(error)}")
-        if method != "pca":
-            self.show_method("pca")
-
-    def _on_cancelled(self, task, method: str) -> None:
-        if task is not self.task:
-            return
-        self.task = None
-        self.view.finish_progress()
-        self.status.emit(f"{METHOD_TITLES[method]} map cancelled")
-        if method != "pca":
-            self.show_method("pca")

@@ -8,8 +8,9 @@ that one. It hides itself when nothing runs.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QToolButton, QWidget
 
+from app.elide import ElidedLabel
 from app.icons import icon
 from app.workers import Task
 from core.progress import Progress
@@ -27,8 +28,8 @@ class TaskStatus(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._tasks: list[Task] = []
-        self.label = QLabel(objectName="taskLabel")
-        self.label.setMinimumWidth(220)
+        # Long titles ("Scoring lot ...: decoding 1,234 / 5,678") end in "…", never cut.
+        self.label = ElidedLabel(objectName="taskLabel", min_chars=24)
         self.label.setMaximumWidth(520)
         self.bar = QProgressBar(objectName="taskProgress")
         self.bar.setFixedWidth(220)

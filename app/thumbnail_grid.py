@@ -35,7 +35,6 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QLabel,
     QListView,
     QStyle,
     QStyledItemDelegate,
@@ -44,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.elide import ElidedLabel
 from app.filter_bar import filter_bar, filter_combo
 from app.palette import ACCENT, LABEL_COLOURS, label_name
 from app.state import AppState
@@ -426,7 +426,7 @@ class ThumbnailGrid(QWidget):
         self.class_filter = filter_combo(CLASS_FILTERS, "classFilter")
         self._split_choices = split_filter_choices(None)
         self.split_filter = filter_combo(self._split_choices, "splitFilter")
-        self.count_label = QLabel(objectName="gridCount")
+        self.count_label = ElidedLabel(objectName="gridCount")
         self.view = self._make_view()
         self._build_layout()
         self.class_filter.currentIndexChanged.connect(self._on_filter_change)

@@ -46,7 +46,7 @@ from app.training_form import (  # noqa: F401  (CUSTOM ... QUICK: importable fro
     TrainingSettingsForm,
 )
 from app.training_jobs import discover_hardware, score_job, train_job
-from app.workers import Task, describe_error
+from app.workers import Task, TaskOwner, describe_error
 from core.progress import Progress
 from core.runs import EpochRecord, RunRecord, epochs, get_run
 from core.training.config import width_for_rows
@@ -200,8 +200,9 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.run_task = run_task
-        self.training_task: Task | None = None
-        self.scoring_task: Task | None = None
+        # Training, then scoring the new run: one job at a time, both through this owner.
+        self.jobs = TaskOwner(self, launch=run_task)
+        self._stage = ""  # "Training" or "Scoring": what the job does now
         self.run_id: int | None = None  # the run being trained or scored
         self._dataset = None  # the dataset the job works on
         self._started = 0.0
@@ -333,8 +334,7 @@ class TrainingPanel(QWidget):
     @property
     def busy(self) -> bool:
         """True while a training or its scoring runs."""
-        return any(t is not None and t.is_running for t in (self.training_task,
-                                                             self.scoring_task))
+        return self.jobs.busy
 
     def start(self) -> Task | None:
         """Train with the form's settings on the open dataset; None when it cannot start."""
@@ -346,7 +346,7 @@ class TrainingPanel(QWidget):
         except ValueError as error:
             self.status_label.setText(f"Cannot start: {error}")
             return None
-        self._dataset, self.run_id, self.scoring_task = dataset, None, None
+        self._dataset, self.run_id = dataset, None
         self._started, self._train_seconds = time.monotonic(), 0.0
         self._eta = EtaEstimate()
         self.curves.clear_history()
@@ -356,28 +356,26 @@ class TrainingPanel(QWidget):
         self._set_progress(0, f"Starting {config.model}…")
         self.status_label.setText(f"Preparing {config.model} at {config.image_size} × "
                                   f"{width_for_rows(config.image_size)} px…")
-        task = self.run_task(train_job, dataset, config,
-                             title=f"Training {config.model}", on_done=self._on_trained)
-        # Bound methods only: a window closed mid-run must not call into deleted widgets.
-        task.progress.connect(self._on_train_progress)
-        task.failed.connect(self._on_job_failed)
-        task.cancelled.connect(self._on_job_end)
-        self.training_task = task
+        self._stage = "Training"
+        task = self.jobs.start(train_job, dataset, config, title=f"Training {config.model}",
+                               on_done=self._on_trained, on_progress=self._on_train_progress,
+                               on_failed=self._on_job_failed, on_cancelled=self._on_job_end)
         self._update_buttons()
         self.busy_changed.emit(True)
         return task
 
     def cancel(self) -> None:
         """Stop the training (its finished epochs are kept and scored) or the scoring."""
-        for task in (self.training_task, self.scoring_task):
-            if task is not None and task.is_running:
-                task.cancel()
-                self.status_label.setText(f"{task.title}: cancelling…")
+        task = self.jobs.current
+        if task is not None:
+            self.jobs.cancel()
+            self.status_label.setText(f"{task.title}: cancelling…")
         self.cancel_button.setEnabled(False)
 
     def is_training(self, task: Task | None) -> bool:
         """Whether ``task`` is this tab's running training (not its scoring)."""
-        return task is not None and task is self.training_task and task.is_running
+        return (task is not None and task is self.jobs.current and task.is_running
+                and self._stage == "Training")
 
     def confirm_cancel(self) -> QMessageBox:
         """Ask before cancelling the training (Esc is easily pressed by mistake).
@@ -405,7 +403,7 @@ class TrainingPanel(QWidget):
 
     def _on_cancel_answer(self, stop: bool) -> None:
         self.cancel_dialog = None
-        if stop and self.is_training(self.training_task):
+        if stop and self.is_training(self.jobs.current):
             self.cancel()
 
     def load_selected_settings(self) -> None:
@@ -478,12 +476,10 @@ class TrainingPanel(QWidget):
         self.status_label.setText(f"Run {run.id} {what}. Scoring {len(dataset.image_ids):,} "
                                   f"images…")
         self._set_progress(0, "Scoring")
-        task = self.run_task(score_job, dataset, run, title=f"Scoring with run {run.id}",
-                             on_done=self._on_scored)
-        task.progress.connect(self._on_score_progress)
-        task.failed.connect(self._on_job_failed)
-        task.cancelled.connect(self._on_score_cancelled)
-        self.scoring_task = task
+        self._stage = "Scoring"
+        self.jobs.start(score_job, dataset, run, title=f"Scoring with run {run.id}",
+                        on_done=self._on_scored, on_progress=self._on_score_progress,
+                        on_failed=self._on_job_failed, on_cancelled=self._on_score_cancelled)
         self._update_buttons()
 
     def _on_score_progress(self, p: Progress) -> None:
@@ -526,9 +522,8 @@ class TrainingPanel(QWidget):
         return run
 
     # -- endings -----------------------------------------------------------------------------
-    def _on_job_failed(self, error: BaseException, _trace: str = "") -> None:
-        what = "Scoring" if self.scoring_task is not None else "Training"
-        self.status_label.setText(f"{what} failed: {describe_error(error)}")
+    def _on_job_failed(self, error: BaseException) -> None:
+        self.status_label.setText(f"{self._stage} failed: {describe_error(error)}")
         self.state.notify_runs_changed()  # the run row says 'failed'
         self._on_job_end()
 

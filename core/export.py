@@ -41,7 +41,7 @@ from core.scores import (
 )
 
 FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at",
-                   "note")
+                   "reason", "note")
 SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction", "note")
 CHANGED_SINCE_SCORED = "image changed since the run scored it; score again"
 NOT_SCORED_YET = "not scored by the run yet (new image)"
@@ -89,7 +89,8 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
 
     A row is an image the user flagged (``flagged_at`` = when) or, with
     ``include_predicted``, one the run calls defective (score >= threshold; empty
-    ``flagged_at``).
+    ``flagged_at``). ``reason`` says which: ``flagged``, ``score >= threshold`` or both
+    (``flagged; score >= threshold``), so a reader never has to infer it.
 
     Args:
         dataset: an opened ``core.dataset.Dataset``.
@@ -113,6 +114,7 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
     changed_flags = flags_on_changed_images(dataset.workspace)
     rows = ([ids[p], dataset.relpaths[p], _number(scores[p]), _label(labels[p]), run.id,
              run.model, repr(threshold), flagged_at.get(int(image_ids[p]), ""),
+             _reason(int(image_ids[p]) in flagged_at, scores[p] >= threshold),
              "; ".join(note for note in (CHANGED_SINCE_FLAGGED if int(image_ids[p])
                                          in changed_flags else "", notes[p]) if note)]
             for p in positions.tolist())
@@ -125,6 +127,12 @@ def score_notes(dataset, run: RunRecord, scores: np.ndarray) -> list[str]:
     return ["" if not math.isnan(score) else CHANGED_SINCE_SCORED if was_changed
             else NOT_SCORED_YET for score, was_changed in zip(scores.tolist(), changed.tolist(),
                                                               strict=True)]
+
+
+def _reason(flagged: bool, called_bad: bool) -> str:
+    """Why a row is in the flagged list."""
+    return "; ".join(why for why, yes in (("flagged", flagged),
+                                          ("score >= threshold", called_bad)) if yes)
 
 
 def flagged_positions(dataset, run: RunRecord | int | str, threshold: float | None = None,

@@ -223,7 +223,7 @@ def _checked_name(name: str | None, folder: Path) -> str:
     return name
 
 
-def _check_place(root: Path, folder: Path, name: str, lots: list[Lot]) -> None:
+def _check_place(root: Path, folder: Path, name: str | None, lots: list[Lot]) -> None:
     """A lot may not overlap the dataset or another lot, nor take another lot's name."""
     if folder == root or folder.is_relative_to(root):
         raise LotError(f"{folder} is inside the dataset folder {root}: its images are "
@@ -234,11 +234,69 @@ def _check_place(root: Path, folder: Path, name: str, lots: list[Lot]) -> None:
     for lot in lots:
         if lot.folder == folder:
             continue  # adding the same folder again rescans it (and may rename it)
-        if lot.name == name:
+        if name is not None and lot.name == name:
             raise LotError(f"A lot named {name!r} exists already ({lot.folder}); "
                            "choose another name.")
         if folder.is_relative_to(lot.folder) or lot.folder.is_relative_to(folder):
             raise LotError(f"{folder} overlaps lot {lot.name!r} ({lot.folder}).")
+
+
+def check_lot_folder(dataset: Dataset, folder: str | os.PathLike,
+                     name: str | None = None) -> Path:
+    """Whether ``folder`` can become a lot of ``dataset``, before anything is scanned.
+
+    The checks :func:`add_lot` makes first (the folder exists, overlaps neither the dataset
+    nor another lot; with ``name``, the name is usable and free), so a window can say so
+    before it asks for a name.
+
+    Returns:
+        The folder, resolved.
+
+    Raises:
+        LotError: the reason, in one line naming the folder.
+    """
+    path = _checked_folder(folder)
+    checked_name = _checked_name(name, path) if name is not None else None
+    _check_place(Path(dataset.root).resolve(), path, checked_name, list_lots(dataset.workspace))
+    return path
+
+
+def default_lot_name(folder: str | os.PathLike) -> str:
+    """The name offered for a lot: the folder's name, unless that is a layout word.
+
+    ``.../lot-0712/test/all_tests`` is named after ``lot-0712``, not ``all_tests``: split,
+    class and ``all_tests`` folder names say nothing about which lot it is.
+    """
+    path = Path(folder).expanduser().resolve()
+    for part in (path, *path.parents):
+        if part.name and not _is_layout_word(part.name):
+            return part.name[:MAX_NAME_LENGTH]
+    return path.name[:MAX_NAME_LENGTH] or "lot"
+
+
+def _is_layout_word(name: str) -> bool:
+    from core.layout import class_of_folder, split_of_folder
+
+    return (class_of_folder(name) is not None or split_of_folder(name) is not None
+            or name.lower() in ("all_tests", "images", "imgs", "data"))
+
+
+def count_labelled_images(folder: str | os.PathLike) -> int:
+    """Images of ``folder`` inside class folders (good/, bad/, ...): labels a lot drops.
+
+    A lot's images always join as unlabelled, so a window can warn before the labels of
+    a labelled folder are left unused.
+    """
+    from core.imagefile import is_image_name
+    from core.layout import class_of_folder
+
+    root = Path(folder).expanduser()
+    count = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        parts = Path(dirpath).relative_to(root).parts
+        if any(class_of_folder(part) is not None for part in parts):
+            count += sum(1 for name in filenames if is_image_name(name))
+    return count
 
 
 # --- scanning -----------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +51,7 @@ def test_flagged_export_lists_flags_and_calls_at_the_shared_threshold(qtbot, dia
     low = [int(p) for p in np.flatnonzero(scores < 0.2)[:2]]
     state.set_flagged(low, True)
     path = tmp_path / "flagged.csv"
+    dialog.include_predicted_check.setChecked(True)
     export_and_wait(qtbot, dialog, "flagged", path)
     rows = read_rows(path)
     expected = set(low) | set(np.flatnonzero(scores >= 0.8).tolist())
@@ -61,15 +65,26 @@ def test_flagged_export_lists_flags_and_calls_at_the_shared_threshold(qtbot, dia
     assert {r["run"] for r in rows} == {str(run.id)}
     flagged_rows = [r for r in rows if r["flagged_at"]]
     assert {r["id"] for r in flagged_rows} == {ids[p] for p in low}
+    # Every row says why it is listed: a flag, or the run's call at the threshold.
+    assert {r["reason"] for r in flagged_rows} == {"flagged"}
+    assert {r["reason"] for r in rows if not r["flagged_at"]} == {"score >= threshold"}
 
 
-def test_flagged_export_without_predicted_parts(qtbot, dialog, scored, tmp_path):
+def test_flagged_export_lists_only_flags_by_default_readable_by_others(qtbot, dialog,
+                                                                       scored, tmp_path):
     state = scored[0]
     state.set_flagged([4, 9], True)
-    dialog.include_predicted_check.setChecked(False)
-    export_and_wait(qtbot, dialog, "flagged", tmp_path / "only-flags.csv")
+    assert not dialog.include_predicted_check.isChecked()  # the user's flags, no more
+    old_umask = os.umask(0o022)
+    try:
+        export_and_wait(qtbot, dialog, "flagged", tmp_path / "only-flags.csv")
+    finally:
+        os.umask(old_umask)
     rows = read_rows(tmp_path / "only-flags.csv")
     assert sorted(r["id"] for r in rows) == sorted(state.dataset.ids[p] for p in (4, 9))
+    assert all(r["reason"].startswith("flagged") for r in rows)
+    # A file for the line is readable by the team, as any file the user writes.
+    assert stat.S_IMODE((tmp_path / "only-flags.csv").stat().st_mode) == 0o644
 
 
 def test_scores_and_submission_exports(qtbot, dialog, scored, tmp_path):
@@ -89,6 +104,13 @@ def test_scores_and_submission_exports(qtbot, dialog, scored, tmp_path):
     assert len(rows) == len(test_positions) > 0
     assert list(rows[0]) == ["id", "label"]
     assert "Wrote" in dialog.status_label.text()
+
+
+def test_the_first_export_goes_beside_the_dataset_not_home(dialog, scored):
+    state = scored[0]
+    beside = Path(state.dataset.root).resolve().parent
+    assert Path(dialog.path_edit.text()).parent == beside
+    assert dialog.default_folder() == beside
 
 
 def test_the_last_folder_is_remembered(qtbot, scored, settings, tmp_path):
@@ -155,6 +177,7 @@ def test_flagged_export_with_evidence_writes_overlays_and_a_sheet(qtbot, dialog,
     state, _run, scores = scored
     state.set_threshold(0.97)  # a few rows: each overlay is a heatmap computed now
     path = tmp_path / "flagged.csv"
+    dialog.include_predicted_check.setChecked(True)  # the run's calls: no flags were set
     dialog.evidence_check.setChecked(True)
     export_and_wait(qtbot, dialog, "flagged", path)
     rows = read_rows(path)

@@ -88,7 +88,8 @@ def test_selection_filter_shows_a_removable_chip(qtbot, view, scored):
     picked = [7, 2, 30, 2]
     state.request_list_filter(picked)
     assert view.selection_chip.isVisible()
-    assert view.selection_chip.text().startswith("Showing 3 selected images")
+    assert view.selection_chip.text().startswith("3 selected")
+    assert "Showing the 3 selected images" in view.selection_chip.toolTip()
     assert view.kind_filter.currentData() == "all"
     assert sorted(shown(view)) == [2, 7, 30]
     assert shown(view) == sorted(shown(view), key=lambda p: -state.scores[p])

@@ -11,13 +11,9 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QPainter
 from PySide6.QtWidgets import QApplication
 
-from app.scatter_view import (
-    CATEGORIES,
-    SCORE_BINS,
-    ActivationScatter,
-    ProjectionController,
-    _FastScatter,
-)
+from app.projection_controller import ProjectionController
+from app.scatter_items import FastScatter
+from app.scatter_view import CATEGORIES, SCORE_BINS, ActivationScatter
 from core.projection import ProjectionCache, TSNESettings, points_in_polygon
 
 N = 500
@@ -112,7 +108,7 @@ def test_categorical_colourings_put_each_point_in_its_class(view, mode, make_val
     used = {id(b) for b in view.points_item.data["brush"]}
     assert used <= {id(b) for b in coloring.brushes}
     # One legend row per class present, with its count.
-    texts = [label.text for _sample, label in view.legend.items]
+    texts = view.legend.texts()
     for name, count in zip(coloring.names, coloring.counts(), strict=True):
         if count:
             assert any(t.startswith(name) and f"{count:,}" in t for t in texts)
@@ -197,7 +193,7 @@ def test_fast_brush_path_renders_exactly_like_pyqtgraphs_own(qtbot):
     x, y = rng.uniform(0.05, 0.95, (2, 300))
     palette = [pg.mkBrush(c) for c in ("#d64545", "#2e9e5b", "#8a94a3")]
     classes = rng.integers(0, 3, 300)
-    fast = _FastScatter(pxMode=True, pen=None, size=5)
+    fast = FastScatter(pxMode=True, pen=None, size=5)
     assert fast.fast
     fast.set_points(x, y, classes, palette)
     reference = pg.ScatterPlotItem(pxMode=True, pen=None, size=5)
@@ -244,6 +240,39 @@ def test_hover_shows_file_name_and_score(view, data, qtbot):
     hovered = view.nearest_point(coords[index], radius_px=8)
     assert f"img_{ids[hovered]}.png" in html
     assert f"{scores[hovered]:.3f}" in html
+
+
+@pytest.mark.parametrize("corner", ["right", "top", "left", "bottom", "centre"])
+def test_hover_label_stays_inside_the_plot_beside_the_colour_bar(view, data, qtbot, corner):
+    coords, ids, _labels, _scores = data
+    view.resize(560, 500)  # a narrow tab: the label is wider than half the plot
+    view.set_coloring("score")  # the colour bar sits right of the plot
+    view.set_names([f"a_very_long_file_name_from_the_line_{i}_lot_0712.png" for i in ids])
+    qtbot.wait(50)  # the colour bar takes its place in the layout
+    index = {"right": np.argmax(coords[:, 0]), "left": np.argmin(coords[:, 0]),
+             "top": np.argmax(coords[:, 1]), "bottom": np.argmin(coords[:, 1]),
+             "centre": np.argmin(np.abs(coords[:, 0] - coords[:, 0].mean() + 0.5))}[corner]
+    mouse(view.plot_widget.viewport(), "move", view.view_to_widget(*coords[index]),
+          button=Qt.MouseButton.NoButton)
+    qtbot.waitUntil(view.hover_text.isVisible, timeout=2000)
+    view.grab()  # pyqtgraph sets the label's pixel transform when it paints
+    label = view.hover_text.textItem.sceneBoundingRect()
+    plot = view.view_box.sceneBoundingRect()
+    assert plot.adjusted(-1, -1, 1, 1).contains(label), (label, plot)
+    assert not label.intersects(view.color_bar.sceneBoundingRect())
+
+
+def test_legend_sits_outside_the_points(view, data):
+    coords, ids, labels, _scores = data
+    assert view.legend.isVisible() and view.legend.texts()
+    legend = view.legend.geometry()
+    assert not legend.intersects(view.plot_widget.geometry())
+    # Even a point in the top-left corner, where the legend used to be, is not covered.
+    view.set_points(np.vstack([coords, [[coords[:, 0].min() - 1, coords[:, 1].max() + 1]]]),
+                    np.append(ids, ids.max() + 1))
+    corner = view.view_to_widget(coords[:, 0].min() - 1, coords[:, 1].max() + 1)
+    assert view.plot_widget.rect().contains(corner)
+    assert view.childAt(view.plot_widget.mapTo(view, corner)) is not view.legend
 
 
 def test_highlight_rings_the_point_and_clears(view, data):
@@ -355,9 +384,7 @@ def test_show_partial_moves_points_and_keeps_colours(view, data):
 
 
 def test_progress_row_and_cancel(view, qtbot):
-    from core.progress import Progress
-
-    view.on_projection_progress(Progress("tsne", 50, 200, "t-SNE iteration 50 / 200"))
+    view.show_progress(50, 200, "t-SNE iteration 50 / 200")
     assert view.progress_row.isVisible() and view.progress_bar.value() == 50
     with qtbot.waitSignal(view.tsne_cancel_requested):
         view.cancel_button.click()

@@ -118,10 +118,36 @@ def test_cancelled_lot_leaves_the_dataset_as_it_was(qtbot, opened, lot_folder):
     assert window.score_lot_action.isEnabled()
 
 
-def test_unusable_lot_folder_is_reported(qtbot, opened):
+def test_unusable_lot_folder_is_reported_at_once_without_a_traceback(qtbot, opened):
     window, _run = opened
     inside = window.state.dataset.root / "train"
-    task = wait_for(qtbot, window.score_new_lot(inside))
-    assert task.state == "failed"
+    assert window.score_new_lot(inside) is None  # refused before any scan or scoring
     assert "inside the dataset folder" in window.message_box.text()
+    assert window.message_box.detailedText() == ""
     assert list_lots(window.state.dataset.workspace) == []
+
+
+def test_overlap_with_a_lot_is_reported_before_naming(qtbot, opened, lot_folder):
+    window, _run = opened
+    wait_for(qtbot, window.score_new_lot(lot_folder, "July"))
+    nested = lot_folder / "sub"
+    nested.mkdir()
+    # The check the menu flow makes right after the folder is chosen, before the name.
+    assert not window.lots.check(nested)
+    assert "overlaps lot 'July'" in window.message_box.text()
+    assert window.message_box.detailedText() == ""
+    assert not window.lots.check(lot_folder.parent / "missing")
+    assert "not found" in window.message_box.text()
+
+
+def test_name_dialog_offers_the_lot_folder_and_warns_about_dropped_labels(qtbot, opened,
+                                                                           tmp_path):
+    window, _run = opened
+    labelled = make_lot(tmp_path / "lot-0712", good=3, bad=2, test=4, seed=5, first_id=900)
+    dialog = window.lots.name_dialog(labelled / "test" / "all_tests")
+    assert dialog.textValue() == "lot-0712"  # not "all_tests"
+    assert "labels" not in dialog.labelText()  # the unlabelled part has none to lose
+    dialog = window.lots.name_dialog(labelled)
+    assert dialog.textValue() == "lot-0712"
+    assert "5 images of this folder sit in class folders" in dialog.labelText()
+    assert "will not be used" in dialog.labelText()

@@ -98,3 +98,154 @@ def test_a_task_cannot_start_twice(qtbot):
 ])
 def test_describe_error(error, expected):
     assert describe_error(error) == expected
+
+
+# -- TaskOwner: one task at a time, stale news dropped -----------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+
+from app.workers import TaskOwner  # noqa: E402
+
+
+def _wait_then_return(value, release: threading.Event, *, progress=None, cancel=None):
+    release.wait(5)
+    report(progress, "wait", 1, 1)
+    return value
+
+
+@dataclass(frozen=True)
+class _Frame:
+    step: int
+
+
+def _frames(n, *, progress=None, cancel=None, on_partial=None):
+    for step in range(n):
+        check_cancel(cancel)
+        on_partial(_Frame(step))
+    return n
+
+
+def test_owner_start_cancels_the_previous_task_and_drops_its_late_result(qtbot):
+    owner = TaskOwner()
+    results, busy = [], []
+    owner.busy_changed.connect(busy.append)
+    release = threading.Event()
+    first = owner.start(_wait_then_return, "old", release, title="first",
+                        on_done=results.append, on_progress=lambda p: results.append("progress"))
+    already = threading.Event()
+    already.set()
+    second = owner.start(_wait_then_return, "new", already, title="second",
+                         on_done=results.append)
+    assert first.cancel_requested and owner.current is second
+    release.set()  # the first one ignores its cancel check and returns anyway
+    qtbot.waitUntil(lambda: not first.is_running and not second.is_running, timeout=10000)
+    assert first.state == "done" and first.result == "old"
+    assert results == ["new"]  # neither the old result nor its progress reached the view
+    assert busy == [True, False] and not owner.busy
+
+
+def test_owner_delivers_typed_partial_results_newest_first_then_the_result(qtbot):
+    owner = TaskOwner()
+    events = []
+    owner.start(_frames, 2000, title="frames", on_partial=events.append,
+                on_done=lambda n: events.append(("done", n)))
+    qtbot.waitUntil(lambda: not owner.busy, timeout=10000)
+    frames = [e for e in events if isinstance(e, _Frame)]
+    assert events[-1] == ("done", 2000)
+    assert frames and frames[-1] == _Frame(1999)
+    assert len(frames) < 2000  # the GUI got the newest frame, not a queue of all of them
+    steps = [f.step for f in frames]
+    assert steps == sorted(steps)
+
+
+def test_owner_discard_drops_everything_and_cancel_keeps_the_outcome(qtbot):
+    owner = TaskOwner()
+    outcomes = []
+    started = threading.Event()
+    task = owner.start(_count_until_cancelled, started, title="counting",
+                       on_cancelled=lambda: outcomes.append("cancelled"),
+                       on_progress=lambda p: outcomes.append("progress"))
+    assert started.wait(5)
+    owner.discard()
+    qtbot.waitUntil(lambda: task.state == "cancelled", timeout=5000)
+    assert outcomes.count("cancelled") == 0 and owner.current is None
+
+    started.clear()
+    task = owner.start(_count_until_cancelled, started, title="counting",
+                       on_cancelled=lambda: outcomes.append("cancelled"))
+    assert started.wait(5)
+    owner.cancel()
+    qtbot.waitUntil(lambda: task.state == "cancelled", timeout=5000)
+    assert outcomes[-1] == "cancelled" and not owner.busy
+
+
+def test_owner_handler_may_start_the_next_task_and_busy_never_flickers(qtbot):
+    owner = TaskOwner()
+    busy, results = [], []
+    owner.busy_changed.connect(busy.append)
+
+    def then_second(_result):
+        owner.start(_add, 10, 20, title="second", on_done=results.append)
+
+    owner.start(_add, 1, 2, title="first", on_done=then_second)
+    qtbot.waitUntil(lambda: not owner.busy, timeout=5000)
+    assert results == [(30, False)]
+    assert busy == [True, False]
+
+
+def test_owner_when_idle_runs_the_newest_waiting_request_after_the_current_task(qtbot):
+    owner = TaskOwner()
+    calls = []
+    release = threading.Event()
+    owner.start(_wait_then_return, "slow", release, title="slow",
+                on_done=lambda r: calls.append(r))
+    owner.when_idle(lambda: calls.append("older request"))
+    owner.when_idle(lambda: calls.append("newest request"))
+    assert calls == []  # the running task is not cancelled
+    release.set()
+    qtbot.waitUntil(lambda: not owner.busy and len(calls) == 2, timeout=5000)
+    assert calls == ["slow", "newest request"]
+    owner.when_idle(lambda: calls.append("at once"))
+    assert calls[-1] == "at once"
+
+
+def test_owner_failure_and_track_and_launch(qtbot):
+    tracked, errors = [], []
+    owner = TaskOwner(track=tracked.append)
+    task = owner.start(_explode, title="exploding", on_failed=errors.append)
+    assert tracked == [task]
+    qtbot.waitUntil(lambda: not owner.busy, timeout=5000)
+    assert isinstance(errors[0], RuntimeError)
+
+    launched = []
+
+    def launch(fn, *args, title, **kwargs):
+        launched.append(title)
+        return Task(fn, *args, title=title, **kwargs).start()
+
+    owner = TaskOwner(launch=launch)
+    results = []
+    owner.start(_add, 2, 2, title="via the window", on_done=results.append)
+    qtbot.waitUntil(lambda: not owner.busy, timeout=5000)
+    assert launched == ["via the window"] and results == [(4, False)]
+
+
+def test_owner_of_a_deleted_view_calls_nothing(qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    view = QWidget()
+    owner = TaskOwner(view)
+    results = []
+    release = threading.Event()
+    task = owner.start(_wait_then_return, "late", release, title="late", on_done=results.append)
+    view.deleteLater()
+    qtbot.waitUntil(lambda: not _is_valid(owner), timeout=5000)
+    release.set()
+    qtbot.waitUntil(lambda: task.state == "done", timeout=5000)
+    assert results == []
+
+
+def _is_valid(obj) -> bool:
+    from shiboken6 import isValid
+
+    return isValid(obj)

@@ -65,6 +65,9 @@ def test_flagged_list_round_trips_exactly(scored, tmp_path):
         assert row["label"] == _label_text(dataset.labels[p])
         assert (row["run"], row["model"], row["threshold"]) == (str(run.id), run.model, "0.6")
         assert row["flagged_at"] == stamps.get(int(dataset.image_ids[p]), "")
+        why = [w for w, yes in (("flagged", int(dataset.image_ids[p]) in stamps),
+                                ("score >= threshold", scores[p] >= 0.6)) if yes]
+        assert row["reason"] == "; ".join(why) and why
     listed = [float(row["score"]) for row in rows]
     assert listed == sorted(listed, reverse=True)
 
