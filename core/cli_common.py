@@ -1,0 +1,177 @@
+"""What every ``diesight`` command shares: progress on the terminal, Ctrl-C as a clean
+cancel, plain-text tables, opening DATA, and the exit codes with their one-line messages."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from core.progress import Progress
+
+
+class TerminalProgress:
+    """Progress on stderr, fed by core's progress callback.
+
+    On a terminal, a one-line bar redrawn in place. Redirected to a file or a pipe (a batch
+    job's log), plain lines instead: a stage's first and last report and at most one line
+    every ``log_interval`` seconds between, so the log stays readable. Notices (say, an
+    out-of-memory back-off) are always printed on a line of their own.
+    """
+
+    def __init__(self, stream=None, width: int = 30, log_interval: float = 10.0) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.on_terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.log_interval = log_interval
+        self._stage = None
+        self._last_line_at = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        if p.stage == "notice":
+            self.close()
+            self._write_line(p.message)
+        elif self.on_terminal:
+            self._redraw(p)
+        else:
+            self._log(p)
+
+    def _redraw(self, p: Progress) -> None:
+        if p.stage != self._stage and self._stage is not None:
+            self.stream.write("\n")
+        self._stage = p.stage
+        self.stream.write(("\r" + self._describe(p))[:160].ljust(60))
+        self.stream.flush()
+
+    def _log(self, p: Progress) -> None:
+        now = time.monotonic()
+        finished = bool(p.total) and p.done >= p.total
+        if p.stage != self._stage or finished or now - self._last_line_at >= self.log_interval:
+            self._stage, self._last_line_at = p.stage, now
+            self._write_line(self._describe(p))
+
+    def _describe(self, p: Progress) -> str:
+        if not p.total:
+            return f"{p.stage:>8} {p.message}"
+        filled = int(self.width * min(1.0, p.fraction))
+        bar = "#" * filled + "-" * (self.width - filled)
+        return f"{p.stage:>8} [{bar}] {p.done}/{p.total} {p.message}".rstrip()
+
+    def _write_line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._stage is not None and self.on_terminal:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._stage = None
+
+
+class CtrlC:
+    """Turns the first Ctrl-C into a cooperative cancel; a second one kills as usual."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous = None
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        sys.stderr.write("\nStopping after the current step (Ctrl-C again to abort)...\n")
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+
+# Exit codes, the same for every command (tests/faults/test_fault_exit_codes.py):
+EXIT_OK = 0
+EXIT_BUG = 1          # an unexpected error: Python's own exit code for a traceback
+EXIT_USER_ERROR = 2   # what was asked cannot be done: a bad option value, folder, file, CSV,
+#                       checkpoint or run, a damaged, full or read-only workspace, a run that
+#                       another process is training; one line on stderr says why
+EXIT_CANCELLED = 130  # Ctrl-C (a run stopped this way can be resumed)
+
+
+class BusyError(Exception):
+    """Another DieSight process holds what this command needs."""
+
+
+def _user_errors(command):
+    """Print a clear one-line message for the errors a user can cause, not a traceback,
+    and exit with EXIT_USER_ERROR."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(args) -> int:
+        try:
+            return command(args)
+        except Exception as exc:
+            if not isinstance(exc, _user_error_types()):
+                raise
+            print(f"diesight {args.command}: {_user_message(exc, args)}", file=sys.stderr)
+            for skipped in getattr(exc, "skipped", None) or []:  # DatasetError's files
+                print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
+            return EXIT_USER_ERROR
+    return wrapper
+
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    # Imported only once something failed: core.checkpoint brings torch, which
+    # `diesight runs` would otherwise not need.
+    import sqlite3
+
+    from core.checkpoint import CheckpointError
+    from core.dataset import DatasetError
+    from core.recovery import WorkspaceError
+
+    return (ValueError, LookupError, OSError, DatasetError, CheckpointError, WorkspaceError,
+            BusyError, sqlite3.DatabaseError)
+
+
+def _user_message(exc: Exception, args) -> str:
+    """The one line shown for a user error: core.errors' policy, shared with the app."""
+    from core.errors import user_message
+
+    return (user_message(exc, getattr(args, "data", None))
+            or " ".join(str(exc).split()) or type(exc).__name__)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
+           right: Sequence[str] = ()) -> str:
+    """A plain-text table; the columns named in ``right`` (numbers) are right-aligned."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if h in right else c.ljust(w)
+                       for c, w, h in zip(row, widths, headers, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _open_dataset_cli(args, progress, cancel):
+    from core.dataset import open_dataset
+
+    return open_dataset(args.data, labels_csv=args.labels, progress=progress, cancel=cancel)
+
+
+def _open_dataset_with_bar(args):
+    """Open DATA with a progress bar; Ctrl-C stops the opening cleanly."""
+    bar = TerminalProgress()
+    with CtrlC() as cancel:
+        try:
+            return _open_dataset_cli(args, bar, cancel)
+        finally:
+            bar.close()
