@@ -272,8 +272,6 @@ _PARSERS.append(_add_explain)
 
 
 def _add_train(sub) -> None:
-    from core.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SAMPLERS, SCHEDULES
-
     p = sub.add_parser(
         "train", help="train a model on a folder's labelled images",
         description="Train a model on DATA's labelled images. Settings start from the "
@@ -290,35 +288,51 @@ def _add_train(sub) -> None:
     start.add_argument("--preset", choices=_preset_names(),
                        help="start from the app's preset: " + "; ".join(
                            f"{key} = {title}" for key, title in _preset_names().items()))
-    p.add_argument("--model", help="designed_resnet, stratified, resnet18 or resnet50")
-    p.add_argument("--sampler", choices=SAMPLERS,
-                   help="B: balanced bootstrap (default); S: balanced without replacement; "
-                        "shuffle; weighted: shuffle + class-weighted loss")
-    p.add_argument("--per-class", type=int, help="draws per class per epoch (B, S)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int, help="input rows (width keeps the 267:275 ratio)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--precision", choices=PRECISIONS)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--split-seed", type=int,
-                   help="seed for the held-out images only (default: --seed); with --replay, "
-                        "draw a new split instead of reusing the run's saved one")
-    p.add_argument("--val-fraction", type=float, help="share of each class for validation")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--threshold", type=float, help="score that calls a part bad")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
-                   default=None, help="train without augmentation")
-    p.add_argument("--weights", metavar="FILE", help="local pretrained weights for the model")
     p.add_argument("--labels", metavar="CSV", help="labels for images the folders leave "
                                                    "unlabelled")
     p.add_argument("--save-config", metavar="JSON", help="also write the config used here")
+    _add_config_flags(p)
     p.set_defaults(func=_cmd_train)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, made from the field's FieldSpec: its name, help,
+    choices and bounds are defined once, in core.training.config. A flag not given stays
+    None, so only the flags given override the starting config."""
+    from core.training.config import field_specs
+
+    group = parser.add_argument_group(
+        "training settings", "override the starting config (defaults, --config, --replay, "
+                             "--resume or --preset); the values allowed are checked as in "
+                             "a saved config")
+    for spec in field_specs():
+        group.add_argument(spec.cli_flag, dest=spec.name, default=None,
+                           help=_flag_help(spec).replace("%", "%%"), **_flag_kind(spec))
+
+
+def _flag_kind(spec) -> dict:
+    """argparse's action, type, choices and metavar for one TrainConfig field."""
+    if spec.type is bool:  # --no-augment clears a default-on setting, --compile sets one
+        return {"action": "store_const", "const": not spec.cli_flag.startswith("--no-")}
+    if spec.choices is not None:
+        return {"choices": spec.choices}
+    return {"type": spec.type,
+            "metavar": spec.cli_metavar or spec.cli_flag[2:].upper().replace("-", "_")}
+
+
+def _flag_help(spec) -> str:
+    """The field's help, the values allowed and the default."""
+    if spec.type is bool:
+        if spec.cli_flag.startswith("--no-"):
+            return f"no {spec.label.lower()}: {spec.help}"
+        return f"{spec.help} (off by default)"
+    allowed = spec.range_text() if spec.type in (int, float) and spec.choices is None else ""
+    if spec.default is None:
+        default = f"default: {spec.none_label}" if spec.none_label else ""
+    else:
+        default = f"default: {spec.default}"
+    extra = "; ".join(part for part in (allowed, default) if part)
+    return f"{spec.help} [{extra}]" if extra else spec.help
 
 
 def _preset_names() -> dict[str, str]:

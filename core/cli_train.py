@@ -8,22 +8,11 @@ import sys
 from core.cli_common import BusyError, CtrlC, TerminalProgress, _user_errors
 from core.progress import Progress
 
-# CLI flag -> TrainConfig field, for the flags that override the starting config.
-_TRAIN_FLAGS = {
-    "model": "model", "sampler": "sampler", "per_class": "per_class", "epochs": "epochs",
-    "image_size": "image_size", "batch_size": "batch_size", "lr": "lr",
-    "optimizer": "optimizer", "weight_decay": "weight_decay", "schedule": "schedule",
-    "device": "device", "precision": "precision", "seed": "seed",
-    "val_fraction": "val_fraction", "patience": "early_stopping_patience",
-    "threshold": "threshold", "threads": "num_threads", "augment": "augment",
-    "weights": "weights", "split_seed": "split_seed",
-}
-
 
 def _train_config(args, workspace):
     """The starting config (defaults / --config / --replay / --resume) plus the flags given."""
     from core.runs import get_run, resolve_run
-    from core.training.config import TrainConfig
+    from core.training.config import TrainConfig, field_specs
     from core.training.presets import preset
 
     if args.config:
@@ -38,8 +27,8 @@ def _train_config(args, workspace):
         config = preset(args.preset).config
     else:
         config = TrainConfig()
-    overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items()
-                 if getattr(args, flag) is not None}
+    overrides = {spec.name: getattr(args, spec.name) for spec in field_specs()
+                 if getattr(args, spec.name) is not None}
     return config.replace(**overrides)
 
 
