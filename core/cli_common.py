@@ -15,18 +15,19 @@ from core.progress import Progress
 class TerminalProgress:
     """Progress on stderr, fed by core's progress callback.
 
-    On a terminal, a one-line bar redrawn in place. Redirected to a file or a pipe (a batch
-    job's log), plain lines instead: a stage's first and last report and at most one line
-    every ``log_interval`` seconds between, so the log stays readable. Notices (say, an
-    out-of-memory back-off) are always printed on a line of their own.
+    On a terminal, a tqdm bar per stage (decode, train, score, ...) redrawn in place.
+    Redirected to a file or a pipe (a batch job's log), plain lines instead: a stage's first
+    and last report and at most one line every ``log_interval`` seconds between, so the log
+    stays readable. Notices (say, an out-of-memory back-off) are always printed on a line of
+    their own.
     """
 
-    def __init__(self, stream=None, width: int = 30, log_interval: float = 10.0) -> None:
+    def __init__(self, stream=None, log_interval: float = 10.0) -> None:
         self.stream = stream or sys.stderr
-        self.width = width
         self.on_terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self.log_interval = log_interval
         self._stage = None
+        self._bar = None  # the stage's tqdm bar, on a terminal
         self._last_line_at = 0.0
 
     def __call__(self, p: Progress) -> None:
@@ -34,39 +35,41 @@ class TerminalProgress:
             self.close()
             self._write_line(p.message)
         elif self.on_terminal:
-            self._redraw(p)
+            self._draw(p)
         else:
             self._log(p)
 
-    def _redraw(self, p: Progress) -> None:
-        if p.stage != self._stage and self._stage is not None:
-            self.stream.write("\n")
-        self._stage = p.stage
-        self.stream.write(("\r" + self._describe(p))[:160].ljust(60))
-        self.stream.flush()
+    def _draw(self, p: Progress) -> None:
+        if p.stage != self._stage:
+            self.close()
+            from tqdm import tqdm  # only when a bar is drawn: `diesight runs` needs none
+
+            self._stage = p.stage
+            self._bar = tqdm(total=p.total or None, desc=f"{p.stage:>8}", file=self.stream,
+                             dynamic_ncols=True, leave=True)
+        bar = self._bar
+        if (p.total or None) != bar.total:
+            bar.total = p.total or None
+        bar.set_postfix_str(p.message, refresh=False)
+        bar.update(p.done - bar.n)
 
     def _log(self, p: Progress) -> None:
         now = time.monotonic()
         finished = bool(p.total) and p.done >= p.total
         if p.stage != self._stage or finished or now - self._last_line_at >= self.log_interval:
             self._stage, self._last_line_at = p.stage, now
-            self._write_line(self._describe(p))
-
-    def _describe(self, p: Progress) -> str:
-        if not p.total:
-            return f"{p.stage:>8} {p.message}"
-        filled = int(self.width * min(1.0, p.fraction))
-        bar = "#" * filled + "-" * (self.width - filled)
-        return f"{p.stage:>8} [{bar}] {p.done}/{p.total} {p.message}".rstrip()
+            counts = f"{p.done}/{p.total} " if p.total else ""
+            self._write_line(f"{p.stage:>8} {counts}{p.message}".rstrip())
 
     def _write_line(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self._stage is not None and self.on_terminal:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the current stage's bar (drawn in its final state) or log line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         self._stage = None
 
 
