@@ -13,16 +13,9 @@ lazily, so `diesight --help` or `diesight runs` do not wait for torch.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from core.cli_common import (  # noqa: F401  (the exit codes are the CLI's public API)
-    EXIT_BUG,
-    EXIT_CANCELLED,
-    EXIT_OK,
-    EXIT_USER_ERROR,
-    TerminalProgress,
-)
+from core.cli_common import run_command
 from core.cli_data import _cmd_demo_data, _cmd_models, _cmd_repair, _cmd_scan
 from core.cli_results import (
     _cmd_evaluate,
@@ -33,7 +26,12 @@ from core.cli_results import (
     _cmd_score,
 )
 from core.cli_train import _cmd_train
-from core.progress import Cancelled
+from core.errors import (  # noqa: F401  (the exit codes are the CLI's public API)
+    EXIT_BUG,
+    EXIT_CANCELLED,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,11 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    try:
-        return int(args.func(args) or 0)
-    except Cancelled:
-        print("Cancelled.", file=sys.stderr)
-        return EXIT_CANCELLED
+    return run_command(args)
 
 
 # --- subcommands -------------------------------------------------------------------------

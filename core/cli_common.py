@@ -1,5 +1,6 @@
 """What every ``diesight`` command shares: progress on the terminal, Ctrl-C as a clean
-cancel, plain-text tables, opening DATA, and the exit codes with their one-line messages."""
+cancel, plain-text tables, opening DATA, and running a command under the exit-code policy
+(the codes and messages are core.errors')."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from core.progress import Progress
+from core.errors import EXIT_CANCELLED, EXIT_USER_ERROR, user_message
+from core.progress import Cancelled, Progress
 
 
 class TerminalProgress:
@@ -99,57 +101,27 @@ class CtrlC:
         return self.event.is_set()
 
 
-# Exit codes, the same for every command (tests/faults/test_fault_exit_codes.py):
-EXIT_OK = 0
-EXIT_BUG = 1          # an unexpected error: Python's own exit code for a traceback
-EXIT_USER_ERROR = 2   # what was asked cannot be done: a bad option value, folder, file, CSV,
-#                       checkpoint or run, a damaged, full or read-only workspace, a run that
-#                       another process is training; one line on stderr says why
-EXIT_CANCELLED = 130  # Ctrl-C (a run stopped this way can be resumed)
-
-
 class BusyError(Exception):
     """Another DieSight process holds what this command needs."""
 
 
-def _user_errors(command):
-    """Print a clear one-line message for the errors a user can cause, not a traceback,
-    and exit with EXIT_USER_ERROR."""
-    import functools
-
-    @functools.wraps(command)
-    def wrapper(args) -> int:
-        try:
-            return command(args)
-        except Exception as exc:
-            if not isinstance(exc, _user_error_types()):
-                raise
-            print(f"diesight {args.command}: {_user_message(exc, args)}", file=sys.stderr)
-            for skipped in getattr(exc, "skipped", None) or []:  # DatasetError's files
-                print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
-            return EXIT_USER_ERROR
-    return wrapper
-
-
-def _user_error_types() -> tuple[type[Exception], ...]:
-    # Imported only once something failed: core.checkpoint brings torch, which
-    # `diesight runs` would otherwise not need.
-    import sqlite3
-
-    from core.checkpoint import CheckpointError
-    from core.dataset import DatasetError
-    from core.recovery import WorkspaceError
-
-    return (ValueError, LookupError, OSError, DatasetError, CheckpointError, WorkspaceError,
-            BusyError, sqlite3.DatabaseError)
-
-
-def _user_message(exc: Exception, args) -> str:
-    """The one line shown for a user error: core.errors' policy, shared with the app."""
-    from core.errors import user_message
-
-    return (user_message(exc, getattr(args, "data", None))
-            or " ".join(str(exc).split()) or type(exc).__name__)
+def run_command(args) -> int:
+    """Run a parsed command under the one exit-code policy of core.errors: EXIT_CANCELLED
+    after Ctrl-C, EXIT_USER_ERROR with one line on stderr for what a user can cause (and
+    DatasetError's skipped files below it), a traceback (EXIT_BUG) for anything else."""
+    try:
+        return int(args.func(args) or 0)
+    except Cancelled:
+        print("Cancelled.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as exc:
+        message = user_message(exc, getattr(args, "data", None))
+        if message is None:
+            raise
+        print(f"diesight {args.command}: {message}", file=sys.stderr)
+        for skipped in getattr(exc, "skipped", None) or []:
+            print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from core.cli_common import EXIT_OK, CtrlC, TerminalProgress, _table, _user_errors
+from core.cli_common import CtrlC, TerminalProgress, _table
 
 
 def _cmd_models(args) -> int:
@@ -17,7 +17,6 @@ def _cmd_models(args) -> int:
     return 0
 
 
-@_user_errors
 def _cmd_scan(args) -> int:
     from core.dataset import open_dataset, summary_lines
 
@@ -34,7 +33,6 @@ def _cmd_scan(args) -> int:
     return 0
 
 
-@_user_errors
 def _cmd_repair(args) -> int:
     from core.recovery import repair_workspace
 
@@ -46,10 +44,9 @@ def _cmd_repair(args) -> int:
     finally:
         bar.close()
     print("\n".join(report.lines()))
-    return EXIT_OK
+    return 0
 
 
-@_user_errors
 def _cmd_demo_data(args) -> int:
     from core.demodata import generate_demo_data
 

@@ -16,11 +16,9 @@ from core.cli_common import (
     _open_dataset_cli,
     _open_dataset_with_bar,
     _table,
-    _user_errors,
 )
 
 
-@_user_errors
 def _cmd_score(args) -> int:
     from core.runs import resolve_run
     from core.scoring import score_dataset
@@ -93,7 +91,6 @@ def _score_summary(dataset, run, result, top: int) -> str:
     return "\n".join(lines)
 
 
-@_user_errors
 def _cmd_runs(args) -> int:
     from pathlib import Path
 
@@ -143,7 +140,6 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-@_user_errors
 def _cmd_export(args) -> int:
     from core import export
     from core.runs import resolve_run
@@ -186,7 +182,6 @@ def _export_evidence(args, dataset, run) -> None:
     print(f"Wrote {count:,} heatmap overlays and {SHEET_NAME} to {args.evidence}")
 
 
-@_user_errors
 def _cmd_evaluate(args) -> int:
     import json
 
@@ -215,7 +210,6 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-@_user_errors
 def _cmd_flag(args) -> int:
     from core.annotations import set_flag
 
@@ -249,7 +243,6 @@ def _image_ids_for(dataset, names: Sequence[str]) -> list[int]:
     return found
 
 
-@_user_errors
 def _cmd_explain(args) -> int:
     from core.explain import explain
     from core.explain_files import write_heatmap_pngs

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from core.cli_common import BusyError, CtrlC, TerminalProgress, _user_errors
+from core.cli_common import BusyError, CtrlC, TerminalProgress
 from core.progress import Progress
 
 
@@ -56,7 +56,6 @@ class _TrainPrinter:
             self.bar(p)
 
 
-@_user_errors
 def _cmd_train(args) -> int:
     import json
 
