@@ -123,10 +123,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not sys.platform.startswith("linux"):
         return 0
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if platform and not platform.startswith("xcb") and args.plugin is None:
-        return 0  # another platform plugin was chosen (offscreen, wayland, ...)
+    if args.plugin is None and not uses_xcb():
+        return 0
     return check(args.plugin or xcb_plugin(), args.install)
+
+
+def uses_xcb() -> bool:
+    """Whether Qt would open its window through xcb: an X display and no other platform
+    chosen (without a display, ``diesight gui`` lists the headless commands instead)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform:
+        return platform.startswith("xcb")
+    return bool(os.environ.get("DISPLAY"))
 
 
 if __name__ == "__main__":
