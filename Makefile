@@ -15,8 +15,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Opens the app with the built-in demo data (generated on first use).
+# Opens the app with the built-in demo data (generated on first use). First checks the
+# system libraries Qt's window needs (on Debian/Ubuntu: prints the apt-get line, and runs
+# it when make runs as root).
 run: install
+	$(BIN)/python -m app.qt_system_libs --install
 	test -d $(DEMO)/train || $(BIN)/diesight demo-data $(DEMO) --n 3000
 	$(BIN)/diesight gui $(DEMO)
 

@@ -1,105 +1,39 @@
 """The ``diesight`` command line: headless front door to the same core the GUI uses.
 
-Each subcommand is one ``_add_<name>`` (its arguments) and one ``_cmd_<name>`` (its work,
-which only calls core functions and prints). ``app.entry`` sends every subcommand here and
-opens the GUI when there is none.
+This module is the command line's one place of argument parsing: each subcommand is one
+``_add_<name>`` here (its arguments); its work is one ``_cmd_<name>`` in a command module
+(``core.cli_data``: models, scan, repair, demo-data; ``core.cli_results``: score, runs,
+export, evaluate, flag, explain; ``core.cli_train``: train), which only calls core functions
+and prints. The terminal progress, Ctrl-C handling and the exit-code policy they share are in
+``core.cli_common``. ``app.entry`` sends every subcommand here and opens the GUI when there is
+none. Importing this module stays light (no torch, numpy or Qt): the commands import core
+lazily, so `diesight --help` or `diesight runs` do not wait for torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import threading
-import time
 from collections.abc import Sequence
 
 from core import onnx_cli
-from core.progress import Cancelled, Progress
-
-
-class TerminalProgress:
-    """Progress on stderr, fed by core's progress callback.
-
-    On a terminal, a one-line bar redrawn in place. Redirected to a file or a pipe (a batch
-    job's log), plain lines instead: a stage's first and last report and at most one line
-    every ``log_interval`` seconds between, so the log stays readable. Notices (say, an
-    out-of-memory back-off) are always printed on a line of their own.
-    """
-
-    def __init__(self, stream=None, width: int = 30, log_interval: float = 10.0) -> None:
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.on_terminal = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.log_interval = log_interval
-        self._stage = None
-        self._last_line_at = 0.0
-
-    def __call__(self, p: Progress) -> None:
-        if p.stage == "notice":
-            self.close()
-            self._write_line(p.message)
-        elif self.on_terminal:
-            self._redraw(p)
-        else:
-            self._log(p)
-
-    def _redraw(self, p: Progress) -> None:
-        if p.stage != self._stage and self._stage is not None:
-            self.stream.write("\n")
-        self._stage = p.stage
-        self.stream.write(("\r" + self._describe(p))[:160].ljust(60))
-        self.stream.flush()
-
-    def _log(self, p: Progress) -> None:
-        now = time.monotonic()
-        finished = bool(p.total) and p.done >= p.total
-        if p.stage != self._stage or finished or now - self._last_line_at >= self.log_interval:
-            self._stage, self._last_line_at = p.stage, now
-            self._write_line(self._describe(p))
-
-    def _describe(self, p: Progress) -> str:
-        if not p.total:
-            return f"{p.stage:>8} {p.message}"
-        filled = int(self.width * min(1.0, p.fraction))
-        bar = "#" * filled + "-" * (self.width - filled)
-        return f"{p.stage:>8} [{bar}] {p.done}/{p.total} {p.message}".rstrip()
-
-    def _write_line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self._stage is not None and self.on_terminal:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._stage = None
-
-
-class CtrlC:
-    """Turns the first Ctrl-C into a cooperative cancel; a second one kills as usual."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self._previous = None
-
-    def __enter__(self) -> CtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _on_sigint(self, signum, frame) -> None:
-        if self.event.is_set():
-            raise KeyboardInterrupt
-        self.event.set()
-        sys.stderr.write("\nStopping after the current step (Ctrl-C again to abort)...\n")
-
-    def __call__(self) -> bool:
-        return self.event.is_set()
+from core.cli_common import run_command
+from core.cli_data import _cmd_demo_data, _cmd_models, _cmd_repair, _cmd_scan
+from core.cli_results import (
+    _cmd_evaluate,
+    _cmd_explain,
+    _cmd_export,
+    _cmd_flag,
+    _cmd_label,
+    _cmd_runs,
+    _cmd_score,
+)
+from core.cli_train import _cmd_train
+from core.errors import (  # noqa: F401  (the exit codes are the CLI's public API)
+    EXIT_BUG,
+    EXIT_CANCELLED,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,21 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    try:
-        return int(args.func(args) or 0)
-    except Cancelled:
-        print("Cancelled.", file=sys.stderr)
-        return EXIT_CANCELLED
+    return run_command(args)
 
 
 # --- subcommands -------------------------------------------------------------------------
 
 _PARSERS: list = []
 
-
-# --- results: models, score, runs, export, flag ----------------------------------------
-# These commands import core lazily: torch takes seconds to import, and `diesight --help`
-# or `diesight runs` should not wait for it.
 
 RUN_HELP = (
     "which run: an id, 'latest' (the newest run of DATA with a checkpoint; the default), or "
@@ -151,87 +77,6 @@ using its checkpoint in /data/lot1's workspace; importing it again reuses the sa
 """
 
 
-# Exit codes, the same for every command (tests/faults/test_fault_exit_codes.py):
-EXIT_OK = 0
-EXIT_BUG = 1          # an unexpected error: Python's own exit code for a traceback
-EXIT_USER_ERROR = 2   # what was asked cannot be done: a bad option value, folder, file, CSV,
-#                       checkpoint or run, a damaged, full or read-only workspace, a run that
-#                       another process is training; one line on stderr says why
-EXIT_CANCELLED = 130  # Ctrl-C (a run stopped this way can be resumed)
-
-
-class BusyError(Exception):
-    """Another DieSight process holds what this command needs."""
-
-
-def _user_errors(command):
-    """Print a clear one-line message for the errors a user can cause, not a traceback,
-    and exit with EXIT_USER_ERROR."""
-    import functools
-
-    @functools.wraps(command)
-    def wrapper(args) -> int:
-        try:
-            return command(args)
-        except Exception as exc:
-            if not isinstance(exc, _user_error_types()):
-                raise
-            print(f"diesight {args.command}: {_user_message(exc, args)}", file=sys.stderr)
-            for skipped in getattr(exc, "skipped", None) or []:  # DatasetError's files
-                print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
-            return EXIT_USER_ERROR
-    return wrapper
-
-
-def _user_error_types() -> tuple[type[Exception], ...]:
-    # Imported only once something failed: core.checkpoint brings torch, which
-    # `diesight runs` would otherwise not need.
-    import sqlite3
-
-    from core.checkpoint import CheckpointError
-    from core.dataset import DatasetError
-    from core.recovery import WorkspaceError
-
-    return (ValueError, LookupError, OSError, DatasetError, CheckpointError, WorkspaceError,
-            BusyError, sqlite3.DatabaseError)
-
-
-def _user_message(exc: Exception, args) -> str:
-    """The one line shown for a user error: core.errors' policy, shared with the app."""
-    from core.errors import user_message
-
-    return (user_message(exc, getattr(args, "data", None))
-            or " ".join(str(exc).split()) or type(exc).__name__)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
-           right: Sequence[str] = ()) -> str:
-    """A plain-text table; the columns named in ``right`` (numbers) are right-aligned."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) if h in right else c.ljust(w)
-                       for c, w, h in zip(row, widths, headers, strict=True)).rstrip()
-             for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _open_dataset_cli(args, progress, cancel):
-    from core.dataset import open_dataset
-
-    return open_dataset(args.data, labels_csv=args.labels, progress=progress, cancel=cancel)
-
-
-def _open_dataset_with_bar(args):
-    """Open DATA with a progress bar; Ctrl-C stops the opening cleanly."""
-    bar = TerminalProgress()
-    with CtrlC() as cancel:
-        try:
-            return _open_dataset_cli(args, bar, cancel)
-        finally:
-            bar.close()
-
-
 def _add_data_arguments(p) -> None:
     p.add_argument("data", metavar="DATA", help="the dataset folder")
     p.add_argument("--labels", metavar="CSV", default=None,
@@ -243,17 +88,6 @@ def _add_models(sub) -> None:
                        description="The model registry: parameter counts, embedding sizes and "
                                    "the seed study's parameter counts beside them.")
     p.set_defaults(func=_cmd_models)
-
-
-def _cmd_models(args) -> int:
-    from core.models import list_models
-
-    rows = [(m.name, f"{m.parameter_count:,}", m.embedding_dim,
-             f"{m.seed_parameter_count:,}" if m.seed_parameter_count else "-", m.description)
-            for m in list_models()]
-    print(_table(("model", "parameters", "embedding", "seed parameters", "description"), rows,
-                 right=("parameters", "embedding", "seed parameters")))
-    return 0
 
 
 _PARSERS.append(_add_models)
@@ -296,81 +130,6 @@ def _add_score(sub) -> None:
     p.set_defaults(func=_cmd_score)
 
 
-@_user_errors
-def _cmd_score(args) -> int:
-    if onnx_cli.score_onnx_requested(args):  # the line-side path: never imports torch
-        return onnx_cli.cmd_score_onnx(args)
-    from core.runs import resolve_run
-    from core.scoring import score_dataset
-
-    if args.lot_name is not None and args.lot is None:
-        raise ValueError("--lot-name needs --lot FOLDER")
-    bar = TerminalProgress()
-    new_lot = None
-    with CtrlC() as cancel:
-        try:
-            dataset = _open_dataset_cli(args, bar, cancel)
-            run = resolve_run(dataset.workspace, args.run)
-            if args.lot is not None:
-                new_lot = _score_lot_cli(args, dataset, run, bar, cancel)
-                dataset, result = new_lot.dataset, new_lot.result
-            else:
-                result = score_dataset(dataset, run, batch_size=args.batch_size,
-                                       device=args.device, progress=bar, cancel=cancel)
-        finally:
-            bar.close()
-    if new_lot is not None:
-        print(f"Added lot {new_lot.lot.name!r} to {dataset.root}: {len(result.image_ids):,} "
-              f"images from {new_lot.lot.folder} (split {new_lot.lot.split!r}, unlabelled); "
-              "the other images' scores are unchanged.")
-    print(_score_summary(dataset, run, result, args.top))
-    return 0
-
-
-def _score_lot_cli(args, dataset, run, progress, cancel):
-    """``score --lot``: add the lot to DATA and score its images (core.lots.NewLot)."""
-    from core.lots import score_new_lot
-
-    return score_new_lot(dataset, run, args.lot, args.lot_name, batch_size=args.batch_size,
-                         device=args.device, progress=progress, cancel=cancel)
-
-
-def _score_summary(dataset, run, result, top: int) -> str:
-    """Count, score distribution and the top-scored files of a scoring pass."""
-    import numpy as np
-
-    from core.export import run_threshold
-
-    scores = result.scores
-    source = f", imported from {run.source}" if run.source else ""
-    threshold = run_threshold(run)
-    called = int(np.count_nonzero(scores >= threshold))
-    q = np.quantile(scores, [0, 0.25, 0.5, 0.75, 1])
-    lines = [
-        f"Scored {len(scores):,} images with run {run.id} ({run.model}{source}) on "
-        f"{result.device} in {result.seconds:.1f} s ({result.images_per_s:.0f} images/s).",
-        f"Scores: min {q[0]:.4f}  25% {q[1]:.4f}  median {q[2]:.4f}  75% {q[3]:.4f}  "
-        f"max {q[4]:.4f}  mean {scores.mean():.4f}",
-    ]
-    counts, edges = np.histogram(scores, bins=10, range=(0.0, 1.0))
-    widest = max(int(counts.max()), 1)
-    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
-        bar = "#" * int(round(40 * count / widest))
-        lines.append(f"  {low:.1f}-{high:.1f} {count:>7,} {bar}".rstrip())
-    lines.append(f"At threshold {threshold:g}: {called:,} images called defective "
-                 f"({100 * called / len(scores):.1f}%).")
-    # The result may cover only some images (a lot): map its ids to dataset positions.
-    positions = dataset.positions(result.image_ids)
-    order = np.lexsort((result.image_ids, -scores))[:top]
-    rows = [(rank, f"{scores[i]:.6f}",
-             {1: "bad", 0: "good"}.get(int(dataset.labels[positions[i]]), "-"),
-             dataset.splits[positions[i]], dataset.relpaths[positions[i]])
-            for rank, i in enumerate(order.tolist(), 1)]
-    lines += ["", f"Top {len(rows)} highest scores:",
-              _table(("rank", "score", "label", "split", "file"), rows, right=("rank", "score"))]
-    return "\n".join(lines)
-
-
 _PARSERS.append(_add_score)
 
 
@@ -383,64 +142,6 @@ def _add_runs(sub) -> None:
                     "device, status and date.")
     p.add_argument("data", metavar="DATA", help="the dataset folder")
     p.set_defaults(func=_cmd_runs)
-
-
-@_user_errors
-def _cmd_runs(args) -> int:
-    from pathlib import Path
-
-    from core.runs import list_runs
-    from core.workspace import Workspace, workspace_dir_for
-
-    root = Path(args.data).expanduser()
-    if not root.is_dir():
-        raise ValueError(f"{args.data} is not a folder")
-    if not workspace_dir_for(root).is_dir():
-        print(f"No runs yet for {args.data}: train one with `diesight train {args.data}`.")
-        return 0
-    workspace = Workspace.for_dataset(root)
-    runs = list_runs(workspace)
-    if not runs:
-        print(f"No runs yet for {args.data}: train one with `diesight train {args.data}`.")
-        return 0
-    print(_table(("id", "model", "parameters", "sampler", "val AUC", "escapes/false calls",
-                  "time", "device", "status", "scored", "date"),
-                 [_run_row(workspace, run) for run in runs],
-                 right=("id", "parameters", "val AUC", "escapes/false calls", "time")))
-    from core.dataset import unopened_changes
-
-    differing = unopened_changes(root, workspace)
-    if differing:
-        print(f"Note: {differing:,} image file(s) of {args.data} were added, removed or "
-              f"modified since it was last opened; `diesight scan {args.data}` checks them "
-              "and brings 'scored' up to date.")
-    return 0
-
-
-def _run_row(workspace, run) -> tuple:
-    from core.scores import scored_summary
-
-
-    config = run.config
-    sampler = (f"{config.per_class}{config.sampler}" if config.sampler in ("B", "S")
-               else config.sampler)
-    errors = ("-" if run.escapes is None or run.false_calls is None
-              else f"{run.escapes}/{run.false_calls}")
-    return (run.id, run.model, f"{run.parameters:,}" if run.parameters else "-", sampler,
-            "-" if run.val_auc is None else f"{run.val_auc:.5f}", errors,
-            _duration(run.train_seconds), run.device or "-", run.status,
-            scored_summary(workspace, run.id),
-            (run.created_at or "")[:16].replace("T", " "))
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 _PARSERS.append(_add_runs)
@@ -472,54 +173,6 @@ def _add_export(sub) -> None:
                    help="defect threshold (default: the one last chosen for the run in the "
                         "GUI, else the run's own, else 0.5)")
     p.set_defaults(func=_cmd_export)
-
-
-@_user_errors
-def _cmd_export(args) -> int:
-    from core import export
-    from core.runs import resolve_run
-    from core.scores import NoScoresError, has_scores, no_scores_message
-    from core.session import saved_threshold
-
-    if not (args.flagged or args.scores or args.submission):
-        raise ValueError("nothing to export: give --flagged, --scores and/or --submission")
-    if args.evidence and not args.flagged:
-        raise ValueError("--evidence goes with --flagged (the overlays of the flagged list)")
-    dataset = _open_dataset_with_bar(args)
-    run = resolve_run(dataset.workspace, args.run)
-    if not has_scores(dataset.workspace, run.id):
-        raise NoScoresError(no_scores_message(run.id, args.data))
-    if args.threshold is None:  # the threshold the user judged this run at, as the GUI
-        args.threshold = saved_threshold(dataset.workspace, run)
-    for warning in export.change_warnings(dataset, run, args.data, flagged=bool(args.flagged)):
-        print(f"diesight export: warning: {warning}", file=sys.stderr)
-    if args.flagged:
-        count = export.export_flagged(dataset, run, args.flagged, args.threshold,
-                                      include_predicted=not args.only_user_flags)
-        print(f"Wrote {count:,} flagged images to {args.flagged}")
-        if args.evidence:
-            _export_evidence(args, dataset, run)
-    if args.scores:
-        count = export.export_scores(dataset, run, args.scores, args.threshold)
-        print(f"Wrote {count:,} scores to {args.scores}")
-    if args.submission:
-        count = export.export_submission(dataset, run, args.submission)
-        print(f"Wrote {count:,} submission rows to {args.submission}")
-    return 0
-
-
-def _export_evidence(args, dataset, run) -> None:
-    from core.evidence_export import SHEET_NAME, export_flagged_evidence
-
-    bar = TerminalProgress()
-    with CtrlC() as cancel:
-        try:
-            count = export_flagged_evidence(dataset, run, args.evidence, args.threshold,
-                                            include_predicted=not args.only_user_flags,
-                                            progress=bar, cancel=cancel)
-        finally:
-            bar.close()
-    print(f"Wrote {count:,} heatmap overlays and {SHEET_NAME} to {args.evidence}")
 
 
 _PARSERS.append(_add_export)
@@ -562,35 +215,6 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
-@_user_errors
-def _cmd_evaluate(args) -> int:
-    import json
-
-    from core.atomic import atomic_write
-    from core.evaluation import evaluate_run, read_truth_csv
-    from core.runs import resolve_run
-    from core.scores import NoScoresError, has_scores, no_scores_message
-
-    if args.bootstrap < 0:
-        raise ValueError("--bootstrap must be 0 or more")
-    truth = read_truth_csv(args.truth)  # a bad CSV fails before the folder is opened
-    dataset = _open_dataset_with_bar(args)
-    run = resolve_run(dataset.workspace, args.run)
-    if not has_scores(dataset.workspace, run.id):
-        raise NoScoresError(no_scores_message(run.id, args.data))
-    result = evaluate_run(dataset, run, truth, args.split, args.threshold,
-                          n_boot=args.bootstrap)
-    for warning in result.warnings:
-        print(f"diesight evaluate: warning: {warning}", file=sys.stderr)
-    print(result.format_text())
-    if args.json:
-        with atomic_write(args.json) as fh:
-            json.dump(result.to_dict(), fh, indent=1)
-            fh.write("\n")
-        print(f"Wrote {args.json}")
-    return 0
-
-
 _PARSERS.append(_add_evaluate)
 
 
@@ -605,19 +229,9 @@ def _add_flag(sub) -> None:
     p.set_defaults(func=_cmd_flag)
 
 
-@_user_errors
-def _cmd_flag(args) -> int:
-    from core.session import Session
+_PARSERS.append(_add_flag)
 
-    dataset = _open_dataset_with_bar(args)
-    positions = dataset.positions(_image_ids_for(dataset, args.images))
-    Session(dataset).set_flagged(positions, not args.unflag)  # the GUI's rules and writes
-    print(f"{'Unflagged' if args.unflag else 'Flagged'} {len(set(positions.tolist()))} "
-          "image(s).")
-    return 0
-
-
-_LABEL_WORDS = {"bad": 1, "good": 0, "found": None}
+_LABEL_WORDS = ("bad", "good", "found")
 
 
 def _add_label(sub) -> None:
@@ -626,47 +240,12 @@ def _add_label(sub) -> None:
                                    "workspace (the same labels the GUI sets): 'found' "
                                    "drops the relabel, back to the label as found.")
     _add_data_arguments(p)
-    p.add_argument("label", choices=tuple(_LABEL_WORDS), help="the new label")
+    p.add_argument("label", choices=_LABEL_WORDS, help="the new label")
     p.add_argument("images", metavar="ID", nargs="+",
                    help="an image's id (file name without extension) or its path in DATA")
     p.set_defaults(func=_cmd_label)
 
 
-@_user_errors
-def _cmd_label(args) -> int:
-    from core.session import Session
-
-    dataset = _open_dataset_with_bar(args)
-    positions = dataset.positions(_image_ids_for(dataset, args.images))
-    Session(dataset).set_label(positions, _LABEL_WORDS[args.label])
-    print(f"Labelled {len(set(positions.tolist()))} image(s) {args.label}.")
-    return 0
-
-
-def _image_ids_for(dataset, names: Sequence[str]) -> list[int]:
-    """Image ids for ids (file stems) or relative paths; unknown or ambiguous names fail."""
-    by_path = {p: i for p, i in zip(dataset.relpaths, dataset.image_ids.tolist(), strict=True)}
-    by_stem: dict[str, list[int]] = {}
-    for stem, image_id in zip(dataset.ids, dataset.image_ids.tolist(), strict=True):
-        by_stem.setdefault(stem, []).append(image_id)
-    found, unknown = [], []
-    for name in names:
-        key = name.replace("\\", "/")
-        if key in by_path:
-            found.append(by_path[key])
-        elif len(by_stem.get(name, [])) == 1:
-            found.append(by_stem[name][0])
-        elif name in by_stem:
-            raise ValueError(f"id {name!r} names {len(by_stem[name])} files; give its path")
-        else:
-            unknown.append(name)
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise ValueError(f"no such image in {dataset.root}: {shown}")
-    return found
-
-
-_PARSERS.append(_add_flag)
 _PARSERS.append(_add_label)
 
 
@@ -702,81 +281,13 @@ def _add_explain(sub) -> None:
     p.set_defaults(func=_cmd_explain)
 
 
-@_user_errors
-def _cmd_explain(args) -> int:
-    from core.explain import explain
-    from core.explain_files import write_heatmap_pngs
-    from core.runs import resolve_run
-
-    bar = TerminalProgress()
-    with CtrlC() as cancel:
-        try:
-            dataset = _open_dataset_cli(args, bar, cancel)
-            run = resolve_run(dataset.workspace, args.run)
-            image_ids = _explain_selection(args, dataset, run)
-            maps = explain(dataset, run, image_ids, args.method, batch_size=args.batch_size,
-                           device=args.device, progress=bar, cancel=cancel)
-        finally:
-            bar.close()
-    written = write_heatmap_pngs(dataset, maps, args.out, args.opacity)
-    print(f"Wrote {written:,} heatmaps ({maps.method}, run {run.id}) and their overlays to "
-          f"{args.out} ({maps.computed:,} computed, {len(image_ids) - maps.computed:,} "
-          f"from the cache, {maps.seconds:.1f} s).")
-    return 0
-
-
-def _explain_selection(args, dataset, run):
-    """The image ids chosen by --split, --ids or --top (default: the top 20)."""
-    import numpy as np
-
-    if args.split is not None:
-        chosen = dataset.image_ids[dataset.splits == args.split]
-        if len(chosen) == 0:
-            known = ", ".join(sorted(set(dataset.splits.tolist())))
-            raise ValueError(f"no images of split {args.split!r} (splits: {known})")
-        return chosen
-    if args.ids is not None:
-        from core.explain_files import read_id_list
-
-        return np.asarray(_image_ids_for(dataset, read_id_list(args.ids)), dtype=np.int64)
-    return _top_scored(dataset, run, 20 if args.top is None else args.top, args.data)
-
-
-def _top_scored(dataset, run, n: int, data: str):
-    import numpy as np
-
-    from core.scores import NoScoresError, aligned_logits, has_scores, no_scores_message
-
-    if n < 1:
-        raise ValueError("--top must be at least 1")
-    if not has_scores(dataset.workspace, run.id):
-        raise NoScoresError(no_scores_message(run.id, data))
-    logits = aligned_logits(dataset, run.id)
-    scored = np.flatnonzero(~np.isnan(logits))
-    order = scored[np.argsort(-logits[scored], kind="stable")][:n]
-    return dataset.image_ids[order]
-
-
 _PARSERS.append(_add_explain)
 
 
 # --- train ---------------------------------------------------------------------------------
 
-# CLI flag -> TrainConfig field, for the flags that override the starting config.
-_TRAIN_FLAGS = {
-    "model": "model", "sampler": "sampler", "per_class": "per_class", "epochs": "epochs",
-    "image_size": "image_size", "batch_size": "batch_size", "lr": "lr",
-    "optimizer": "optimizer", "weight_decay": "weight_decay", "schedule": "schedule",
-    "device": "device", "precision": "precision", "seed": "seed",
-    "val_fraction": "val_fraction", "patience": "early_stopping_patience",
-    "threshold": "threshold", "threads": "num_threads", "augment": "augment",
-    "weights": "weights", "split_seed": "split_seed",
-}
-
 
 def _add_train(sub) -> None:
-    from core.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SAMPLERS, SCHEDULES
-
     p = sub.add_parser(
         "train", help="train a model on a folder's labelled images",
         description="Train a model on DATA's labelled images. Settings start from the "
@@ -793,164 +304,57 @@ def _add_train(sub) -> None:
     start.add_argument("--preset", choices=_preset_names(),
                        help="start from the app's preset: " + "; ".join(
                            f"{key} = {title}" for key, title in _preset_names().items()))
-    p.add_argument("--model", help="designed_resnet, stratified, resnet18 or resnet50")
-    p.add_argument("--sampler", choices=SAMPLERS,
-                   help="B: balanced bootstrap (default); S: balanced without replacement; "
-                        "shuffle; weighted: shuffle + class-weighted loss")
-    p.add_argument("--per-class", type=int, help="draws per class per epoch (B, S)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int, help="input rows (width keeps the 267:275 ratio)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--precision", choices=PRECISIONS)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--split-seed", type=int,
-                   help="seed for the held-out images only (default: --seed); with --replay, "
-                        "draw a new split instead of reusing the run's saved one")
-    p.add_argument("--val-fraction", type=float, help="share of each class for validation")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--threshold", type=float, help="score that calls a part bad")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
-                   default=None, help="train without augmentation")
-    p.add_argument("--weights", metavar="FILE", help="local pretrained weights for the model")
     p.add_argument("--labels", metavar="CSV", help="labels for images the folders leave "
                                                    "unlabelled")
     p.add_argument("--save-config", metavar="JSON", help="also write the config used here")
+    _add_config_flags(p)
     p.set_defaults(func=_cmd_train)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, made from the field's FieldSpec: its name, help,
+    choices and bounds are defined once, in core.training.config. A flag not given stays
+    None, so only the flags given override the starting config."""
+    from core.training.config import field_specs
+
+    group = parser.add_argument_group(
+        "training settings", "override the starting config (defaults, --config, --replay, "
+                             "--resume or --preset); the values allowed are checked as in "
+                             "a saved config")
+    for spec in field_specs():
+        group.add_argument(spec.cli_flag, dest=spec.name, default=None,
+                           help=_flag_help(spec).replace("%", "%%"), **_flag_kind(spec))
+
+
+def _flag_kind(spec) -> dict:
+    """argparse's action, type, choices and metavar for one TrainConfig field."""
+    if spec.type is bool:  # --no-augment clears a default-on setting, --compile sets one
+        return {"action": "store_const", "const": not spec.cli_flag.startswith("--no-")}
+    if spec.choices is not None:
+        return {"choices": spec.choices}
+    return {"type": spec.type,
+            "metavar": spec.cli_metavar or spec.cli_flag[2:].upper().replace("-", "_")}
+
+
+def _flag_help(spec) -> str:
+    """The field's help, the values allowed and the default."""
+    if spec.type is bool:
+        if spec.cli_flag.startswith("--no-"):
+            return f"no {spec.label.lower()}: {spec.help}"
+        return f"{spec.help} (off by default)"
+    allowed = spec.range_text() if spec.type in (int, float) and spec.choices is None else ""
+    if spec.default is None:
+        default = f"default: {spec.none_label}" if spec.none_label else ""
+    else:
+        default = f"default: {spec.default}"
+    extra = "; ".join(part for part in (allowed, default) if part)
+    return f"{spec.help} [{extra}]" if extra else spec.help
 
 
 def _preset_names() -> dict[str, str]:
     from core.training.presets import PRESETS
 
     return {key: p.title for key, p in PRESETS.items()}
-
-
-def _train_config(args, workspace):
-    """The starting config (defaults / --config / --replay / --resume) plus the flags given."""
-    from core.runs import get_run, resolve_run
-    from core.training.config import TrainConfig
-    from core.training.presets import preset
-
-    if args.config:
-        config = TrainConfig.load(args.config)
-    elif args.replay:
-        config = resolve_run(workspace, args.replay).config
-        # The replay reuses the run's saved split (_replayed_split): say so in its config.
-        config = config.replace(split_seed=config.effective_split_seed)
-    elif args.resume is not None:
-        config = get_run(workspace, args.resume).config
-    elif args.preset:
-        config = preset(args.preset).config
-    else:
-        config = TrainConfig()
-    overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items()
-                 if getattr(args, flag) is not None}
-    return config.replace(**overrides)
-
-
-def _replayed_split(args, workspace) -> int | None:
-    """The run whose saved held-out ids a --replay reuses (None: draw the split), so
-    relabelled images or another --seed do not move images between the sets."""
-    from core.runs import resolve_run
-
-    if not args.replay or args.split_seed is not None or args.val_fraction is not None:
-        return None
-    return resolve_run(workspace, args.replay).id
-
-
-class _TrainPrinter:
-    """Progress for ``diesight train``: a bar for batches, a printed line per epoch/notice."""
-
-    def __init__(self, bar: TerminalProgress) -> None:
-        self.bar = bar
-
-    def __call__(self, p: Progress) -> None:
-        if p.stage in ("start", "epoch", "notice"):
-            self.bar.close()
-            print(p.message, file=sys.stdout if p.stage == "epoch" else sys.stderr, flush=True)
-        else:
-            self.bar(p)
-
-
-@_user_errors
-def _cmd_train(args) -> int:
-    import json
-
-    from core.dataset import open_dataset
-    from core.training import train
-    from core.workspace import Workspace
-
-    bar = TerminalProgress()
-    try:
-        workspace = Workspace.for_dataset(args.data)
-        config = _train_config(args, workspace)
-        if args.save_config:
-            from core.atomic import atomic_write
-
-            with atomic_write(args.save_config) as fh:
-                fh.write(config.to_json() + "\n")
-        heading = "Training with:" if args.resume is None else f"Resuming run {args.resume}:"
-        print(heading, json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
-        with CtrlC() as cancel:
-            dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
-                                   cancel=cancel)
-            bar.close()
-            run = train(dataset, config, progress=_TrainPrinter(bar), cancel=cancel,
-                        resume_run=args.resume,
-                        split_from=_replayed_split(args, workspace))
-    except RuntimeError as exc:
-        if "already being trained" not in str(exc):  # core.runs' lock of a live run
-            raise
-        raise BusyError(f"{exc} Wait for it to finish (or stop it), then resume again."
-                        ) from None
-    finally:
-        bar.close()
-    return _print_run_summary(run, args.data)
-
-
-def _print_run_summary(run, data: str) -> int:
-    seconds = run.train_seconds or 0.0
-    if run.status == "finished" and run.val_auc is not None:
-        print(f"Run {run.id} finished in {seconds / 60:.1f} min: best epoch {run.best_epoch}. "
-              f"{_holdout_summary(run)} {run.message}\nBest checkpoint: {run.checkpoint}")
-        return 0
-    if run.status == "finished":
-        print(f"Run {run.id} finished: {run.message}")
-        return 0
-    print(f"Run {run.id} {run.status}: {run.message}\nResume with:  diesight train "
-          f"{data} --resume {run.id}", file=sys.stderr)
-    return 130
-
-
-def _num(value, spec: str = "") -> str:
-    """A run figure, or "-" when it was never measured (None, NaN)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return format(value, spec)
-
-
-def _holdout_summary(run) -> str:
-    """The run's figures, with how far its escape count can be trusted."""
-    from core.metrics import escape_rate_upper_bound
-
-    at = f"at threshold {_num(run.threshold, '.4g')}"
-    if run.config.threshold is None:
-        at = f"at the holdout's operating point {_num(run.threshold, '.4g')}"
-    if run.holdout_bad is None or run.holdout_good is None or run.escapes is None:
-        # a run from before the holdout existed, or one whose figures could not be measured
-        return (f"val AUC {_num(run.val_auc, '.4f')}, val loss {_num(run.val_loss, '.4f')}, "
-                f"escapes {_num(run.escapes)} / false calls {_num(run.false_calls)} {at}.")
-    bound = escape_rate_upper_bound(run.escapes, run.holdout_bad)
-    return (f"Holdout ({run.holdout_good + run.holdout_bad} images that chose nothing): AUC "
-            f"{_num(run.val_auc, '.4f')}, loss {_num(run.val_loss, '.4f')}; {run.escapes} of "
-            f"{run.holdout_bad} bad parts escape (escape rate <= {100 * bound:.1f} % at 95 % "
-            f"confidence), {_num(run.false_calls)} of {run.holdout_good} good parts are false "
-            f"calls, {at}.")
 
 
 _PARSERS.append(_add_train)
@@ -968,23 +372,6 @@ def _add_scan(sub) -> None:
     p.set_defaults(func=_cmd_scan)
 
 
-@_user_errors
-def _cmd_scan(args) -> int:
-    from core.dataset import open_dataset, summary_lines
-
-    if args.workers is not None and args.workers < 1:
-        raise ValueError("--workers must be at least 1")
-    bar = TerminalProgress()
-    try:
-        with CtrlC() as cancel:
-            dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
-                                   cancel=cancel, workers=args.workers)
-    finally:
-        bar.close()
-    print("\n".join(summary_lines(dataset)))
-    return 0
-
-
 _PARSERS.append(_add_scan)
 
 
@@ -999,21 +386,6 @@ def _add_repair(sub) -> None:
     _add_data_arguments(p)
     p.add_argument("--force", action="store_true", help="rebuild even a healthy database")
     p.set_defaults(func=_cmd_repair)
-
-
-@_user_errors
-def _cmd_repair(args) -> int:
-    from core.recovery import repair_workspace
-
-    bar = TerminalProgress()
-    try:
-        with CtrlC() as cancel:
-            report = repair_workspace(args.data, labels_csv=args.labels, force=args.force,
-                                      progress=bar, cancel=cancel)
-    finally:
-        bar.close()
-    print("\n".join(report.lines()))
-    return EXIT_OK
 
 
 _PARSERS.append(_add_repair)
@@ -1057,28 +429,6 @@ def _add_demo_data(sub) -> None:
     p.add_argument("--style", default=None, metavar="NAME",
                    help="demo style (listed when help is shown)")
     p.set_defaults(func=_cmd_demo_data)
-
-
-@_user_errors
-def _cmd_demo_data(args) -> int:
-    from core.demodata import generate_demo_data
-
-    bar = TerminalProgress()
-    try:
-        with CtrlC() as cancel:
-            summary = generate_demo_data(args.out, n=args.n, bad_fraction=args.bad_fraction,
-                                         seed=args.seed, workers=args.workers, progress=bar,
-                                         cancel=cancel,
-                                         **({"style": args.style} if args.style else {}))
-    finally:
-        bar.close()
-    train, test = summary.counts["train"], summary.counts["test"]
-    print(f"Wrote {summary.images} images (style {summary.style}) to {summary.out} in "
-          f"{summary.seconds:.1f} s "
-          f"({summary.images_per_second:.0f} images/s): train {train['good']} good + "
-          f"{train['bad']} bad, test {test['good'] + test['bad']} unlabelled "
-          f"({test['bad']} bad). Ground truth: {summary.ground_truth}")
-    return 0
 
 
 _PARSERS.append(_add_demo_data)

@@ -16,7 +16,7 @@ workspace database's ``images`` and ``skipped`` tables in step with the folder:
 * a row is inserted or updated only after its pixels are on disk, so a killed or
   cancelled open leaves the workspace consistent and the next open finishes the job.
 
-The folders registered as lots of the dataset (core.lots) are walked on every open too:
+The folders registered as lots of the dataset (core.lot_folders) are walked on every open too:
 their images join the dataset unlabelled, with the split ``'lot <name>'`` and their
 absolute path as relpath.
 
@@ -56,7 +56,7 @@ from core.layout import (
     count_by_split,
     detect_layout,
 )
-from core.lots import Lot, LotScan, scan_lots
+from core.lot_folders import Lot, LotScan, scan_lots
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 from core.workspace import Workspace
 

@@ -1,8 +1,10 @@
-"""The message policy for failures a user can cause, shared by the GUI and the command line.
+"""The policy for failures a user can cause, shared by the GUI and the command line.
 
 :func:`user_message` turns such an error (a bad value, folder, file, CSV, checkpoint or run;
 a damaged, full or read-only workspace) into the one line DieSight shows for it, and
 returns None for anything else (a bug, whose type name and traceback are worth keeping).
+The exit codes below are what every ``diesight`` command returns
+(``core.cli_common.run_command`` applies them; tests/faults/test_fault_exit_codes.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,13 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+
+EXIT_OK = 0
+EXIT_BUG = 1          # an unexpected error: Python's own exit code for a traceback
+EXIT_USER_ERROR = 2   # what was asked cannot be done: a bad option value, folder, file, CSV,
+#                       checkpoint or run, a damaged, full or read-only workspace, a run that
+#                       another process is training; one line on stderr says why
+EXIT_CANCELLED = 130  # Ctrl-C (a run stopped this way can be resumed)
 
 # A full disk, a full quota, or a file-size limit: all "disk full" to the user.
 DISK_FULL_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG")

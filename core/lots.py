@@ -28,69 +28,29 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.annotations import now_iso
-from core.folderscan import FoundImage, SkippedFile, scan_folder
+from core.dataset import Dataset, open_dataset
+from core.folderscan import SkippedFile
+from core.lot_folders import Lot, list_lots, lot_path_prefix, lot_split
 from core.progress import CancelCheck, ProgressFn
 from core.workspace import Workspace
 
 if TYPE_CHECKING:
-    from core.dataset import Dataset
     from core.runs import RunRecord
     from core.scoring import ScoreResult
 
-__all__ = ["Lot", "LotError", "LotScan", "NewLot", "add_lot", "list_lots", "lot_image_ids",
-           "lot_positions", "lot_split", "remove_lot", "scan_lots", "score_new_lot"]
+__all__ = ["Lot", "LotError", "NewLot", "add_lot", "list_lots", "lot_image_ids",
+           "lot_positions", "lot_split", "remove_lot", "score_new_lot"]
 
-LOT_SPLIT_PREFIX = "lot "
 MAX_NAME_LENGTH = 64
 # Names become split values shown in filters and CSV files: one line, no path separators.
 _BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class Lot:
-    """A lot registered in a workspace.
-
-    Attributes:
-        name: the lot's name; its images have the split ``'lot <name>'``.
-        folder: the absolute folder of its images.
-        added_at: when it was first added (ISO 8601 UTC).
-        missing: set by ``open_dataset`` when the folder could not be read this time.
-    """
-
-    name: str
-    folder: Path
-    added_at: str
-    missing: bool = False
-
-    @property
-    def split(self) -> str:
-        return lot_split(self.name)
-
-
-@dataclass
-class LotScan:
-    """The images of every registered lot, ready to join the root's scan.
-
-    Attributes:
-        images: image files with their absolute POSIX paths as relpaths.
-        splits: the split of each image ('lot <name>'), aligned with ``images``.
-        skipped: unusable entries in the lots (and missing lot folders), with reasons.
-        ignored: counts of entries left out on purpose ('hidden', 'not an image').
-        lots: the registered lots, ``missing`` set for folders that could not be read.
-    """
-
-    images: list[FoundImage] = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
-    ignored: dict[str, int] = field(default_factory=dict)
-    lots: list[Lot] = field(default_factory=list)
 
 
 @dataclass
@@ -120,11 +80,6 @@ class LotError(ValueError):
         self.skipped = skipped or []
 
 
-def lot_split(name: str) -> str:
-    """The split value of a lot's images: ``'lot <name>'``."""
-    return LOT_SPLIT_PREFIX + name
-
-
 def lot_positions(dataset: Dataset, name: str) -> np.ndarray:
     """Positions (ascending) of the lot's present images in ``dataset``."""
     return np.flatnonzero(np.asarray(dataset.splits) == lot_split(name))
@@ -136,14 +91,6 @@ def lot_image_ids(dataset: Dataset, name: str) -> np.ndarray:
 
 
 # --- the lots table ------------------------------------------------------------------------
-
-
-def list_lots(workspace: Workspace) -> list[Lot]:
-    """The lots registered in ``workspace``, oldest first."""
-    with workspace.transaction() as con:
-        rows = con.execute("SELECT name, folder, added_at FROM lots "
-                           "ORDER BY added_at, name").fetchall()
-    return [Lot(row[0], Path(row[1]), row[2]) for row in rows]
 
 
 def remove_lot(workspace: Workspace, name: str) -> None:
@@ -164,7 +111,7 @@ def _lot_named(workspace: Workspace, name: str) -> Lot | None:
 
 def _unregister(workspace: Workspace, lot: Lot) -> None:
     """Drop the lot's row and mark its images not present (as the next open would)."""
-    prefix = _path_prefix(lot.folder)
+    prefix = lot_path_prefix(lot.folder)
     with workspace.transaction() as con:
         con.execute("DELETE FROM lots WHERE name = ?", (lot.name,))
         # substr rather than LIKE: folder names may contain % and _.
@@ -299,59 +246,6 @@ def count_labelled_images(folder: str | os.PathLike) -> int:
     return count
 
 
-# --- scanning -----------------------------------------------------------------------------
-
-
-def _path_prefix(folder: Path) -> str:
-    """The relpath prefix of a lot's images: its absolute POSIX folder plus '/'."""
-    return folder.as_posix().rstrip("/") + "/"
-
-
-def scan_lots(workspace: Workspace) -> LotScan:
-    """Walk every registered lot folder (``open_dataset`` calls this on every open).
-
-    A lot folder that is missing or unreadable becomes a skipped entry with the reason,
-    never an error: the dataset opens without that lot's images.
-    """
-    result = LotScan()
-    seen: set[str] = set()
-    for lot in list_lots(workspace):
-        prefix = _path_prefix(lot.folder)
-        reason = _unreadable_reason(lot.folder)
-        scan = None
-        if reason is None:
-            try:
-                scan = scan_folder(lot.folder)
-            except OSError as exc:
-                reason = f"cannot be read ({exc.strerror or exc})"
-        if scan is None:
-            result.skipped.append(SkippedFile(
-                prefix, f"lot {lot.name!r}: folder {reason}; its images are left out "
-                        "until it is back"))
-            result.lots.append(replace(lot, missing=True))
-            continue
-        split = lot_split(lot.name)
-        for image in scan.images:
-            relpath = prefix + image.relpath
-            if relpath not in seen:  # overlapping lots are refused, but never crash on one
-                seen.add(relpath)
-                result.images.append(image._replace(relpath=relpath))
-                result.splits.append(split)
-        result.skipped += [SkippedFile(prefix + s.relpath, s.reason) for s in scan.skipped]
-        for why, count in scan.ignored.items():
-            result.ignored[why] = result.ignored.get(why, 0) + count
-        result.lots.append(lot)
-    return result
-
-
-def _unreadable_reason(folder: Path) -> str | None:
-    if not folder.exists():
-        return "not found"
-    if not folder.is_dir():
-        return "is not a folder"
-    return None
-
-
 # --- adding and scoring ----------------------------------------------------------------------
 
 
@@ -389,8 +283,6 @@ def add_lot(dataset: Dataset, folder: str | os.PathLike, name: str | None = None
 def _add(dataset: Dataset, folder, name: str | None, progress: ProgressFn | None,
          cancel: CancelCheck | None, workers: int | None) -> tuple[Dataset, Lot, Lot | None]:
     """:func:`add_lot`, also returning the lot and the folder's previous registration."""
-    from core.dataset import open_dataset
-
     folder = _checked_folder(folder)
     name = _checked_name(name, folder)
     workspace = dataset.workspace
@@ -402,7 +294,7 @@ def _add(dataset: Dataset, folder, name: str | None, progress: ProgressFn | None
                                workers=workers)
         lot = next(lot for lot in updated.lots if lot.folder == folder)
         if len(lot_positions(updated, name)) == 0:
-            skipped = [s for s in updated.skipped if s.relpath.startswith(_path_prefix(folder))]
+            skipped = [s for s in updated.skipped if s.relpath.startswith(lot_path_prefix(folder))]
             raise LotError(_no_images_message(folder, skipped), skipped)
     except BaseException:
         _restore(workspace, folder, name, previous)

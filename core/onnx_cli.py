@@ -55,7 +55,7 @@ def score_onnx_requested(args) -> bool:
 
 
 def cmd_export_model(args) -> int:
-    from core.cli import CtrlC, TerminalProgress
+    from core.cli_common import CtrlC, TerminalProgress
     from core.errors import user_message
 
     bar = TerminalProgress()
@@ -124,7 +124,7 @@ def _conflicting_options(args) -> str | None:
 
 
 def _score(args):
-    from core.cli import CtrlC, TerminalProgress
+    from core.cli_common import CtrlC, TerminalProgress
     from core.onnx_scoring import DEFAULT_BATCH, score_folder
 
     out = Path(args.out) if args.out else Path(f"{Path(args.data).resolve().name}-scores.csv")

@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from core.models import register_model
 from core.models.base import DefectModel
 from core.models.blocks import EmbeddingLayer, init_weights, make_trunk
+from core.models.registry import register_model
 
 STEM_CHANNELS = 32
 STAGE_WIDTHS = (32, 64, 128, 256)
@@ -34,8 +34,6 @@ BLOCKS_PER_STAGE = (2, 2, 2, 2)
     "designed_resnet",
     description="compact residual net of the seed study (half-width ResNet stages, 32-d embedding)",
     seed_parameter_count=2_878_241,
-    default_image_size=(267, 275),
-    default_batch_size=64,
 )
 class DesignedResNet(DefectModel):
     """Compact four-stage residual network with a 32-d embedding layer."""

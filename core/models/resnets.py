@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
 
-from core.models import register_model
 from core.models.base import DefectModel
+from core.models.registry import register_model
 
 
 class TorchvisionResNet(DefectModel):
@@ -62,8 +62,6 @@ class TorchvisionResNet(DefectModel):
     "resnet18",
     description="torchvision ResNet-18 (one logit); accepts local ImageNet weights",
     seed_parameter_count=11_177_025,
-    default_image_size=(267, 275),
-    default_batch_size=64,
 )
 class ResNet18(TorchvisionResNet):
     """torchvision ResNet-18, one logit, 512-d embedding."""
@@ -78,8 +76,6 @@ class ResNet18(TorchvisionResNet):
     "resnet50",
     description="torchvision ResNet-50 (one logit); accepts local ImageNet weights; heavy",
     seed_parameter_count=None,  # the seed only says "25.5e6", the 1000-class ImageNet figure
-    default_image_size=(267, 275),
-    default_batch_size=32,
 )
 class ResNet50(TorchvisionResNet):
     """torchvision ResNet-50, one logit, 2048-d embedding."""

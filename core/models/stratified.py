@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.models import register_model
 from core.models.base import DefectModel
 from core.models.blocks import EmbeddingLayer, batch_norm_or_running, init_weights, make_trunk
+from core.models.registry import register_model
 
 THIRDS = (1 / 3, 2 / 3)
 TRUNK_STEM_CHANNELS = 32
@@ -168,8 +168,6 @@ class StratifiedConv2d(nn.Module):
     "stratified",
     description="shared residual trunk + 3x3-grid stratified convolution (seed's best model)",
     seed_parameter_count=3_118_497,
-    default_image_size=(267, 275),
-    default_batch_size=64,
 )
 class StratifiedNet(DefectModel):
     """Shared trunk -> stratified conv (+ per-stratum BN/ReLU) -> per-stratum pooling -> 32-d."""

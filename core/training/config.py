@@ -187,15 +187,15 @@ class TrainConfig:
         help="cosine (per step, after a short warm-up) or constant"))
     sampler: str = field(default="B", metadata=_meta(
         label="Sampler", choices=SAMPLERS, choice_help=SAMPLER_HELP,
-        help="B: balanced bootstrap (default); S: balanced without replacement; "
-             "shuffle; weighted: shuffle + class-weighted loss"))
+        help="B: balanced bootstrap; S: balanced without replacement; shuffle; "
+             "weighted: shuffle + class-weighted loss"))
     per_class: int = field(default=5000, metadata=_meta(
         label="Per class", minimum=1, maximum=MAX_PER_CLASS, step=100, unit="images",
         help="images drawn per class per epoch (samplers B and S)"))
     augment: bool = field(default=True, metadata=_meta(
-        label="Augment", cli_flag="--no-augment",
+        label="Augmentation", cli_flag="--no-augment",
         help="random brightness, contrast, gamma, noise and small shifts on training "
-             "batches (--no-augment: train without)"))
+             "batches"))
     val_fraction: float = field(default=0.2, metadata=_meta(
         label="Validation share", minimum=0.0, exclusive_minimum=True, maximum=1.0,
         exclusive_maximum=True, step=0.05,
@@ -206,9 +206,9 @@ class TrainConfig:
              "unless a split seed is set)"))
     split_seed: int | None = field(default=None, metadata=_meta(
         label="Split seed", minimum=0, maximum=MAX_SEED, none_label="same as seed",
-        help="seeds only which images are held out (default: the seed), so other seeds "
-             "can be compared on the same images; with --replay, draws a new split instead "
-             "of reusing the run's saved one"))
+        help="seeds only which images are held out (selection and holdout), so other "
+             "seeds can be compared on the same images; with --replay, draws a new split "
+             "instead of reusing the run's saved one"))
     device: str = field(default="auto", metadata=_meta(
         label="Device", choices=DEVICES, help="auto (CUDA when available), cuda or cpu"))
     precision: str = field(default="auto", metadata=_meta(
@@ -225,14 +225,14 @@ class TrainConfig:
         help="epochs without a better validation AUC before stopping (0: never stop early)"))
     threshold: float | None = field(default=None, metadata=_meta(
         label="Threshold", minimum=0.0, maximum=1.0, step=0.05, none_label="operating point",
-        help="score at or above which a part is called defective (default: the run's "
-             "operating point, the highest threshold with no escapes among its holdout "
-             "images; per-epoch figures then use 0.5)"))
+        help="score at or above which a part is called defective; unset, the run's "
+             "operating point: the highest threshold with no escapes among its holdout "
+             "images (per-epoch figures then use 0.5)"))
     num_threads: int | None = field(default=None, metadata=_meta(
         label="CPU threads", minimum=1, maximum=MAX_THREADS, none_label="all cores",
-        cli_flag="--threads", help="CPU threads for torch (default: all cores)"))
+        cli_flag="--threads", help="CPU threads for torch"))
     weights: str | None = field(default=None, metadata=_meta(
-        label="Weights", none_label="none: random initialisation", cli_metavar="FILE",
+        label="Weights", none_label="none (random initialisation)", cli_metavar="FILE",
         help="local file with pretrained weights for the model"))
 
     def __post_init__(self) -> None:

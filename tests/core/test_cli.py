@@ -11,7 +11,8 @@ import pytest
 from scoring_fixtures import make_lot, make_run
 
 from core.annotations import flags
-from core.cli import TerminalProgress, main
+from core.cli import main
+from core.cli_common import TerminalProgress
 from core.dataset import open_dataset
 from core.models import list_models
 from core.progress import Progress
@@ -186,12 +187,16 @@ def _feed(progress: TerminalProgress) -> None:
     progress.close()
 
 
-def test_progress_redraws_one_bar_line_on_a_terminal():
+def test_progress_redraws_one_bar_per_stage_on_a_terminal():
     stream = _Stream(terminal=True)
     _feed(TerminalProgress(stream))
     text = stream.getvalue()
-    assert text.count("\r") == 110
-    assert "\nOut of GPU memory: scoring in batches of 8.\n" in text
+    decode, notice, score = (line.split("\r")[-1].strip() for line in text.split("\n")[:3])
+    # each stage is one line redrawn in place, left in its final state
+    assert decode.startswith("decode: 100%|") and "100/100" in decode and "100 images" in decode
+    assert notice == "Out of GPU memory: scoring in batches of 8."
+    assert score.startswith("score: 100%|") and "10/10" in score
+    assert text.endswith("\n") and text.count("\n") == 3
 
 
 def test_progress_prints_few_plain_lines_into_a_log():
@@ -201,3 +206,4 @@ def test_progress_prints_few_plain_lines_into_a_log():
     assert "\r" not in stream.getvalue()
     assert [line.split()[0] for line in lines] == ["decode", "decode", "Out", "score", "score"]
     assert lines[1].endswith("100/100 100 images") and lines[4].endswith("10/10")
+    assert lines[2] == "Out of GPU memory: scoring in batches of 8."

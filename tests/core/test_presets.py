@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.cli import _train_config, build_parser
+from core.cli import build_parser
+from core.cli_train import _train_config
 from core.training import presets
 from core.training.config import TrainConfig
 
