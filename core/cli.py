@@ -75,6 +75,19 @@ class TerminalProgress:
         self._stage = None
 
 
+class _Silent:
+    """A stream that drops what is written (the progress of ranks other than 0)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 class CtrlC:
     """Turns the first Ctrl-C into a cooperative cancel; a second one kills as usual."""
 
@@ -115,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --devices N: relaunched
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
@@ -180,6 +194,29 @@ def _user_errors(command):
                 print(f"  {skipped.relpath}: {skipped.reason}", file=sys.stderr)
             return EXIT_USER_ERROR
     return wrapper
+
+
+def _distributable(command):
+    """``--devices N``: core.training.distributed runs the command in N processes."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(args) -> int:
+        from core.training.distributed import run_command
+
+        return run_command(command, args)
+    return wrapper
+
+
+def _is_main_process() -> bool:
+    """False on the ranks other than 0 of a distributed run (they print nothing)."""
+    import os
+
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+DEVICES_HELP = ("processes on this machine, one per GPU (torch.distributed; default 1); "
+                "under torchrun the launcher decides")
 
 
 def _user_error_types() -> tuple[type[Exception], ...]:
@@ -290,23 +327,29 @@ def _add_score(sub) -> None:
                    help="images per forward pass (default: 256 on CUDA, 64 on the CPU)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where to run the network (default: auto, CUDA when available)")
+    p.add_argument("--devices", metavar="N", type=int, default=None, help=DEVICES_HELP)
     p.add_argument("--top", type=int, default=10, help="how many top scores to list (10)")
     p.set_defaults(func=_cmd_score)
 
 
 @_user_errors
+@_distributable
 def _cmd_score(args) -> int:
     from core.runs import resolve_run
     from core.scoring import score_dataset
 
     if args.lot_name is not None and args.lot is None:
         raise ValueError("--lot-name needs --lot FOLDER")
-    bar = TerminalProgress()
+    main = _is_main_process()
+    if args.lot is not None and not main:
+        raise ValueError("--lot scores in one process; leave out --devices")
+    bar = TerminalProgress() if main else None
     new_lot = None
     with CtrlC() as cancel:
         try:
             dataset = _open_dataset_cli(args, bar, cancel)
-            run = resolve_run(dataset.workspace, args.run)
+            # Rank 0 resolves the run and sends its weights to the other ranks.
+            run = resolve_run(dataset.workspace, args.run) if main else None
             if args.lot is not None:
                 new_lot = _score_lot_cli(args, dataset, run, bar, cancel)
                 dataset, result = new_lot.dataset, new_lot.result
@@ -314,7 +357,10 @@ def _cmd_score(args) -> int:
                 result = score_dataset(dataset, run, batch_size=args.batch_size,
                                        device=args.device, progress=bar, cancel=cancel)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
+    if result is None:  # a rank other than 0: rank 0 reports
+        return 0
     if new_lot is not None:
         print(f"Added lot {new_lot.lot.name!r} to {dataset.root}: {len(result.image_ids):,} "
               f"images from {new_lot.lot.folder} (split {new_lot.lot.split!r}, unlabelled); "
@@ -723,7 +769,8 @@ _TRAIN_FLAGS = {
     "device": "device", "precision": "precision", "seed": "seed",
     "val_fraction": "val_fraction", "patience": "early_stopping_patience",
     "threshold": "threshold", "threads": "num_threads", "augment": "augment",
-    "weights": "weights", "split_seed": "split_seed",
+    "weights": "weights", "split_seed": "split_seed", "compile": "compile",
+    "sync_batchnorm": "sync_batchnorm",
 }
 
 
@@ -774,6 +821,11 @@ def _add_train(sub) -> None:
     p.add_argument("--labels", metavar="CSV", help="labels for images the folders leave "
                                                    "unlabelled")
     p.add_argument("--save-config", metavar="JSON", help="also write the config used here")
+    p.add_argument("--devices", metavar="N", type=int, default=None, help=DEVICES_HELP)
+    p.add_argument("--compile", action="store_const", const=True, default=None,
+                   help="train through torch.compile (CUDA graphs on one GPU)")
+    p.add_argument("--sync-batchnorm", action="store_const", const=True, default=None,
+                   help="with --devices on GPUs: BatchNorm statistics over the global batch")
     p.set_defaults(func=_cmd_train)
 
 
@@ -831,6 +883,7 @@ class _TrainPrinter:
 
 
 @_user_errors
+@_distributable
 def _cmd_train(args) -> int:
     import json
 
@@ -838,24 +891,27 @@ def _cmd_train(args) -> int:
     from core.training import train
     from core.workspace import Workspace
 
-    bar = TerminalProgress()
+    main = _is_main_process()
+    bar = TerminalProgress(stream=None if main else _Silent())
     try:
         workspace = Workspace.for_dataset(args.data)
-        config = _train_config(args, workspace)
-        if args.save_config:
+        # The other ranks of a distributed run get rank 0's settings from train().
+        config = _train_config(args, workspace) if main else None
+        if args.save_config and main:
             from core.atomic import atomic_write
 
             with atomic_write(args.save_config) as fh:
                 fh.write(config.to_json() + "\n")
         heading = "Training with:" if args.resume is None else f"Resuming run {args.resume}:"
-        print(heading, json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
+        if main:
+            print(heading, json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
         with CtrlC() as cancel:
             dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
                                    cancel=cancel)
             bar.close()
-            run = train(dataset, config, progress=_TrainPrinter(bar), cancel=cancel,
-                        resume_run=args.resume,
-                        split_from=_replayed_split(args, workspace))
+            run = train(dataset, config, progress=_TrainPrinter(bar) if main else None,
+                        cancel=cancel, resume_run=args.resume,
+                        split_from=_replayed_split(args, workspace) if main else None)
     except RuntimeError as exc:
         if "already being trained" not in str(exc):  # core.runs' lock of a live run
             raise
@@ -863,6 +919,8 @@ def _cmd_train(args) -> int:
                         ) from None
     finally:
         bar.close()
+    if run is None:  # a rank other than 0: rank 0 reports
+        return 0
     return _print_run_summary(run, args.data)
 
 
