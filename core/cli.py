@@ -337,6 +337,7 @@ def _add_score(sub) -> None:
 def _cmd_score(args) -> int:
     from core.runs import resolve_run
     from core.scoring import score_dataset
+    from core.training.distributed import main_first
 
     if args.lot_name is not None and args.lot is None:
         raise ValueError("--lot-name needs --lot FOLDER")
@@ -347,7 +348,8 @@ def _cmd_score(args) -> int:
     new_lot = None
     with CtrlC() as cancel:
         try:
-            dataset = _open_dataset_cli(args, bar, cancel)
+            with main_first():  # a distributed run's rank 0 creates the workspace
+                dataset = _open_dataset_cli(args, bar, cancel)
             # Rank 0 resolves the run and sends its weights to the other ranks.
             run = resolve_run(dataset.workspace, args.run) if main else None
             if args.lot is not None:
@@ -889,6 +891,7 @@ def _cmd_train(args) -> int:
 
     from core.dataset import open_dataset
     from core.training import train
+    from core.training.distributed import main_first
     from core.workspace import Workspace
 
     main = _is_main_process()
@@ -906,8 +909,9 @@ def _cmd_train(args) -> int:
         if main:
             print(heading, json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
         with CtrlC() as cancel:
-            dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
-                                   cancel=cancel)
+            with main_first():  # a distributed run's rank 0 creates the workspace
+                dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
+                                       cancel=cancel)
             bar.close()
             run = train(dataset, config, progress=_TrainPrinter(bar) if main else None,
                         cancel=cancel, resume_run=args.resume,

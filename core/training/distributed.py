@@ -22,11 +22,13 @@ with its launcher (Linux ``PR_SET_PDEATHSIG``), so killing the launcher leaves n
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,15 +162,19 @@ class World:
         return [merged[i] for i in sorted(merged)]
 
     def sync_buffers(self, model: nn.Module) -> None:
-        """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+        """Average the floating-point buffers (BatchNorm running statistics) over the ranks.
 
-        DDP broadcasts them before each forward pass, but the last step of an epoch updates
-        each rank's own copy; validation and the checkpoint need one set.
+        DDP runs with ``broadcast_buffers=False``: each rank's running mean follows its own
+        share of each batch, and their average is the running mean of the global batches
+        (an average of exponential moving averages is the moving average of the averages),
+        as in one process. Validation and the checkpoint need that one set.
         """
         if not self.distributed:
             return
         for buffer in model.buffers():
-            dist.broadcast(buffer.data, src=0)
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer.data, op=dist.ReduceOp.SUM)
+                buffer.data.div_(self.size)
 
     def check_in_sync(self, model: nn.Module) -> None:
         """Raise RuntimeError naming the ranks whose weights or buffers differ from rank 0's
@@ -220,7 +226,14 @@ def wrap_for_training(model: nn.Module, device: torch.device, world: World,
                              "CPU kernels); train without --sync-batchnorm on the CPU.")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    # 1x1 convolutions' gradients have size-1 dimensions whose strides differ from the
+    # bucket's: the same memory order, so DDP's warning about a slower copy does not apply.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+    # Buffers stay per rank during an epoch and are averaged at its end (sync_buffers).
+    ddp = nn.parallel.DistributedDataParallel
+    buffers = {"forward_sync_buffers": False} if "forward_sync_buffers" in \
+        inspect.signature(ddp.__init__).parameters else {"broadcast_buffers": False}
+    return ddp(model, device_ids=ids, gradient_as_bucket_view=True, **buffers)
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
@@ -274,6 +287,18 @@ def _die_with_parent() -> None:
 
 
 # -- the launcher's side --------------------------------------------------------------------
+
+@contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block before the other ranks do (say, opening the dataset: its
+    first open creates the workspace, which two processes must not do at once)."""
+    world = current_world()
+    if world.distributed and not world.is_main:
+        dist.barrier()
+    yield
+    if world.distributed and world.is_main:
+        dist.barrier()
+
 
 def run_command(command, args) -> int:
     """Run a CLI command taking ``args.devices``: with N > 1 outside torchrun, launch N
