@@ -233,7 +233,7 @@ def train_one_epoch(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, 
     Raises:
         Cancelled: when ``ctx.cancel`` asks to stop (checked before every batch).
     """
-    (ctx.trained or model).train()
+    (ctx.trained if ctx.trained is not None else model).train()
     world, batch_size, epochs = ctx.world, ctx.config.batch_size, ctx.config.epochs
     order = ctx.epoch_order(epoch)
     generator = ctx.augment_generator(epoch)
