@@ -172,6 +172,8 @@ class TrainingSettingsForm(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._loading = False
+        # Settings the form does not show (the GUI trains in one process): carried through.
+        self._unshown = {"devices": 1, "compile": False, "sync_batchnorm": False}
         self.hardware: Hardware | None = None
         self._build()
         self.apply_preset(QUICK)
@@ -370,11 +372,12 @@ class TrainingSettingsForm(QWidget):
             precision=str(w["precision"].currentData()), image_size=w["image_size"].value(),
             early_stopping_patience=w["early_stopping_patience"].value(),
             threshold=round(float(w["threshold"].value()), 6) or None,
-            num_threads=threads or None, weights=weights or None)
+            num_threads=threads or None, weights=weights or None, **self._unshown)
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the widgets (the preset combo follows)."""
         w = self.widgets
+        self._unshown = {name: getattr(config, name) for name in self._unshown}
         self._loading = True
         try:
             _select_data(w["model"], config.model)
