@@ -253,3 +253,21 @@ def test_two_process_scoring_equals_one_process_scoring_exactly(demo_folder):
     assert np.array_equal(ids1, ids2) and np.array_equal(eids1, eids2)
     assert np.array_equal(logits1, logits2)
     assert np.array_equal(emb1, emb2)
+
+
+def test_ctrl_c_stops_every_process_after_the_current_step(demo_folder):
+    """SIGINT to the launcher (Ctrl-C in a terminal): it passes the signal on, the ranks
+    agree to stop before the next batch, rank 0 records 'cancelled'; exit code 130."""
+    launcher = popen_cli("train", demo_folder, "--devices", "2", "--epochs", "3",
+                         "--per-class", "96", *SMALL)
+    workspace = workspace_of(demo_folder)
+    try:
+        wait_for(lambda: (workspace.run_dir(1) / "last.pt").is_file(), 240, "epoch 1")
+        launcher.send_signal(signal.SIGINT)
+        _, stderr = launcher.communicate(timeout=90)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 130, stderr
+    run = get_run(workspace, 1)
+    assert run.status == "cancelled" and "Resume with --resume 1" in run.message
