@@ -324,7 +324,8 @@ def _add_score(sub) -> None:
     p.add_argument("--lot-name", metavar="NAME", default=None,
                    help="with --lot: the lot's name (default: the folder's name)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="images per forward pass (default: 256 on CUDA, 64 on the CPU)")
+                   help="images per forward pass (default: chosen from the free GPU "
+                        "memory on CUDA, 64 on the CPU)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where to run the network (default: auto, CUDA when available)")
     p.add_argument("--devices", metavar="N", type=int, default=None, help=DEVICES_HELP)

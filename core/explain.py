@@ -197,6 +197,8 @@ class Explainer:
     def warm_up(self) -> Explainer:
         """Run the method once on a blank image: the first pass pays for lazy set-up
         (allocations, hooks) that a user pressing H should not wait for."""
+        # One image is too little work to share: two threads waiting on each other's slice
+        # were 40x slower than one on a busy 2-core machine (README, heatmap benchmark).
         with torch_threads(1 if self.device.type == "cpu" else None):
             self.attribute(torch.zeros((1, 1, *self.input_shape), device=self.device))
         return self

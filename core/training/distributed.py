@@ -209,12 +209,6 @@ def current_world() -> World:
                  local_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 
-def is_main_process() -> bool:
-    """True outside a distributed run and on its rank 0 (decided from the environment, so
-    it can be asked before the process group exists)."""
-    return int(os.environ.get("RANK", 0)) == 0
-
-
 def wrap_for_training(model: nn.Module, device: torch.device, world: World,
                       sync_batchnorm: bool) -> nn.Module:
     """``model`` in DistributedDataParallel (with SyncBatchNorm when asked), or itself."""

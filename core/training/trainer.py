@@ -1,4 +1,9 @@
-"""The training loop: one call, :func:`train`, turns a dataset and a TrainConfig into a run.
+"""The training run: one call, :func:`train`, turns a dataset and a TrainConfig into a run.
+
+The inner loop (one epoch, one validation pass, the optimizer step) is
+``core.training.loop``; running it in several processes is ``core.training.distributed``
+(rank 0 alone writes the workspace; see there); device, precision and threads come from
+``core.device``.
 
 What a run does, in order:
 
@@ -8,11 +13,11 @@ What a run does, in order:
    A resumed run, or a replay given ``split_from``, reads the saved ids back instead.
 2. Resize the needed images once into a uint8 tensor (on the GPU when it fits); batches
    are built by indexing it, then normalised and augmented on the device.
-3. Per epoch: train on the sampler's draws (per-step cosine schedule after a short
-   warm-up), validate on the selection images (loss, AUC, escapes and false calls at
-   ``config.threshold``, 0.5 when it is left to the operating point), write ``best.pt``
-   when the selection AUC improves (ties: lower loss) and ``last.pt`` always, record the
-   epoch in the database, and stop early after ``early_stopping_patience`` epochs without
+3. Per epoch: train on the sampler's draws (torch's per-step schedulers: LinearLR warm-up,
+   then CosineAnnealingLR or constant, ``core.training.loop``), validate on the selection
+   images (loss, AUC, escapes and false calls at ``config.threshold``, 0.5 when it is left
+   to the operating point), write ``best.pt`` when the selection AUC improves (ties: lower
+   loss) and ``last.pt`` always, record the epoch in the database, and stop early after ``early_stopping_patience`` epochs without
    improvement. While training, the run's row shows the best epoch's selection figures.
 4. At the end (finished, or cancelled with a best epoch): score the holdout images with
    ``best.pt`` and record the run's AUC, loss, escapes and false calls from them, at the
