@@ -18,7 +18,8 @@ What a run does, in order:
    images (loss, AUC, escapes and false calls at ``config.threshold``, 0.5 when it is left
    to the operating point), write ``best.pt`` when the selection AUC improves (ties: lower
    loss) and ``last.pt`` always, record the epoch in the database, and stop early after
-   ``early_stopping_patience`` epochs without improvement. While training, the run's row shows the best epoch's selection figures.
+   ``early_stopping_patience`` epochs without improvement. While training, the run's row
+   shows the best epoch's selection figures.
 4. At the end (finished, or cancelled with a best epoch): score the holdout images with
    ``best.pt`` and record the run's AUC, loss, escapes and false calls from them, at the
    config's threshold or, when it is None, at the operating point placed on the holdout
