@@ -173,7 +173,7 @@ class TrainingSettingsForm(QWidget):
         super().__init__(parent)
         self._loading = False
         # Settings the form does not show (the GUI trains in one process): carried through.
-        self._unshown = {"devices": 1, "compile": False, "sync_batchnorm": False}
+        self._unshown = {"compile": False, "sync_batchnorm": False}
         self.hardware: Hardware | None = None
         self._build()
         self.apply_preset(QUICK)

@@ -40,7 +40,6 @@ MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 4096
 MAX_PER_CLASS = 1_000_000
 MAX_THREADS = 1024
-MAX_DEVICES = 1024
 MAX_SEED = 2**63 - 1
 
 
@@ -83,12 +82,10 @@ class TrainConfig:
             then use 0.5.
         num_threads: CPU threads for torch (None: all cores).
         weights: optional local file with pretrained weights for the model.
-        devices: processes (GPUs) the run trains on; set by the trainer to the world size
-            of the run (``core.training.distributed``).
         compile: train through ``torch.compile`` (CUDA graphs in one process; falls back
             to eager execution where compiling fails).
-        sync_batchnorm: in a multi-GPU run, BatchNorm statistics over the global batch
-            (SyncBatchNorm) instead of each GPU's share.
+        sync_batchnorm: in a multi-GPU run (``core.training.distributed``), BatchNorm
+            statistics over the global batch (SyncBatchNorm) instead of each GPU's share.
     """
 
     model: str = "designed_resnet"
@@ -111,7 +108,6 @@ class TrainConfig:
     threshold: float | None = None
     num_threads: int | None = None
     weights: str | None = None
-    devices: int = 1
     compile: bool = False
     sync_batchnorm: bool = False
 
@@ -152,7 +148,6 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be between 0 and 1, got {self.weight_decay!r}")
         if not (_is_number(self.val_fraction) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
-        _between("devices", self.devices, 1, MAX_DEVICES)
         for name in ("compile", "sync_batchnorm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

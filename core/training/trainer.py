@@ -131,8 +131,7 @@ from core.training.samplers import (
 BEST = "best.pt"
 LAST = "last.pt"
 # Settings a resumed run may change (they do not alter what is learned).
-RUNTIME_FIELDS = ("device", "precision", "num_threads", "devices", "compile",
-                  "sync_batchnorm")
+RUNTIME_FIELDS = ("device", "precision", "num_threads", "compile", "sync_batchnorm")
 # Per-epoch escapes and false calls are counted here when the run's threshold is left to
 # the operating point (which only the holdout, after training, places).
 EPOCH_THRESHOLD = 0.5
@@ -165,7 +164,7 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
         dataset: a ``core.dataset.Dataset``.
         config: the training settings. When resuming it may be None (the run's saved
             config is used) or differ only in RUNTIME_FIELDS (device, precision, threads,
-            devices, compile, sync_batchnorm).
+            compile, sync_batchnorm); the number of processes may change too.
         progress: callback receiving ``Progress`` events (see the module docstring).
         cancel: returns True to stop; checked before every batch.
         resume_run: id of a cancelled, interrupted or failed run to continue from its
@@ -272,7 +271,6 @@ def _settings(dataset, config: TrainConfig | None, resume_run: int | None,
         previous_seconds = run.train_seconds or 0.0
     elif config is None:
         raise ValueError("train() needs a TrainConfig (or resume_run).")
-    config = config.replace(devices=world.size)  # the world this run really trains in
     check_prepared_memory(int((np.asarray(dataset.labels) >= 0).sum()), config.image_size)
     if resume_run is None and split_from is None:
         split_train_val(dataset.labels, dataset.splits, config.val_fraction,
@@ -579,7 +577,7 @@ def _checkpoint(model: nn.Module, ctx: Context, epoch: int, state: _State) -> di
             "epoch": epoch, "config": ctx.config.to_dict(), "best_auc": state.best_key[0],
             "logit_offset": ctx.logit_offset,
             "best_loss": -state.best_key[1], "best_epoch": state.best_epoch,
-            "stale_epochs": state.stale_epochs, "rng": rng,
+            "stale_epochs": state.stale_epochs, "rng": rng, "world_size": ctx.world.size,
             "history": [r.to_dict() for r in state.history]}
 
 

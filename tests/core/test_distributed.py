@@ -137,7 +137,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(demo_folder, mo
     assert done.returncode == 0, done.stderr
     workspace = workspace_of(demo_folder)
     two = get_run(workspace, 1)
-    assert two.status == "finished" and two.config.devices == 2
+    assert two.status == "finished" and two.device.endswith("x 2 processes")
 
     class EightPerPass(trainer.GradientStep):
         def __init__(self, *args, **kwargs):
@@ -149,7 +149,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(demo_folder, mo
     config = TrainConfig(device="cpu", model="designed_resnet", image_size=64, batch_size=16,
                          seed=3, early_stopping_patience=0, epochs=2, per_class=24)
     one = train(dataset, config)
-    assert one.config.devices == 1
+    assert "processes" not in one.device
     two_losses = [e.train_loss for e in epochs(workspace, two.id)]
     one_losses = [e.train_loss for e in epochs(workspace, one.id)]
     assert np.allclose(two_losses, one_losses, rtol=0, atol=1e-4), (two_losses, one_losses)
@@ -196,7 +196,7 @@ def test_a_rank_that_dies_ends_the_run_with_a_message_and_it_resumes_in_one_proc
     assert resumed.returncode == 0, resumed.stderr
     assert get_run(workspace, 1).status == "finished"
     assert [e.epoch for e in epochs(workspace, 1)] == [1, 2, 3]
-    assert load_checkpoint(workspace.run_dir(1) / "last.pt")["config"]["devices"] == 1
+    assert load_checkpoint(workspace.run_dir(1) / "last.pt")["world_size"] == 1
 
 
 def test_killing_the_launcher_leaves_no_training_process(demo_folder):
@@ -230,7 +230,8 @@ def test_two_torchrun_nodes_on_localhost_train_one_run(demo_folder):
     outputs = [node.communicate(timeout=300) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     run = get_run(workspace_of(demo_folder), 1)
-    assert run.status == "finished" and run.config.devices == 2
+    assert run.status == "finished" and run.device.endswith("x 2 processes")
+    assert load_checkpoint(workspace_of(demo_folder).run_dir(1) / "last.pt")["world_size"] == 2
 
 
 # -- scoring -------------------------------------------------------------------------------
