@@ -124,6 +124,7 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
             bad device / batch size.
     """
     world = current_world()
+    world.check_same_images(dataset)
     started = time.perf_counter()
     run, model, config = world.from_main(lambda: _load(dataset, run))
     positions = _positions_to_score(dataset, only_ids)

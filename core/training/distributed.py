@@ -22,6 +22,7 @@ with its launcher (Linux ``PR_SET_PDEATHSIG``), so killing the launcher leaves n
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import os
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -160,6 +162,25 @@ class World:
         for part in parts:
             merged.update(part)
         return [merged[i] for i in sorted(merged)]
+
+    def check_same_images(self, dataset) -> None:
+        """Raise ValueError on every rank when a rank's dataset lists other images or labels
+        than rank 0's: positions are sent between ranks, so every machine's DATA must hold
+        the same files (a copy made elsewhere may differ)."""
+        if not self.distributed:
+            return
+        digest = hashlib.sha256()
+        for relpath, label in zip(dataset.relpaths, np.asarray(dataset.labels).tolist(),
+                                  strict=True):
+            digest.update(f"{relpath}\0{label}\n".encode())
+        mine = digest.hexdigest()
+        prints: list[str | None] = [None] * self.size
+        dist.all_gather_object(prints, mine)
+        differ = [rank for rank, p in enumerate(prints) if p != prints[0]]
+        if differ:
+            raise ValueError(f"The dataset of rank(s) {differ} lists other images or labels "
+                             f"than rank 0's; every machine needs the same DATA folder (and "
+                             f"labels CSV).")
 
     def sync_buffers(self, model: nn.Module) -> None:
         """Average the floating-point buffers (BatchNorm running statistics) over the ranks.

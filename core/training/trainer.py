@@ -189,6 +189,7 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
     world = current_world()
     progress = progress if world.is_main else None
     workspace = dataset.workspace
+    world.check_same_images(dataset)
     config, resume_run, split_from, previous_seconds, restarts = world.from_main(
         lambda: _settings(dataset, config, resume_run, split_from, world))
     torch.manual_seed(config.seed)  # weight initialisation

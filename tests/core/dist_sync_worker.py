@@ -3,13 +3,14 @@
 Trains a BatchNorm model under DDP on different images per rank, then checks what
 ``core.training.distributed.World`` promises: after the last step each rank's BatchNorm
 running statistics are its own; ``sync_buffers`` averages them; ``check_in_sync``
-passes then and fails on every rank once one rank's weights drift. Rank 0 prints one JSON
-line with what it saw.
+passes then and fails on every rank once one rank's weights drift; ``check_same_images``
+refuses a rank whose dataset differs. Rank 0 prints one JSON line with what it saw.
 """
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import torch
 
@@ -47,9 +48,17 @@ def main() -> None:
             drift = "not detected"
         except RuntimeError as exc:
             drift = str(exc)
+        same = SimpleNamespace(relpaths=["good/a.jpg", "bad/b.jpg"], labels=[0, 1])
+        world.check_same_images(same)
+        other = SimpleNamespace(relpaths=same.relpaths, labels=[0, world.rank])
+        try:
+            world.check_same_images(other)
+            data = "not detected"
+        except ValueError as exc:
+            data = str(exc)
         if world.is_main:
             print(json.dumps({"differ_before_sync": before, "differ_after_sync": after,
-                              "drift": drift}), flush=True)
+                              "drift": drift, "data": data}), flush=True)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ def test_batchnorm_ranks_stay_in_sync_and_drift_is_caught():
     assert seen["differ_before_sync"] is True
     assert seen["differ_after_sync"] is False
     assert "rank(s) [1] differ from rank 0" in seen["drift"]
+    assert "rank(s) [1] lists other images or labels" in seen["data"]
 
 
 def test_a_rank_that_dies_ends_the_run_with_a_message_and_it_resumes_in_one_process(
