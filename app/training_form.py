@@ -45,6 +45,8 @@ NO_CUDA_TIP = "No CUDA GPU is available to this computer (or PyTorch was built w
 # Fields shown first; the others follow under "More settings" in TrainConfig's order.
 BASIC_FIELDS = ("model", "sampler", "per_class", "epochs", "batch_size", "lr", "image_size",
                 "device", "precision", "seed")
+# Settings of a multi-process run (the GUI trains in one process): carried, not shown.
+UNSHOWN_FIELDS = ("sync_batchnorm",)
 SAMPLERS_WITH_DRAWS = ("B", "S")  # the samplers that use per_class
 CPU_IMAGE_ROWS = 160  # above this, a CPU run of the Full preset's kind takes hours
 QT_INT_MAX = 2**31 - 1  # QSpinBox holds a C int
@@ -236,7 +238,9 @@ class TrainingSettingsForm(QWidget):
         super().__init__(parent)
         self._loading = False
         self.hardware: Hardware | None = None
-        self.specs = {spec.name: spec for spec in field_specs()}
+        self.specs = {spec.name: spec for spec in field_specs()
+                      if spec.name not in UNSHOWN_FIELDS}
+        self._unshown = {name: TrainConfig().to_dict()[name] for name in UNSHOWN_FIELDS}
         self._build()
         self.apply_preset(QUICK)
 
@@ -378,10 +382,11 @@ class TrainingSettingsForm(QWidget):
             ValueError: a setting is out of range (the message names it).
         """
         return TrainConfig(**{name: read_widget(self.widgets[name], spec)
-                              for name, spec in self.specs.items()})
+                              for name, spec in self.specs.items()}, **self._unshown)
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the widgets (the preset combo follows)."""
+        self._unshown = {name: getattr(config, name) for name in UNSHOWN_FIELDS}
         self._loading = True
         try:
             for name in self.specs:

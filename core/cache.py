@@ -225,10 +225,9 @@ def _chunks(jobs: list[Job], size: int) -> Iterator[list[Job]]:
 
 def default_workers() -> int:
     """Worker processes to use: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    from core.device import cpu_count
+
+    return cpu_count()
 
 
 # --- the parent --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ lazily, so `diesight --help` or `diesight runs` do not wait for torch.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from core import onnx_cli
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --devices N: relaunched
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
@@ -105,6 +107,10 @@ Scoring a new lot:
 """
 
 
+DEVICES_HELP = ("processes on this machine, one per GPU (torch.distributed; default 1); "
+                "under torchrun the launcher decides")
+
+
 def _add_score(sub) -> None:
     p = sub.add_parser(
         "score", help="score every image of a dataset (or a new lot) with a trained run",
@@ -122,9 +128,11 @@ def _add_score(sub) -> None:
     p.add_argument("--lot-name", metavar="NAME", default=None,
                    help="with --lot: the lot's name (default: the folder's name)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="images per forward pass (default: 256 on CUDA, 64 on the CPU)")
+                   help="images per forward pass (default: chosen from the free GPU "
+                        "memory on CUDA, 64 on the CPU)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where to run the network (default: auto, CUDA when available)")
+    p.add_argument("--devices", metavar="N", type=int, default=None, help=DEVICES_HELP)
     p.add_argument("--top", type=int, default=10, help="how many top scores to list (10)")
     onnx_cli.add_score_onnx_arguments(p)
     p.set_defaults(func=_cmd_score)
@@ -307,6 +315,7 @@ def _add_train(sub) -> None:
     p.add_argument("--labels", metavar="CSV", help="labels for images the folders leave "
                                                    "unlabelled")
     p.add_argument("--save-config", metavar="JSON", help="also write the config used here")
+    p.add_argument("--devices", metavar="N", type=int, default=None, help=DEVICES_HELP)
     _add_config_flags(p)
     p.set_defaults(func=_cmd_train)
 

@@ -101,6 +101,38 @@ class CtrlC:
         return self.event.is_set()
 
 
+class Silent:
+    """A stream that drops what is written (the progress of ranks other than 0)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def distributable(command):
+    """``--devices N``: core.training.distributed runs the command in N processes."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(args) -> int:
+        from core.training.distributed import run_command as run_distributed
+
+        return run_distributed(command, args)
+    return wrapper
+
+
+def is_main_process() -> bool:
+    """False on the ranks other than 0 of a distributed run (they print nothing)."""
+    import os
+
+    return int(os.environ.get("RANK", 0)) == 0
+
+
 class BusyError(Exception):
     """Another DieSight process holds what this command needs."""
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from core.cli_common import (
     CtrlC,
     TerminalProgress,
+    distributable,
+    is_main_process,
     _open_dataset_cli,
     _open_dataset_with_bar,
     _table,
@@ -24,17 +26,28 @@ def _cmd_score(args) -> int:
 
     if onnx_cli.score_onnx_requested(args):  # the line-side path: never imports torch
         return onnx_cli.cmd_score_onnx(args)
+    return _score_with_torch(args)
+
+
+@distributable
+def _score_with_torch(args) -> int:
     from core.runs import resolve_run
     from core.scoring import score_dataset
+    from core.training.distributed import main_first
 
     if args.lot_name is not None and args.lot is None:
         raise ValueError("--lot-name needs --lot FOLDER")
-    bar = TerminalProgress()
+    main = is_main_process()
+    if args.lot is not None and not main:
+        raise ValueError("--lot scores in one process; leave out --devices")
+    bar = TerminalProgress() if main else None
     new_lot = None
     with CtrlC() as cancel:
         try:
-            dataset = _open_dataset_cli(args, bar, cancel)
-            run = resolve_run(dataset.workspace, args.run)
+            with main_first():  # a distributed run's rank 0 creates the workspace
+                dataset = _open_dataset_cli(args, bar, cancel)
+            # Rank 0 resolves the run and sends its weights to the other ranks.
+            run = resolve_run(dataset.workspace, args.run) if main else None
             if args.lot is not None:
                 new_lot = _score_lot_cli(args, dataset, run, bar, cancel)
                 dataset, result = new_lot.dataset, new_lot.result
@@ -42,7 +55,10 @@ def _cmd_score(args) -> int:
                 result = score_dataset(dataset, run, batch_size=args.batch_size,
                                        device=args.device, progress=bar, cancel=cancel)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
+    if result is None:  # a rank other than 0: rank 0 reports
+        return 0
     if new_lot is not None:
         print(f"Added lot {new_lot.lot.name!r} to {dataset.root}: {len(result.image_ids):,} "
               f"images from {new_lot.lot.folder} (split {new_lot.lot.split!r}, unlabelled); "

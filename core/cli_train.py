@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import sys
 
-from core.cli_common import BusyError, CtrlC, TerminalProgress
+from core.cli_common import (
+    BusyError,
+    CtrlC,
+    Silent,
+    TerminalProgress,
+    distributable,
+    is_main_process,
+)
 from core.progress import Progress
 
 
@@ -56,31 +63,37 @@ class _TrainPrinter:
             self.bar(p)
 
 
+@distributable
 def _cmd_train(args) -> int:
     import json
 
     from core.dataset import open_dataset
     from core.training import train
+    from core.training.distributed import main_first
     from core.workspace import Workspace
 
-    bar = TerminalProgress()
+    main = is_main_process()
+    bar = TerminalProgress(stream=None if main else Silent())
     try:
         workspace = Workspace.for_dataset(args.data)
-        config = _train_config(args, workspace)
-        if args.save_config:
+        # The other ranks of a distributed run get rank 0's settings from train().
+        config = _train_config(args, workspace) if main else None
+        if args.save_config and main:
             from core.atomic import atomic_write
 
             with atomic_write(args.save_config) as fh:
                 fh.write(config.to_json() + "\n")
         heading = "Training with:" if args.resume is None else f"Resuming run {args.resume}:"
-        print(heading, json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
+        if main:
+            print(heading, json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
         with CtrlC() as cancel:
-            dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
-                                   cancel=cancel)
+            with main_first():  # a distributed run's rank 0 creates the workspace
+                dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
+                                       cancel=cancel)
             bar.close()
-            run = train(dataset, config, progress=_TrainPrinter(bar), cancel=cancel,
-                        resume_run=args.resume,
-                        split_from=_replayed_split(args, workspace))
+            run = train(dataset, config, progress=_TrainPrinter(bar) if main else None,
+                        cancel=cancel, resume_run=args.resume,
+                        split_from=_replayed_split(args, workspace) if main else None)
     except RuntimeError as exc:
         if "already being trained" not in str(exc):  # core.runs' lock of a live run
             raise
@@ -88,6 +101,8 @@ def _cmd_train(args) -> int:
                         ) from None
     finally:
         bar.close()
+    if run is None:  # a rank other than 0: rank 0 reports
+        return 0
     return _print_run_summary(run, args.data)
 
 

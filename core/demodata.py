@@ -206,11 +206,9 @@ def _chunks_in_pool(out: Path, seed: int, style: str, chunks: list[list[_Job]], 
 
 
 def _default_workers(n: int) -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, n // 150))   # a small set is done before a pool would even start
+    from core.device import cpu_count
+
+    return max(1, min(cpu_count(), n // 150))   # a small set is done before a pool would even start
 
 
 def _prepare(out: Path) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from torch import nn
 
 from core.atomic import atomic_write
 from core.checkpoint import load_model_from_run
+from core.device import select_device, torch_threads
 from core.explain_methods import (  # noqa: F401  (re-exported)
     DEFAULT_METHODS,
     METHODS,
@@ -57,7 +57,6 @@ from core.explain_methods import (  # noqa: F401  (re-exported)
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 from core.scores import as_run
 from core.training.data import normalise, prepare_images
-from core.training.trainer import select_device
 
 DEFAULT_BATCH_CUDA = 64
 DEFAULT_BATCH_CPU = 8
@@ -198,37 +197,19 @@ class Explainer:
     def warm_up(self) -> Explainer:
         """Run the method once on a blank image: the first pass pays for lazy set-up
         (allocations, hooks) that a user pressing H should not wait for."""
-        with _cpu_threads(1 if self.device.type == "cpu" else None):
+        # One image is too little work to share: two threads waiting on each other's slice
+        # were 40x slower than one on a busy 2-core machine (README, heatmap benchmark).
+        with torch_threads(1 if self.device.type == "cpu" else None):
             self.attribute(torch.zeros((1, 1, *self.input_shape), device=self.device))
         return self
 
     def maps(self, dataset, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(maps float16 (n, H, W) at the dataset's size, peaks float32 (n,)): one batch."""
         positions = np.asarray(positions)
-        with _cpu_threads(1 if self.device.type == "cpu" and len(positions) == 1 else None):
+        with torch_threads(1 if self.device.type == "cpu" and len(positions) == 1 else None):
             images = prepare_images(dataset, positions, self.input_shape, self.device)
             raw = self.attribute(normalise(images.to(self.device)))
             return _to_image_size(raw, dataset.image_size)
-
-
-@contextmanager
-def _cpu_threads(count: int | None):
-    """Run torch's CPU work of this thread on ``count`` threads (None: unchanged).
-
-    One image is too little work to share: on a 2-core machine that is also busy with
-    something else, two threads took 2,000 ms for what one does in 50 ms (measured,
-    integrated gradients at 80 rows), as each waits for the other's slice. The setting is
-    per thread (OpenMP) and restored, so a pooled worker thread keeps its own.
-    """
-    if count is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _compute(dataset, explainer: Explainer, image_ids: np.ndarray, batch_size: int | None,

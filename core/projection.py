@@ -195,7 +195,9 @@ def pca_2d(embeddings: np.ndarray, *, seed: int = 0) -> np.ndarray:
 # -- t-SNE ---------------------------------------------------------------------------
 
 def _n_threads(n_jobs: int | None) -> int:
-    cores = os.cpu_count() or 1
+    from core.device import cpu_count
+
+    cores = cpu_count()
     if n_jobs is None or n_jobs == 0:
         return max(1, cores - 1)
     return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs

@@ -18,19 +18,31 @@ into the run's stored results (a new lot, core.lots, without scoring the rest ag
 
 A run of another dataset scores a new lot too: pass ``'OTHER_DATA@ID'`` as the run and
 ``core.runs.resolve_run`` imports it into the new lot's workspace first.
+
+Distributed (``diesight score DATA --devices N``, ``core.training.distributed``): the images
+are cut into the same batches as in one process, batch i is scored by rank i % N, and rank
+0 gathers the results in input order and stores them, so the numbers equal a one-process
+pass exactly. Rank 0 reads the checkpoint and sends the weights to the others.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from core.checkpoint import load_model_from_run
+from core.device import (
+    batch_for_free_memory,
+    free_cached_memory,
+    select_device,
+    unless_out_of_memory,
+)
 from core.metrics import sigmoid
-from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
+from core.progress import CancelCheck, ProgressFn, Throttle, report
 from core.runs import RunRecord
 from core.scores import (  # noqa: F401  (re-exported: the storage half of scoring)
     EMBEDDING_IDS_FILE,
@@ -48,12 +60,11 @@ from core.scores import (  # noqa: F401  (re-exported: the storage half of scori
     store_scores,
 )
 from core.training.data import prepare_images
+from core.training.distributed import SINGLE, World, current_world
 from core.training.predict import place_model, predict
-from core.training.trainer import select_device
 
-# Inference keeps no activations for a backward pass, so batches can be larger than in
-# training; these fit the largest registered model (ResNet-50 at 267x275) comfortably.
-DEFAULT_BATCH_CUDA = 256
+# Images per forward pass on the CPU (on CUDA the batch is measured from the free memory:
+# core.device.batch_for_free_memory).
 DEFAULT_BATCH_CPU = 64
 
 
@@ -94,7 +105,8 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
         dataset: an opened ``core.dataset.Dataset``.
         run: a run record, its id, 'latest', or 'OTHER_DATA@ID' / 'OTHER_DATA@latest'
             (a run of another dataset, imported into this workspace).
-        batch_size: images per forward pass (default: 256 on CUDA, 64 on the CPU).
+        batch_size: images per forward pass (default: as many as half the free GPU memory
+            holds, at most 4096, on CUDA; 64 on the CPU).
         device: 'auto', 'cuda' or 'cpu'.
         progress: receives ``Progress('score', done, total, ...)``.
         cancel: checked between batches.
@@ -102,7 +114,8 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
             the run's stored scores and embeddings instead of replacing them.
 
     Returns:
-        The scores and embeddings of the images scored (also stored in the workspace).
+        The scores and embeddings of the images scored (also stored in the workspace);
+        None on the ranks other than 0 of a distributed run.
 
     Raises:
         core.progress.Cancelled: when ``cancel`` returned True (nothing is stored).
@@ -110,21 +123,25 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
         ValueError: the dataset has no images, an id of ``only_ids`` is not present, or a
             bad device / batch size.
     """
-    run = as_run(dataset.workspace, run)
+    world = current_world()
+    world.check_same_images(dataset)
+    started = time.perf_counter()
+    run, model, config = world.from_main(lambda: _load(dataset, run))
     positions = _positions_to_score(dataset, only_ids)
     image_ids = np.asarray(dataset.image_ids, dtype=np.int64)[positions]
     torch_device = select_device(device)
-    batch = batch_size or (DEFAULT_BATCH_CUDA if torch_device.type == "cuda"
-                           else DEFAULT_BATCH_CPU)
-    if batch < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch}")
-
-    started = time.perf_counter()
-    model, config = load_model_from_run(run)
     place_model(model, torch_device).eval()
-    logits, embeddings = _score_all(dataset, positions, model, config.input_shape,
-                                    torch_device, batch, progress, cancel, run.logit_offset)
-    check_cancel(cancel)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    # Every rank cuts the same batches: the smallest that fits on any of them.
+    batch = world.min_int(batch_size or batch_for_free_memory(
+        model, config.input_shape, torch_device, DEFAULT_BATCH_CPU))
+    gathered = _score_all(dataset, positions, model, config.input_shape, torch_device,
+                          batch, progress, cancel, run.logit_offset, world)
+    world.check_cancel(cancel)
+    if not world.is_main:
+        return None
+    logits, embeddings = gathered
     _require_finite(run, logits, embeddings)
     scores = sigmoid(logits)
     store = store_scores if only_ids is None else merge_scores
@@ -134,6 +151,13 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
            f"{len(image_ids)} images scored in {seconds:.1f} s")
     return ScoreResult(run.id, image_ids, scores, embeddings, str(torch_device), seconds,
                        logits)
+
+
+def _load(dataset, run):
+    """(run record, model, config) of ``run`` (rank 0's; sent to the other ranks)."""
+    run = as_run(dataset.workspace, run)
+    model, config = load_model_from_run(run)
+    return run, model, config
 
 
 class ScoringDiverged(ValueError):
@@ -168,24 +192,11 @@ def _positions_to_score(dataset, only_ids) -> np.ndarray:
     return positions
 
 
-def _forward_unless_out_of_memory(model, images: torch.Tensor, logit_offset: float):
-    """(logits, embeddings) from :func:`predict`, or None when the GPU ran out of memory.
-
-    Returning instead of handling the error here lets the failed pass's activations, which
-    the exception's traceback still references, be freed before the caller retries.
-    """
-    try:
-        return predict(model, images, logit_offset)
-    except torch.OutOfMemoryError:
-        return None
-
-
 def _smaller_batch(batch: int, device: torch.device, progress: ProgressFn | None) -> int:
     if batch == 1:
         raise RuntimeError("Out of GPU memory scoring a single image: free the GPU or score "
                            "on the CPU (--device cpu).")
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    free_cached_memory(device)
     smaller = batch // 2
     report(progress, "notice", message=f"Out of GPU memory: scoring in batches of {smaller}.")
     return smaller
@@ -193,32 +204,49 @@ def _smaller_batch(batch: int, device: torch.device, progress: ProgressFn | None
 
 def _score_all(dataset, positions: np.ndarray, model, image_size: tuple[int, int],
                device: torch.device, batch: int, progress: ProgressFn | None,
-               cancel: CancelCheck | None, logit_offset: float
-               ) -> tuple[np.ndarray, np.ndarray]:
+               cancel: CancelCheck | None, logit_offset: float, world: World = SINGLE
+               ) -> tuple[np.ndarray, np.ndarray] | None:
     """The batched forward passes over ``positions``; returns (prior-corrected logits
-    float64 (n,), embeddings float32 (n, D)) aligned with them."""
+    float64 (n,), embeddings float32 (n, D)) aligned with them (on rank 0; None on the
+    other ranks, which score their share of the batches)."""
     n = len(positions)
-    logits = np.empty(n, dtype=np.float64)
-    embeddings = np.empty((n, model.embedding_dim), dtype=np.float32)
+    n_batches = -(-n // batch)
+    mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     throttle = Throttle(0.25)
-    started, start = time.perf_counter(), 0
+    started, forward = time.perf_counter(), batch
     with torch.inference_mode():
-        while start < n:
-            check_cancel(cancel)
-            stop = min(start + batch, n)
-            images = prepare_images(dataset, positions[start:stop], image_size, device,
-                                    None, cancel)
-            # prepare_images keeps the batch in CPU memory when the GPU is short of room.
-            outputs = _forward_unless_out_of_memory(
-                model, images.to(device, non_blocking=True), logit_offset)
-            if outputs is None:
-                batch = _smaller_batch(batch, device, progress)
+        for i in world.rounds(n_batches, cancel):
+            if i is None:
                 continue
-            batch_logits, batch_embeddings = outputs
-            logits[start:stop] = batch_logits.cpu().numpy()
-            embeddings[start:stop] = batch_embeddings.cpu().numpy()
-            start = stop
-            if throttle.ready(final=stop == n):
-                rate = stop / max(time.perf_counter() - started, 1e-9)
-                report(progress, "score", stop, n, f"{rate:.0f} images/s", images_per_s=rate)
-    return logits, embeddings
+            chunk = positions[i * batch:(i + 1) * batch]
+            images = prepare_images(dataset, chunk, image_size, device, None, cancel)
+            mine[i], forward = _forward_in_parts(model, images, device, forward,
+                                                 logit_offset, progress)
+            done = min(n, (i + 1) * batch)
+            if world.is_main and throttle.ready(final=done == n):
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                report(progress, "score", done, n, f"{rate:.0f} images/s", images_per_s=rate)
+    parts = world.gather(mine, everyone=False)
+    if parts is None:
+        return None
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]).astype(np.float32, copy=False))
+
+
+def _forward_in_parts(model, images: torch.Tensor, device: torch.device, forward: int,
+                      logit_offset: float, progress: ProgressFn | None
+                      ) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """One batch's (logits, embeddings) as numpy, in passes of ``forward`` images, halved
+    on an out-of-memory error; returns them and the pass size that worked."""
+    logits, embeddings, start = [], [], 0
+    while start < len(images):
+        part = images[start:start + forward].to(device, non_blocking=True)
+        # prepare_images keeps the batch in CPU memory when the GPU is short of room.
+        outputs = unless_out_of_memory(partial(predict, model, part, logit_offset))
+        if outputs is None:
+            forward = _smaller_batch(min(forward, len(part)), device, progress)
+            continue
+        logits.append(outputs[0].cpu().numpy())
+        embeddings.append(outputs[1].cpu().numpy())
+        start += len(part)
+    return (np.concatenate(logits), np.concatenate(embeddings)), forward

@@ -234,6 +234,14 @@ class TrainConfig:
     weights: str | None = field(default=None, metadata=_meta(
         label="Weights", none_label="none (random initialisation)", cli_metavar="FILE",
         help="local file with pretrained weights for the model"))
+    compile: bool = field(default=False, metadata=_meta(
+        label="Compile", cli_flag="--compile",
+        help="train through torch.compile (CUDA graphs in one process; falls back to eager "
+             "execution where compiling fails)"))
+    sync_batchnorm: bool = field(default=False, metadata=_meta(
+        label="Sync BatchNorm", cli_flag="--sync-batchnorm",
+        help="with --devices on GPUs: BatchNorm statistics over the global batch "
+             "(SyncBatchNorm) instead of each GPU's share"))
 
     def __post_init__(self) -> None:
         self.validate()

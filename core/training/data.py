@@ -133,12 +133,17 @@ def iterate_batches(images: torch.Tensor, order: np.ndarray, batch_size: int,
     """Yield (uint8 batch on ``device``, the rows of ``images`` in it) in ``order``."""
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        index = torch.from_numpy(np.ascontiguousarray(rows)).to(images.device)
-        batch = images.index_select(0, index)
-        if batch.device.type != device.type:  # kept in CPU memory: the GPU was short
-            batch = batch.pin_memory().to(device, non_blocking=True) \
-                if device.type == "cuda" else batch.to(device)
-        yield batch, rows
+        yield load_batch(images, rows, device), rows
+
+
+def load_batch(images: torch.Tensor, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows ``rows`` of ``images`` as one uint8 batch on ``device``."""
+    index = torch.from_numpy(np.ascontiguousarray(rows)).to(images.device)
+    batch = images.index_select(0, index)
+    if batch.device.type != device.type:  # kept in CPU memory: the GPU was short
+        batch = batch.pin_memory().to(device, non_blocking=True) \
+            if device.type == "cuda" else batch.to(device)
+    return batch
 
 
 def batch_count(n: int, batch_size: int) -> int:

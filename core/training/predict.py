@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.device import channels_last
 from core.training.data import normalise
 
 
@@ -23,13 +24,13 @@ def place_model(model: nn.Module, device: torch.device) -> nn.Module:
 
     Channels-last on CUDA (faster convolutions on tensor cores), the default elsewhere.
     """
-    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    layout = torch.channels_last if channels_last(device) else torch.contiguous_format
     return model.to(device, memory_format=layout)
 
 
 def network_input(x: torch.Tensor) -> torch.Tensor:
     """Normalised float images in the layout :func:`place_model` expects."""
-    if x.device.type == "cuda":
+    if channels_last(x.device):
         return x.contiguous(memory_format=torch.channels_last)
     return x
 

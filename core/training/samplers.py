@@ -9,6 +9,11 @@ is the same pass with the loss weighting bad parts by the class ratio instead.
 
 Every draw comes from a ``torch.Generator`` seeded from (seed, epoch), so an epoch's
 order is the same whether the run went straight through or was resumed.
+
+A distributed run draws the same one plan on every rank and cuts each global batch into
+disjoint contiguous shares, one per rank (:func:`rank_share`): the images an epoch sees,
+and their order, do not depend on the world size, and a run is reproducible for a given
+one (resuming with another world size continues the same plan).
 """
 
 from __future__ import annotations
@@ -119,3 +124,21 @@ def training_prior(sampler: str, labels: np.ndarray, per_class: int) -> float:
         return 0.5
     draws = draws_per_class(sampler, labels, per_class)
     return draws[1] / (draws[0] + draws[1])
+
+
+def rank_share(batch: int, rank: int, world: int) -> slice:
+    """The contiguous part of a global batch of ``batch`` images that rank ``rank`` of
+    ``world`` trains on (the shares are disjoint, cover the batch and differ by at most one
+    image)."""
+    base, extra = divmod(batch, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def trimmed_order(order: np.ndarray, batch_size: int, world: int = 1) -> np.ndarray:
+    """``order`` without a last batch too small to share: one image (BatchNorm cannot train
+    on it), or fewer images than ranks (a rank would have none)."""
+    remainder = len(order) % batch_size
+    if 0 < remainder < max(2, world) and len(order) > remainder:
+        return order[:-remainder]
+    return order

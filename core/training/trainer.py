@@ -1,4 +1,9 @@
-"""The training loop: one call, :func:`train`, turns a dataset and a TrainConfig into a run.
+"""The training run: one call, :func:`train`, turns a dataset and a TrainConfig into a run.
+
+The inner loop (one epoch, one validation pass, the optimizer step) is
+``core.training.loop``; running it in several processes is ``core.training.distributed``
+(rank 0 alone writes the workspace; see there); device, precision and threads come from
+``core.device``.
 
 What a run does, in order:
 
@@ -8,12 +13,13 @@ What a run does, in order:
    A resumed run, or a replay given ``split_from``, reads the saved ids back instead.
 2. Resize the needed images once into a uint8 tensor (on the GPU when it fits); batches
    are built by indexing it, then normalised and augmented on the device.
-3. Per epoch: train on the sampler's draws (per-step cosine schedule after a short
-   warm-up), validate on the selection images (loss, AUC, escapes and false calls at
-   ``config.threshold``, 0.5 when it is left to the operating point), write ``best.pt``
-   when the selection AUC improves (ties: lower loss) and ``last.pt`` always, record the
-   epoch in the database, and stop early after ``early_stopping_patience`` epochs without
-   improvement. While training, the run's row shows the best epoch's selection figures.
+3. Per epoch: train on the sampler's draws (torch's per-step schedulers: LinearLR warm-up,
+   then CosineAnnealingLR or constant, ``core.training.loop``), validate on the selection
+   images (loss, AUC, escapes and false calls at ``config.threshold``, 0.5 when it is left
+   to the operating point), write ``best.pt`` when the selection AUC improves (ties: lower
+   loss) and ``last.pt`` always, record the epoch in the database, and stop early after
+   ``early_stopping_patience`` epochs without improvement. While training, the run's row
+   shows the best epoch's selection figures.
 4. At the end (finished, or cancelled with a best epoch): score the holdout images with
    ``best.pt`` and record the run's AUC, loss, escapes and false calls from them, at the
    config's threshold or, when it is None, at the operating point placed on the holdout
@@ -49,7 +55,7 @@ import math
 import os
 import sqlite3
 import time
-from contextlib import nullcontext
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +63,13 @@ import torch
 from torch import nn
 
 from core.checkpoint import CheckpointError, load_checkpoint, load_state_into, save_checkpoint
+from core.device import (  # noqa: F401  (select_device, autocast_dtype: re-exported)
+    autocast_dtype,
+    channels_last,
+    compile_model,
+    configure_device,
+    select_device,
+)
 from core.metrics import (
     confusion_at,
     prior_logit_offset,
@@ -65,7 +78,7 @@ from core.metrics import (
     threshold_for_max_escapes,
 )
 from core.models import create_model
-from core.progress import Cancelled, Throttle, check_cancel, report
+from core.progress import Cancelled, report
 from core.runs import (
     EpochRecord,
     RunRecord,
@@ -83,23 +96,32 @@ from core.runs import (
     validation_ids,
 )
 from core.runs import epochs as recorded_epochs
-from core.training.augment import AugmentSettings, augment_batch, settings_for_rows
+from core.training.augment import settings_for_rows
 from core.training.config import TrainConfig, check_prepared_memory
 from core.training.data import (
     Split,
     batch_count,
-    iterate_batches,
     labelled_bad_share,
-    normalise_unit,
     prepare_images,
     split_from_saved_ids,
     split_train_val,
-    to_unit,
 )
-from core.training.predict import place_model, predict
+from core.training.distributed import World, current_world, wrap_for_training
+from core.training.loop import (  # noqa: F401  (re-exported: the loop's public names)
+    Context,
+    Diverged,
+    GradientStep,
+    build_optimizer,
+    build_scheduler,
+    evaluate,
+    finite,
+    loss_of,
+    micro_slices,
+    predict_rows,
+    train_one_epoch,
+)
+from core.training.predict import place_model
 from core.training.samplers import (
-    epoch_generator,
-    epoch_indices,
     epoch_length,
     positive_weight,
     sampler_notes,
@@ -109,12 +131,7 @@ from core.training.samplers import (
 BEST = "best.pt"
 LAST = "last.pt"
 # Settings a resumed run may change (they do not alter what is learned).
-RUNTIME_FIELDS = ("device", "precision", "num_threads")
-WARMUP_SHARE = 0.05
-MAX_WARMUP_STEPS = 500
-FINAL_LR_SHARE = 0.01
-# BatchNorm needs two images to normalise over; the out-of-memory back-off stops here.
-MIN_MICRO_BATCH = 2
+RUNTIME_FIELDS = ("device", "precision", "num_threads", "compile", "sync_batchnorm")
 # Per-epoch escapes and false calls are counted here when the run's threshold is left to
 # the operating point (which only the holdout, after training, places).
 EPOCH_THRESHOLD = 0.5
@@ -124,320 +141,6 @@ class TrainingDiverged(ValueError):
     """The run's loss, logits or weights stopped being finite numbers (NaN / inf): the
     learning rate is too high for the data. The run is recorded as failed; nothing from the
     diverged epoch is kept (``best.pt`` and ``last.pt`` hold the last finite epoch)."""
-
-
-class _Diverged(Exception):
-    """Raised inside an epoch; :func:`train` records it and raises TrainingDiverged."""
-
-    def __init__(self, epoch: int, what: str) -> None:
-        super().__init__(f"{what} became NaN or infinite in epoch {epoch}")
-        self.epoch, self.what = epoch, what
-
-
-def _finite(value) -> bool:
-    """True when a tensor / number / array holds only finite values."""
-    if isinstance(value, torch.Tensor):
-        return bool(torch.isfinite(value).all())
-    return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
-
-
-def _weights_finite(model: nn.Module) -> bool:
-    """Every floating-point weight and buffer (BatchNorm statistics too) is finite."""
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
-               if t.is_floating_point())
-
-
-# -- device and precision -------------------------------------------------------------------
-
-def select_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available; "
-                         "use --device cpu or auto.")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        # With its index, so it compares equal to the device of the tensors put on it.
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype to train with (None: plain fp32)."""
-    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return None
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA GPU; use fp32 or bf16 on the CPU.")
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def configure_device(config: TrainConfig, device: torch.device) -> str:
-    """Set threads / cuDNN for ``device``; returns how to describe it (e.g. 'cpu (2 threads)')."""
-    dtype = autocast_dtype(config.precision, device)
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
-        return f"cuda: {torch.cuda.get_device_name(device)} ({precision})"
-    threads = config.num_threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    suffix = "" if dtype is None else f", {precision}"
-    return f"cpu ({threads} threads{suffix})"
-
-
-# -- optimisation ---------------------------------------------------------------------------
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD; biases and normalisation weights get no weight decay."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step LR factor: linear warm-up over ~5% of the steps, then cosine (or constant)."""
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(MAX_WARMUP_STEPS, int(total * WARMUP_SHARE))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if config.schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return FINAL_LR_SHARE + (1 - FINAL_LR_SHARE) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-class GradientStep:
-    """One optimizer step on a batch, in micro-batches with gradient accumulation.
-
-    Starts with the whole batch in one pass. On a GPU out-of-memory error it halves the
-    micro-batch and redoes the step, accumulating gradients so the effective batch (and
-    hence the training dynamics) stays ``config.batch_size``; ``notify`` tells the user.
-    """
-
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                 *, batch_size: int, dtype: torch.dtype | None, device: torch.device,
-                 notify=None) -> None:
-        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
-        self.micro_batch = batch_size
-        self.dtype, self.device = dtype, device
-        self.scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        self.notify = notify or (lambda message: None)
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Train on inputs ``x`` / 0-1 targets ``y``; returns the batch's mean loss (tensor)."""
-        while True:
-            try:
-                return self._accumulate(x, y)
-            except torch.OutOfMemoryError:
-                pass  # back off outside the handler: the traceback pins the failed activations
-            self.optimizer.zero_grad(set_to_none=True)
-            self._back_off(len(x))
-
-    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=x.device)
-        for part in micro_slices(len(x), self.micro_batch):
-            xb, yb = x[part], y[part]
-            with self.autocast():
-                logits = self.model(xb)
-            loss = self.loss_fn(logits.float(), yb)
-            # Weighted by the micro-batch's share, the summed gradients equal the full batch's.
-            share = loss * (len(xb) / len(x))
-            (self.scaler.scale(share) if self.scaler else share).backward()
-            total += share.detach()
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        return total
-
-    def autocast(self):
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
-    def _back_off(self, batch: int) -> None:
-        if self.micro_batch <= MIN_MICRO_BATCH:
-            raise RuntimeError(f"Out of GPU memory even with {MIN_MICRO_BATCH} images per "
-                               f"step: use a smaller --image-size or model, or free the GPU.")
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        self.micro_batch = max(MIN_MICRO_BATCH, self.micro_batch // 2)
-        steps = len(micro_slices(batch, self.micro_batch))
-        self.notify(f"Out of GPU memory: continuing with micro-batches of {self.micro_batch} "
-                    f"and {steps} accumulation steps (effective batch {batch} unchanged).")
-
-
-def micro_slices(n: int, micro_batch: int) -> list[slice]:
-    """Slices of at most ``micro_batch`` (a lone trailing image joins the slice before it:
-    BatchNorm cannot train on a single image)."""
-    starts = list(range(0, n, micro_batch))
-    if len(starts) > 1 and n - starts[-1] == 1:
-        starts.pop()
-    return [slice(a, b) for a, b in zip(starts, starts[1:] + [n], strict=True)]
-
-
-# -- one epoch ------------------------------------------------------------------------------
-
-@dataclass
-class Context:
-    """What the epoch functions share: data, device, schedule and the user's callbacks."""
-
-    config: TrainConfig
-    device: torch.device
-    images: torch.Tensor          # (N, 1, H, W) uint8: training, selection, holdout rows
-    targets: torch.Tensor         # (N,) float 0/1 labels of ``images``, on the device
-    train_rows: np.ndarray        # rows of ``images`` used for training
-    val_rows: np.ndarray          # rows of ``images`` that choose the epoch (selection)
-    holdout_rows: np.ndarray      # rows of ``images`` that report (never choose anything)
-    train_labels: np.ndarray      # 0/1 labels of the training rows (for the sampler)
-    step: GradientStep
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    progress: object = None
-    cancel: object = None
-    channels_last: bool = False
-    epoch_seconds: list[float] = field(default_factory=list)
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
-    logit_offset: float = 0.0     # the prior correction (core.metrics.prior_logit_offset)
-
-    def inputs(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """uint8 batch -> network input; augmented when a generator is given."""
-        x = to_unit(batch)
-        if generator is not None:
-            x = augment_batch(x, generator, self.augment)
-        x = normalise_unit(x)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def targets_of(self, rows: np.ndarray) -> torch.Tensor:
-        return self.targets[torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)]
-
-    def labels_of(self, rows: np.ndarray) -> np.ndarray:
-        return self.targets_of(rows).cpu().numpy().astype(np.int64)
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        cfg = self.config
-        picks = epoch_indices(cfg.sampler, self.train_labels, cfg.per_class,
-                              epoch_generator(cfg.seed, epoch))
-        return self.train_rows[picks]
-
-    def augment_generator(self, epoch: int) -> torch.Generator | None:
-        if not self.config.augment:
-            return None
-        seed = int(torch.randint(2**62, (1,), generator=epoch_generator(self.config.seed,
-                                                                          epoch, salt=1)))
-        return torch.Generator(device=self.device).manual_seed(seed)
-
-
-def train_one_epoch(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, float]:
-    """Train one epoch; returns (mean training loss, training images per second).
-
-    Raises:
-        Cancelled: when ``ctx.cancel`` asks to stop (checked before every batch).
-    """
-    model.train()
-    batch_size, epochs = ctx.config.batch_size, ctx.config.epochs
-    order = ctx.epoch_order(epoch)
-    if len(order) % batch_size == 1 and len(order) > 1:
-        order = order[:-1]  # a last batch of one image: BatchNorm cannot train on it
-    generator = ctx.augment_generator(epoch)
-    total = batch_count(len(order), batch_size)
-    loss_sum, seen = torch.zeros((), device=ctx.device), 0
-    throttle, start = Throttle(0.25), time.perf_counter()
-    for i, (batch, rows) in enumerate(iterate_batches(ctx.images, order, batch_size,
-                                                      ctx.device), start=1):
-        check_cancel(ctx.cancel)
-        loss = ctx.step(ctx.inputs(batch, generator), ctx.targets_of(rows))
-        ctx.scheduler.step()
-        loss_sum += loss * len(rows)
-        seen += len(rows)
-        if throttle.ready(final=i == total):
-            elapsed = time.perf_counter() - start
-            mean_loss = loss_sum.item() / seen
-            if not math.isfinite(mean_loss):  # NaN weights never come back: stop now
-                raise _Diverged(epoch, "the training loss")
-            speed = seen / elapsed if elapsed > 0 else 0.0
-            eta = _eta(ctx, epoch, elapsed, i, total)
-            report(ctx.progress, "train", i, total,
-                   f"epoch {epoch}/{epochs}  loss {mean_loss:.4f}  {speed:.0f} img/s  "
-                   f"ETA {_clock(eta)}", epoch=epoch, epochs=epochs, batch=i,
-                   loss=mean_loss, images_per_s=speed, eta_s=eta)
-    elapsed = time.perf_counter() - start
-    mean_loss = loss_sum.item() / max(1, seen)
-    if not math.isfinite(mean_loss):
-        raise _Diverged(epoch, "the training loss")
-    if not _weights_finite(model):
-        raise _Diverged(epoch, "the model's weights")
-    return mean_loss, seen / elapsed if elapsed > 0 else 0.0
-
-
-def evaluate(model: nn.Module, ctx: Context, epoch: int) -> tuple[float, np.ndarray]:
-    """Score the selection images; returns (mean BCE loss, prior-corrected logits float64).
-
-    The loss is unweighted (natural class mix) and taken on the corrected logits, so it is
-    comparable across samplers.
-    """
-    throttle = Throttle(0.25)
-
-    def before_batch(i: int, total: int) -> None:
-        check_cancel(ctx.cancel)
-        if throttle.ready(final=i == total):
-            report(ctx.progress, "validate", i, total, f"validating epoch {epoch}",
-                   epoch=epoch, epochs=ctx.config.epochs)
-
-    logits = predict_rows(model, ctx, ctx.val_rows, before_batch)
-    if not _finite(logits):
-        raise _Diverged(epoch, "the validation logits")
-    return _loss(logits, ctx, ctx.val_rows), logits.cpu().numpy()
-
-
-def predict_rows(model: nn.Module, ctx: Context, rows: np.ndarray,
-                 before_batch=None) -> torch.Tensor:
-    """Prior-corrected logits (float64, on the device) of ``rows`` of ``ctx.images``, through
-    the same :func:`core.training.predict.predict` that scoring uses.
-
-    ``before_batch(i, total)`` runs before each batch (cancel checks, progress).
-    """
-    model.eval()
-    # No gradients: twice the batch fits (the micro-batch, after an out-of-memory back-off).
-    batch_size = ctx.step.micro_batch * 2
-    total = batch_count(len(rows), batch_size)
-    logits = []
-    for i, (batch, _rows) in enumerate(iterate_batches(ctx.images, rows, batch_size,
-                                                       ctx.device), start=1):
-        if before_batch is not None:
-            before_batch(i, total)
-        logits.append(predict(model, batch, ctx.logit_offset)[0])
-    return torch.cat(logits)
-
-
-def _loss(logits: torch.Tensor, ctx: Context, rows: np.ndarray) -> float:
-    targets = ctx.targets_of(rows).double()
-    return float(nn.functional.binary_cross_entropy_with_logits(logits, targets))
-
-
-def _eta(ctx: Context, epoch: int, elapsed: float, done: int, total: int) -> float:
-    """Seconds left for the whole run (an upper bound: early stopping may end it sooner)."""
-    per_batch = elapsed / done
-    this_epoch = per_batch * (total - done)
-    epoch_time = ctx.epoch_seconds[-1] if ctx.epoch_seconds else per_batch * total * 1.1
-    return this_epoch + (ctx.config.epochs - epoch) * epoch_time
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-        else f"{seconds // 60}:{seconds % 60:02d}"
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -454,13 +157,14 @@ class _State:
 
 
 def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=None,
-          resume_run: int | None = None, split_from: int | None = None) -> RunRecord:
+          resume_run: int | None = None, split_from: int | None = None) -> RunRecord | None:
     """Train a model on a dataset's labelled images and record the run.
 
     Args:
         dataset: a ``core.dataset.Dataset``.
         config: the training settings. When resuming it may be None (the run's saved
-            config is used) or differ only in device, precision and num_threads.
+            config is used) or differ only in RUNTIME_FIELDS (device, precision, threads,
+            compile, sync_batchnorm); the number of processes may change too.
         progress: callback receiving ``Progress`` events (see the module docstring).
         cancel: returns True to stop; checked before every batch.
         resume_run: id of a cancelled, interrupted or failed run to continue from its
@@ -469,83 +173,122 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
             run reuses (a replay), whatever the labels or the seed say now. A run without
             saved ids (imported) is ignored: the split is drawn as usual.
 
+    In a distributed run (``core.training.distributed``) every rank calls this; rank 0's
+    arguments count (the others may pass None) and only rank 0 writes the workspace and
+    reports progress.
+
     Returns:
         The run's record: status 'finished', or 'cancelled' when ``cancel`` stopped it;
         its AUC, escapes and false calls measured on the holdout (see the module doc).
+        None on the other ranks of a distributed run.
 
     Raises:
         ValueError: bad settings, too few labelled images, or a run that cannot resume.
         CheckpointError: the run's last.pt cannot be read.
     """
+    world = current_world()
+    progress = progress if world.is_main else None
     workspace = dataset.workspace
-    previous_seconds = 0.0
-    if resume_run is not None:
-        run = _claim_for_resume(workspace, resume_run)
-        config = _resume_config(run.config, config)
-        run_id, previous_seconds = run.id, run.train_seconds or 0.0
-    elif config is None:
-        raise ValueError("train() needs a TrainConfig (or resume_run).")
-    # Before any run row exists: an image size whose images cannot be held, or too few
-    # labelled images to split, is one line and leaves no failed run behind.
-    check_prepared_memory(int((np.asarray(dataset.labels) >= 0).sum()), config.image_size)
-    if resume_run is None and split_from is None:
-        split_train_val(dataset.labels, dataset.splits, config.val_fraction,
-                        config.effective_split_seed)
+    world.check_same_images(dataset)
+    config, resume_run, split_from, previous_seconds, restarts = world.from_main(
+        lambda: _settings(dataset, config, resume_run, split_from, world))
     torch.manual_seed(config.seed)  # weight initialisation
     device = select_device(config.device)
-    device_name = configure_device(config, device)
+    device_name = configure_device(device, config.precision, config.num_threads,
+                                   world.local_size)
+    if world.distributed:
+        device_name += f" x {world.size} processes"
     # A resumed run loads last.pt over the model; one that never finished an epoch has
     # none and starts over, from its --weights like the first time.
-    restarts = resume_run is None or not (workspace.run_dir(run_id) / LAST).is_file()
     model = create_model(config.model, weights=config.weights if restarts else None)
     parameters = sum(p.numel() for p in model.parameters())
-    if resume_run is None:
-        run_id = create_run(workspace, config, device=device_name, parameters=parameters)
-    else:
-        update_run(workspace, run_id, status="running", message=None, device=device_name)
+    run_id = world.from_main(lambda: _open_run(workspace, config, resume_run, device_name,
+                                               parameters))
     started = time.perf_counter()
 
     def seconds() -> float:
         return previous_seconds + time.perf_counter() - started
 
-    model_ready = False
+    model_ready, state = False, _State()
     try:
-        split = _split_for(dataset, config, run_id, resume_run if resume_run is not None
-                           else split_from, own=resume_run is not None)
+        split = world.from_main(lambda: _split_for(
+            dataset, config, run_id, resume_run if resume_run is not None else split_from,
+            own=resume_run is not None))
         ctx = _build_context(dataset, config, device, model, split, progress, cancel)
-        ctx.logit_offset = _record_priors(workspace, run_id, dataset, ctx)
-        state = _State()
+        ctx.logit_offset = world.from_main(
+            lambda: _record_priors(workspace, run_id, dataset, ctx))
         if resume_run is not None:
             state = _restore(model, ctx, workspace.run_dir(run_id) / LAST, run_id, workspace)
         model_ready = True
-        _announce(progress, run_id, config, device_name, parameters, split, state, ctx)
+        if world.is_main:
+            _announce(progress, run_id, config, device_name, parameters, split, state, ctx)
         _run_epochs(model, ctx, workspace, run_id, state)
         _calibrate(model, ctx, workspace, run_id)
-        update_run(workspace, run_id, status="finished", train_seconds=seconds(),
-                   message=_finish_message(state, config))
+        _on_main(world, lambda: update_run(workspace, run_id, status="finished",
+                                           train_seconds=seconds(),
+                                           message=_finish_message(state, config)))
     except Cancelled:
         if model_ready:
             _calibrate(model, ctx, workspace, run_id)  # a cancelled run can still be used
-        update_run(workspace, run_id, status="cancelled", train_seconds=seconds(),
-                   message=_stop_message("Cancelled", workspace, run_id))
-    except _Diverged as exc:
-        if model_ready and (workspace.run_dir(run_id) / BEST).is_file():
+        _on_main(world, lambda: update_run(
+            workspace, run_id, status="cancelled", train_seconds=seconds(),
+            message=_stop_message("Cancelled", workspace, run_id)))
+    except Diverged as exc:
+        if model_ready and state.best_epoch is not None:
             _calibrate(model, ctx, workspace, run_id)  # the last finite best epoch
+        if not world.is_main:
+            raise TrainingDiverged(str(exc)) from None
         message = _diverged_message(exc, config, workspace, run_id)
         _record_failure(workspace, run_id, "failed", seconds(), message)
         raise TrainingDiverged(f"Run {run_id} {message[0].lower()}{message[1:]}") from None
     except BaseException as exc:
-        # KeyboardInterrupt (a second Ctrl-C) and the like: the run can still be resumed.
-        failed = isinstance(exc, Exception)
-        message = _failure_message(exc) if failed else \
-            _stop_message(f"Aborted ({type(exc).__name__})", workspace, run_id)
-        _record_failure(workspace, run_id, "failed" if failed else "cancelled", seconds(),
-                        message)
+        # KeyboardInterrupt (a second Ctrl-C), Stopped and the like: the run can still be
+        # resumed.
+        if world.is_main:
+            failed = isinstance(exc, Exception)
+            message = _failure_message(exc, run_id) if failed else \
+                _stop_message(f"Aborted ({type(exc).__name__})", workspace, run_id)
+            _record_failure(workspace, run_id, "failed" if failed else "cancelled",
+                            seconds(), message)
         raise
-    return get_run(workspace, run_id)
+    return get_run(workspace, run_id) if world.is_main else None
 
 
-def _diverged_message(exc: _Diverged, config: TrainConfig, workspace, run_id: int) -> str:
+def _on_main(world: World, work) -> None:
+    if world.is_main:
+        work()
+
+
+def _settings(dataset, config: TrainConfig | None, resume_run: int | None,
+              split_from: int | None, world: World) -> tuple:
+    """Rank 0's checks before any run row exists: (config, resume_run, split_from,
+    previous seconds, restarts from scratch). An image size whose images cannot be held,
+    or too few labelled images to split, is one line and leaves no failed run behind."""
+    workspace = dataset.workspace
+    previous_seconds = 0.0
+    if resume_run is not None:
+        run = _claim_for_resume(workspace, resume_run)
+        config = _resume_config(run.config, config)
+        previous_seconds = run.train_seconds or 0.0
+    elif config is None:
+        raise ValueError("train() needs a TrainConfig (or resume_run).")
+    check_prepared_memory(int((np.asarray(dataset.labels) >= 0).sum()), config.image_size)
+    if resume_run is None and split_from is None:
+        split_train_val(dataset.labels, dataset.splits, config.val_fraction,
+                        config.effective_split_seed)
+    restarts = resume_run is None or not (workspace.run_dir(resume_run) / LAST).is_file()
+    return config, resume_run, split_from, previous_seconds, restarts
+
+
+def _open_run(workspace, config: TrainConfig, resume_run: int | None, device_name: str,
+              parameters: int) -> int:
+    if resume_run is None:
+        return create_run(workspace, config, device=device_name, parameters=parameters)
+    update_run(workspace, resume_run, status="running", message=None, device=device_name)
+    return resume_run
+
+
+def _diverged_message(exc: Diverged, config: TrainConfig, workspace, run_id: int) -> str:
     """One line: what diverged, and what to do (lower --lr)."""
     run = get_run(workspace, run_id)
     kept = (f"; best.pt keeps epoch {run.best_epoch}" if run.best_epoch is not None
@@ -554,11 +297,14 @@ def _diverged_message(exc: _Diverged, config: TrainConfig, workspace, run_id: in
             f"and train again.")
 
 
-def _failure_message(exc: BaseException) -> str:
-    """The run row's message for a failure (a full disk is named as such)."""
+def _failure_message(exc: BaseException, run_id: int) -> str:
+    """The run row's message for a failure (a full disk, a lost peer are named as such)."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return f"Disk full: cannot write {exc.filename or 'a checkpoint'}; free some space " \
                f"and resume the run."
+    if isinstance(exc, torch.distributed.DistError):
+        return (f"Another process of this distributed run failed or was stopped "
+                f"({type(exc).__name__}); resume with --resume {run_id}.")
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -636,22 +382,32 @@ def _record_priors(workspace, run_id: int, dataset, ctx: Context) -> float:
 
 def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn.Module,
                    split: Split, progress, cancel) -> Context:
+    """Images, optimizer, schedule and the step; ``model`` is placed on ``device`` and, in
+    a distributed run, wrapped in DDP (``ctx.trained``; ``model`` stays the plain one)."""
+    world = current_world()
     positions = np.concatenate([split.train, split.selection, split.holdout])
-    images = prepare_images(dataset, positions, config.input_shape, device, progress, cancel)
+    # A cancel during preparation would be seen by some ranks only: ranks agree from the
+    # first batch on.
+    images = prepare_images(dataset, positions, config.input_shape, device, progress,
+                            None if world.distributed else cancel)
     labels = np.asarray(dataset.labels)[positions].astype(np.float32)
     train_labels = labels[: len(split.train)].astype(np.int64)
-    channels_last = device.type == "cuda"
     place_model(model, device)
+    notify = lambda message: report(progress, "notice", message=message)  # noqa: E731
+    trained = wrap_for_training(model, device, world, config.sync_batchnorm)
+    if config.compile:
+        trained = compile_model(trained, device, static_shapes=not world.distributed,
+                                notify=notify)
     pos_weight = None
     if config.sampler == "weighted":
         pos_weight = torch.tensor(positive_weight(train_labels), device=device)
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config, device)
     steps = batch_count(epoch_length(config.sampler, train_labels, config.per_class),
                         config.batch_size)
-    step = GradientStep(model, nn.BCEWithLogitsLoss(pos_weight=pos_weight), optimizer,
+    step = GradientStep(trained, nn.BCEWithLogitsLoss(pos_weight=pos_weight), optimizer,
                         batch_size=config.batch_size,
                         dtype=autocast_dtype(config.precision, device), device=device,
-                        notify=lambda message: report(progress, "notice", message=message))
+                        notify=notify, world_size=world.size)
     return Context(config=config, device=device, images=images,
                    targets=torch.from_numpy(labels).to(device),
                    train_rows=np.arange(len(split.train)),
@@ -660,8 +416,9 @@ def _build_context(dataset, config: TrainConfig, device: torch.device, model: nn
                                           len(positions)),
                    train_labels=train_labels, step=step,
                    scheduler=build_scheduler(optimizer, config, steps), progress=progress,
-                   cancel=cancel, channels_last=channels_last,
-                   augment=settings_for_rows(config.image_size))
+                   cancel=cancel, channels_last=channels_last(device),
+                   augment=settings_for_rows(config.image_size), world=world,
+                   trained=trained)
 
 
 def _announce(progress, run_id: int, config: TrainConfig, device_name: str, parameters: int,
@@ -694,8 +451,9 @@ def _run_epochs(model: nn.Module, ctx: Context, workspace, run_id: int, state: _
                 (record.val_auc, -record.val_loss), epoch, 0
         else:
             state.stale_epochs += 1
-        _commit_epoch(model, ctx, workspace, run_id, state, record, improved)
-        _report_epoch(ctx, record, state, improved, run_id)
+        if ctx.world.is_main:
+            _commit_epoch(model, ctx, workspace, run_id, state, record, improved)
+            _report_epoch(ctx, record, state, improved, run_id)
         if config.early_stopping_patience and state.stale_epochs >= \
                 config.early_stopping_patience:
             report(ctx.progress, "notice", message=(
@@ -767,10 +525,15 @@ def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int) -> None:
     bad score.
     """
     best = workspace.run_dir(run_id) / BEST
-    if not best.is_file():
+    # Only rank 0's machine holds the file: it sends the weights to the others.
+    weights = ctx.world.broadcast(load_checkpoint(best)["model"] if ctx.world.is_main
+                                  and best.is_file() else None)
+    if weights is None:
         return
-    load_state_into(model, load_checkpoint(best)["model"], str(best))
+    load_state_into(model, weights, str(best))
     logits_t = predict_rows(model, ctx, ctx.holdout_rows)
+    if not ctx.world.is_main:
+        return
     logits, labels = logits_t.cpu().numpy(), ctx.labels_of(ctx.holdout_rows)
     scores = sigmoid(logits)
     threshold = ctx.config.threshold
@@ -778,7 +541,7 @@ def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int) -> None:
         threshold = threshold_for_max_escapes(scores, labels, 0)
     confusion = confusion_at(scores, labels, threshold)
     update_run(workspace, run_id, val_auc=roc_auc(logits, labels),
-               val_loss=_loss(logits_t, ctx, ctx.holdout_rows), threshold=threshold,
+               val_loss=loss_of(logits_t, ctx, ctx.holdout_rows), threshold=threshold,
                escapes=confusion.escapes, false_calls=confusion.false_calls,
                holdout_good=int((labels == 0).sum()), holdout_bad=int((labels == 1).sum()))
 
@@ -815,23 +578,34 @@ def _checkpoint(model: nn.Module, ctx: Context, epoch: int, state: _State) -> di
             "epoch": epoch, "config": ctx.config.to_dict(), "best_auc": state.best_key[0],
             "logit_offset": ctx.logit_offset,
             "best_loss": -state.best_key[1], "best_epoch": state.best_epoch,
-            "stale_epochs": state.stale_epochs, "rng": rng,
+            "stale_epochs": state.stale_epochs, "rng": rng, "world_size": ctx.world.size,
             "history": [r.to_dict() for r in state.history]}
 
 
 def _restore(model: nn.Module, ctx: Context, path, run_id: int, workspace) -> _State:
-    """Load last.pt into the model/optimizer/scheduler; the state to continue from."""
+    """Load last.pt into the model/optimizer/scheduler; the state to continue from.
+
+    Rank 0 reads the file and sends it to the other ranks, which may have another world
+    size than the run that wrote it (the plan is the same; see ``samplers.rank_share``).
+    """
+    world = ctx.world
+
+    def read() -> dict | None:
+        if not path.is_file():
+            report(ctx.progress, "notice", message=f"Run {run_id} had not finished an "
+                                                   f"epoch: starting it again from epoch 1.")
+            delete_epochs_from(workspace, run_id, 1)
+            return None
+        return load_checkpoint(path)
+
+    checkpoint = world.from_main(read)
     state = _State()
-    if not path.is_file():
-        report(ctx.progress, "notice", message=f"Run {run_id} had not finished an epoch: "
-                                               f"starting it again from epoch 1.")
-        delete_epochs_from(workspace, run_id, 1)
+    if checkpoint is None:
         return state
-    checkpoint = load_checkpoint(path)
     load_state_into(model, checkpoint["model"], str(path))
     try:
         ctx.step.optimizer.load_state_dict(checkpoint["optimizer"])
-        ctx.scheduler.load_state_dict(checkpoint["scheduler"])
+        _load_scheduler(ctx.scheduler, checkpoint["scheduler"])
         if ctx.step.scaler and checkpoint.get("scaler"):
             ctx.step.scaler.load_state_dict(checkpoint["scaler"])
     except (KeyError, ValueError, RuntimeError) as exc:
@@ -844,5 +618,18 @@ def _restore(model: nn.Module, ctx: Context, path, run_id: int, workspace) -> _S
     state.best_epoch = checkpoint["best_epoch"]
     state.stale_epochs = checkpoint["stale_epochs"]
     state.history = [EpochRecord(**r) for r in checkpoint["history"]]
-    delete_epochs_from(workspace, run_id, state.start_epoch)
+    if world.is_main:
+        delete_epochs_from(workspace, run_id, state.start_epoch)
     return state
+
+
+def _load_scheduler(scheduler, saved: dict) -> None:
+    """Restore the schedule; a checkpoint from before torch's schedulers were used (a
+    LambdaLR state) is continued by stepping the new schedule to the same step."""
+    if "lr_lambdas" not in saved:
+        scheduler.load_state_dict(saved)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+        for _ in range(int(saved["last_epoch"])):
+            scheduler.step()

@@ -88,7 +88,8 @@ def test_form_round_trips_every_config_field(form):
                          weight_decay=5e-5, schedule="constant", sampler="S", per_class=750,
                          augment=False, val_fraction=0.25, seed=42, split_seed=7, device="cpu",
                          precision="fp32", image_size=128, early_stopping_patience=0,
-                         threshold=0.35, num_threads=3, weights="/models/resnet18.pth")
+                         threshold=0.35, num_threads=3, weights="/models/resnet18.pth",
+                         compile=True, sync_batchnorm=True)
     # Every field differs from the defaults, so the round trip checks each widget.
     defaults = TrainConfig()
     assert all(getattr(config, f.name) != getattr(defaults, f.name)
