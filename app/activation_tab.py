@@ -1,10 +1,10 @@
 """The "Activation space" tab: the current run's embeddings as a PCA / t-SNE map.
 
 This is the glue between :class:`app.state.AppState` and the finished widget
-:class:`app.scatter_view.ActivationScatter` (+ its :class:`ProjectionController`):
+:class:`app.scatter_view.ActivationScatter` (+ its :class:`MapController`):
 
 * When the current run changes (or it is re-scored), its embeddings are read on a worker
-  (``core.scores.load_embeddings``; 30,000 x 2,048 floats for a ResNet-50 run is 245 MB) and
+  (``core.score_store.load_embeddings``; 30,000 x 2,048 floats for a ResNet-50 run is 245 MB) and
   handed to the controller, which shows PCA at once or computes t-SNE on a worker. That
   happens when the tab is visible (or next shown), never for a hidden tab. Without a
   dataset, a run, or the run's scores, the tab says what to do instead.
@@ -31,14 +31,14 @@ from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
-from app.projection_controller import ProjectionController
+from app.map_controller import MapController
 from app.scatter_view import COLOR_MODES, ActivationScatter
 from app.state import AppState
-from app.workers import Task, TaskOwner, describe_error
-from core.projection import ProjectionCache, TSNESettings
+from app.workers import Task, TaskOwner, error_message
+from core.activation_maps import MapCache, TSNESettings
 from core.ranking import VALIDATION_SPLIT
 from core.runs import validation_ids
-from core.scores import EMBEDDINGS_FILE, NoScoresError, load_embeddings
+from core.score_store import EMBEDDINGS_FILE, NoScoresError, load_embeddings
 
 NO_RUN_MESSAGE = ("Train a run or select one in the Training tab; a run shows here once it "
                   "has scored the dataset.")
@@ -133,7 +133,7 @@ class ActivationTab(QWidget):
         self.loading = TaskOwner(self, track=track)  # the run's points being read
         self._reload_when_shown = False
         self.scatter = ActivationScatter()
-        self.controller = ProjectionController(self.scatter, tsne_settings, parent=self,
+        self.controller = MapController(self.scatter, tsne_settings, parent=self,
                                                track=track)
         self.message = QLabel(NO_DATASET_MESSAGE, objectName="activationMessage")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -223,7 +223,7 @@ class ActivationTab(QWidget):
     def _on_points_load(self, points: RunPoints) -> None:
         self._points = points
         run = self.state.current_run
-        cache = ProjectionCache(self.state.dataset.workspace.run_dir(run.id))
+        cache = MapCache(self.state.dataset.workspace.run_dir(run.id))
         self.pages.setCurrentWidget(self.scatter)
         self.controller.set_embeddings(points.image_ids, points.embeddings, cache=cache,
                                        names=points.names)
@@ -235,7 +235,7 @@ class ActivationTab(QWidget):
             text = (f"Run {run_id} has not scored this dataset yet. Score it in the Training "
                     "tab; its activation space shows here once it has.")
         else:
-            text = f"Cannot show run {run_id}'s activation space: {describe_error(error)}"
+            text = f"Cannot show run {run_id}'s activation space: {error_message(error)}"
         self._show_message(text)
 
     # -- colours -------------------------------------------------------------------

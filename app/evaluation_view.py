@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from app.runs_view import AXIS_COLOUR, PLOT_BACKGROUND, ROC_COLOURS
 from app.settings import last_dialog_folder, remember_dialog_folder
 from app.state import AppState
-from app.workers import Task, describe_error
+from app.workers import Task, error_message
 from core.demodata import GROUND_TRUTH_NAME
 from core.evaluation import (
     N_BOOT,
@@ -517,8 +517,8 @@ class EvaluationView(QWidget):
         if task is not self._task:
             return
         self._task = None
-        self._clear(f"Cannot evaluate: {describe_error(error)}")
-        self.status.emit(f"Evaluation failed: {describe_error(error)}")
+        self._clear(f"Cannot evaluate: {error_message(error)}")
+        self.status.emit(f"Evaluation failed: {error_message(error)}")
 
     def _on_cancel(self, task: Task) -> None:
         if task is not self._task:

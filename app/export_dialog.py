@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from app.settings import last_dialog_folder, remember_dialog_folder
 from app.state import AppState
-from app.workers import Task, TaskOwner, describe_error
+from app.workers import Task, TaskOwner, error_message
 from core.evidence_export import export_flagged_evidence
 from core.export import export_flagged, export_scores, export_submission
 from core.progress import check_cancel, report
@@ -267,7 +267,7 @@ class ExportDialog(QDialog):
             title=f"Exporting {KIND_BY_KEY[self.kind].title.lower()}",
             on_done=lambda rows: self._on_export_done(path, rows),
             on_failed=lambda error: self._show_status(
-                f"Nothing was written: {describe_error(error)}", ok=False),
+                f"Nothing was written: {error_message(error)}", ok=False),
             on_cancelled=lambda: self._show_status("Export cancelled.", ok=False))
         return self.last_task
 

@@ -58,14 +58,13 @@ from app.training_panel import TrainingPanel
 from app.workers import (
     Task,
     TaskOwner,
-    describe_error,
+    error_message,
     is_user_error,
     running_tasks,
     task_pool,
 )
 from core.dataset import Dataset, change_notes, open_dataset
 from core.demodata import generate_demo_data
-from core.scores import latest_scored_run
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +400,7 @@ class MainWindow(QMainWindow):
 
     def _on_task_failure(self, task: Task, error: BaseException, trace: str) -> None:
         data = self.state.dataset.root if self.state.dataset is not None else None
-        message = describe_error(error, getattr(task, "data_root", None) or data)
+        message = error_message(error, getattr(task, "data_root", None) or data)
         self.statusBar().showMessage(f"{task.title} failed: {message}", 15000)
         skipped = getattr(error, "skipped", None) or []  # core.dataset.DatasetError lists them
         details = "".join(f"{s.relpath}: {s.reason}\n" for s in skipped)
@@ -560,7 +559,7 @@ def _show_uncaught(exc_type, exc, tb) -> None:
     app = QApplication.instance()
     if app is not None and issubclass(exc_type, Exception):
         box = QMessageBox(QMessageBox.Icon.Critical, "Unexpected error",
-                          describe_error(exc), QMessageBox.StandardButton.Ok,
+                          error_message(exc), QMessageBox.StandardButton.Ok,
                           app.activeWindow())
         box.setDetailedText(trace)
         box.exec()

@@ -48,7 +48,7 @@ from app.state import AppState
 from app.workers import Task, TaskOwner
 from core import metrics
 from core.runs import RunRecord, epochs, get_run, holdout_ids, list_runs
-from core.scores import has_scores, load_logits, score_freshness, scored_at
+from core.score_store import has_scores, load_logits, score_freshness, scored_at
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -109,7 +109,7 @@ class RunRow:
         scored: the run has stored scores for this dataset.
         epochs_done: finished epochs (for a running run's status and time).
         seconds: training time so far (a running run has no ``train_seconds`` yet).
-        stale: images changed or new since the run scored (core.scores.score_freshness).
+        stale: images changed or new since the run scored (core.score_store.score_freshness).
     """
 
     run: RunRecord

@@ -4,7 +4,7 @@
 image ids, per-point values) that reports what the user does as Qt signals (a point clicked,
 a selection made, an action asked for). It computes nothing itself; the t-SNE animation is
 driven from outside through :meth:`ActivationScatter.show_partial` and
-:meth:`ActivationScatter.show_progress` (``app.projection_controller`` does that).
+:meth:`ActivationScatter.show_progress` (``app.map_controller`` does that).
 
 Speed at 100,000 points rests on three choices:
 
@@ -14,7 +14,7 @@ Speed at 100,000 points rests on three choices:
   with numpy instead of pyqtgraph's per-point Python loop (0.3 s -> a few ms at 100,000 points).
 * Hover and click use a KD-tree nearest query (built lazily once per layout), never
   pyqtgraph's ``hoverable`` (which builds a Python object per point).
-* Lasso containment is a vectorised even-odd test (``core.projection.points_in_polygon``).
+* Lasso containment is a vectorised even-odd test (``core.activation_maps.points_in_polygon``).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from app.scatter_items import (
     categorical_coloring,
     score_coloring,
 )
-from core.projection import points_in_polygon
-from core.projection_runner import METHOD_TITLES
+from core.activation_maps import points_in_polygon
+from core.map_runner import METHOD_TITLES
 
 __all__ = ["CATEGORIES", "COLOR_MODES", "SCORE_BINS", "ActivationScatter", "FastScatter"]
 

@@ -46,7 +46,7 @@ from app.training_form import (  # noqa: F401  (CUSTOM ... QUICK: importable fro
     TrainingSettingsForm,
 )
 from app.training_jobs import discover_hardware, score_job, train_job
-from app.workers import Task, TaskOwner, describe_error
+from app.workers import Task, TaskOwner, error_message
 from core.progress import Progress
 from core.runs import EpochRecord, RunRecord, epochs, get_run
 from core.training.config import width_for_rows
@@ -328,7 +328,7 @@ class TrainingPanel(QWidget):
         return self.hardware_task
 
     def _on_hardware_failed(self, error: BaseException, _trace: str) -> None:
-        self.status_label.setText(f"Could not load the models: {describe_error(error)}")
+        self.status_label.setText(f"Could not load the models: {error_message(error)}")
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -523,7 +523,7 @@ class TrainingPanel(QWidget):
 
     # -- endings -----------------------------------------------------------------------------
     def _on_job_failed(self, error: BaseException) -> None:
-        self.status_label.setText(f"{self._stage} failed: {describe_error(error)}")
+        self.status_label.setText(f"{self._stage} failed: {error_message(error)}")
         self.state.notify_runs_changed()  # the run row says 'failed'
         self._on_job_end()
 

@@ -63,7 +63,7 @@ def task_pool() -> QThreadPool:
     return _POOL
 
 
-def describe_error(error: BaseException, data=None) -> str:
+def error_message(error: BaseException, data=None) -> str:
     """A one-line message for a status bar or a message box: for the errors a user can
     cause, the same line the command line prints (core.errors: "disk full: ...", a damaged
     workspace naming the file and ``diesight repair``, a diverged run, ...); anything else

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.imagefile import UnreadableImage, decode_gray, describe_error, read_size
+from core.imagefile import UnreadableImage, decode_failure_reason, decode_gray, read_size
 from core.progress import CancelCheck, Cancelled, ProgressFn, Throttle, check_cancel, report
 
 CACHE_FILE_NAME = "images.u8"
@@ -115,7 +115,7 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise UnreadableImage(describe_error(exc, path)) from exc
+        raise UnreadableImage(decode_failure_reason(exc, path)) from exc
 
 
 def most_common_size(paths: Sequence[str], sample: int = 64) -> tuple[int, int] | None:

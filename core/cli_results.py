@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from core.cli_common import (
     CtrlC,
     TerminalProgress,
-    distributable,
-    is_main_process,
     _open_dataset_cli,
     _open_dataset_with_bar,
     _table,
+    distributable,
+    is_main_process,
 )
 
 
@@ -143,7 +143,7 @@ def _cmd_runs(args) -> int:
 
 
 def _run_row(workspace, run) -> tuple:
-    from core.scores import scored_summary
+    from core.score_store import scored_summary
 
     config = run.config
     sampler = (f"{config.per_class}{config.sampler}" if config.sampler in ("B", "S")
@@ -170,7 +170,7 @@ def _duration(seconds: float | None) -> str:
 def _cmd_export(args) -> int:
     from core import export
     from core.runs import resolve_run
-    from core.scores import NoScoresError, has_scores, no_scores_message
+    from core.score_store import NoScoresError, has_scores, no_scores_message
     from core.session import saved_threshold
 
     if not (args.flagged or args.scores or args.submission):
@@ -220,7 +220,7 @@ def _cmd_evaluate(args) -> int:
     from core.atomic import atomic_write
     from core.evaluation import evaluate_run, read_truth_csv
     from core.runs import resolve_run
-    from core.scores import NoScoresError, has_scores, no_scores_message
+    from core.score_store import NoScoresError, has_scores, no_scores_message
 
     if args.bootstrap < 0:
         raise ValueError("--bootstrap must be 0 or more")
@@ -331,7 +331,7 @@ def _explain_selection(args, dataset, run):
 def _top_scored(dataset, run, n: int, data: str):
     import numpy as np
 
-    from core.scores import NoScoresError, aligned_logits, has_scores, no_scores_message
+    from core.score_store import NoScoresError, aligned_logits, has_scores, no_scores_message
 
     if n < 1:
         raise ValueError("--top must be at least 1")

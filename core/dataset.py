@@ -1,6 +1,6 @@
 """Opening a folder of images as a :class:`Dataset` — the API the rest of DieSight uses.
 
-``open_dataset`` walks the folder, recognises its layout (core.layout), decodes every new
+``open_dataset`` walks the folder, recognises its layout (core.folder_layout), decodes every new
 or changed image once into the workspace's memory-mapped cache (core.cache) and keeps the
 workspace database's ``images`` and ``skipped`` tables in step with the folder:
 
@@ -10,7 +10,7 @@ workspace database's ``images`` and ``skipped`` tables in step with the folder:
   its row (a ``touch`` or a copy is not a change), other bytes are a change. The ctime
   catches a replacement that set the old mtime back (a program cannot set the ctime), and
   the content hash, computed from the bytes the decode reads anyway, is what scores and
-  flags are checked against (core.scores, core.annotations);
+  flags are checked against (core.score_store, core.annotations);
 * a changed file is re-read into its own row; a new file gets a new row (ids are stable
   rows of the cache and never reused); a vanished file keeps its row with ``present = 0``;
 * a row is inserted or updated only after its pixels are on disk, so a killed or
@@ -46,9 +46,7 @@ from core.cache import (
     most_common_size,
     read_image_bytes,
 )
-from core.folderscan import FolderScan, SkippedFile, scan_folder
-from core.imagefile import IMAGE_EXTENSIONS, UnreadableImage, decode_gray
-from core.layout import (
+from core.folder_layout import (
     UNLABELLED,
     LabelsCsvError,
     Layout,
@@ -56,6 +54,8 @@ from core.layout import (
     count_by_split,
     detect_layout,
 )
+from core.folderscan import FolderScan, SkippedFile, scan_folder
+from core.imagefile import IMAGE_EXTENSIONS, UnreadableImage, decode_gray
 from core.lot_folders import Lot, LotScan, scan_lots
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 from core.workspace import Workspace
@@ -618,7 +618,7 @@ def change_notes(dataset: Dataset, run_id: int | None = None) -> list[str]:
     notes = [note for note in (_folder_change_note(dataset.stats), _flag_change_note(dataset))
              if note]
     if run_id is not None:
-        from core.scores import has_scores, score_freshness
+        from core.score_store import has_scores, score_freshness
 
         if has_scores(dataset.workspace, run_id):
             stale = score_freshness(dataset.workspace, run_id).stale

@@ -58,7 +58,7 @@ from core.evaluation_stats import (  # noqa: F401  (re-exported: callers import 
 )
 from core.export import run_threshold
 from core.progress import CancelCheck
-from core.scores import aligned_scores, as_run
+from core.score_store import aligned_scores, as_run
 from core.truth_csv import (  # noqa: F401  (re-exported)
     TRUTH_OPTIONAL,
     TRUTH_REQUIRED,
@@ -529,7 +529,7 @@ def evaluate_run(dataset, run, truth_csv: str | os.PathLike | TruthTable,
 
     Raises:
         TruthCsvError: the CSV cannot be used.
-        core.scores.NoScoresError: the run has not scored this dataset.
+        core.score_store.NoScoresError: the run has not scored this dataset.
         ValueError: nothing to evaluate, or a threshold outside 0..1.
     """
     run = as_run(dataset.workspace, run)

@@ -25,7 +25,7 @@ from core.explain import Heatmaps, explain, overlay
 from core.explain_files import file_stems, save_png, write_heatmap_pngs
 from core.export import flagged_positions, run_threshold
 from core.progress import CancelCheck, ProgressFn
-from core.scores import as_run
+from core.score_store import as_run
 
 SHEET_NAME = "contact-sheet.png"
 SHEET_MAX = 48
@@ -47,7 +47,7 @@ def export_flagged_evidence(dataset, run, out: str | os.PathLike,
         The number of flagged images (overlays written).
 
     Raises:
-        core.scores.NoScoresError: the run has not scored the dataset.
+        core.score_store.NoScoresError: the run has not scored the dataset.
         core.progress.Cancelled: ``cancel`` returned True (overlays written so far stay).
     """
     run = as_run(dataset.workspace, run)

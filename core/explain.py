@@ -55,7 +55,7 @@ from core.explain_methods import (  # noqa: F401  (re-exported)
     default_method,
 )
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
-from core.scores import as_run
+from core.score_store import as_run
 from core.training.data import normalise, prepare_images
 
 DEFAULT_BATCH_CUDA = 64

@@ -7,7 +7,7 @@ values. Labels are written 1 (bad) / 0 (good), empty when unlabelled.
 
 A score the run made on an earlier picture of a file (replaced since) is never written:
 its cell is empty and the ``note`` column says why, as for an image added after the run
-scored (core.scores returns only current scores). A flag set on an earlier picture stays
+scored (core.score_store returns only current scores). A flag set on an earlier picture stays
 in the flagged list with the note "image changed since flagged".
 
 Which scale: a score is the defect probability at the dataset's labelled defect rate (the
@@ -30,7 +30,7 @@ from core.annotations import UNLABELLED, current_labels, flags, flags_on_changed
 from core.atomic import atomic_write
 from core.ranking import predictions
 from core.runs import RunRecord
-from core.scores import (
+from core.score_store import (
     NoScoresError,
     aligned_logits,
     aligned_scores,
@@ -103,7 +103,7 @@ def export_flagged(dataset, run: RunRecord | int | str, path: str | os.PathLike,
         The number of rows written.
 
     Raises:
-        core.scores.NoScoresError: the run has not scored this dataset.
+        core.score_store.NoScoresError: the run has not scored this dataset.
     """
     run, threshold, scores, labels = _run_results(dataset, run, threshold)
     flagged_at = flags(dataset.workspace)
@@ -166,7 +166,7 @@ def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
         The number of rows written.
 
     Raises:
-        core.scores.NoScoresError: the run has not scored this dataset.
+        core.score_store.NoScoresError: the run has not scored this dataset.
     """
     run, threshold, scores, labels = _run_results(dataset, run, threshold)
     ids, splits = dataset.ids, dataset.splits
@@ -188,7 +188,7 @@ def export_submission(dataset, run: RunRecord | int | str, path: str | os.PathLi
         The number of rows written.
 
     Raises:
-        core.scores.NoScoresError: the run has not scored this dataset.
+        core.score_store.NoScoresError: the run has not scored this dataset.
         ValueError: the dataset has no test/unlabelled images, or some have no score yet.
     """
     run = as_run(dataset.workspace, run)

@@ -73,7 +73,7 @@ def decode_gray(path: str | os.PathLike, size: tuple[int, int] | None = None, *,
     except UnreadableImage:
         raise
     except Exception as exc:  # Pillow raises many types for broken data
-        raise UnreadableImage(describe_error(exc, path)) from exc
+        raise UnreadableImage(decode_failure_reason(exc, path)) from exc
     return pixels, original
 
 
@@ -111,7 +111,7 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.rint(scaled).astype(np.uint8)
 
 
-def describe_error(exc: BaseException, path: str | os.PathLike | None = None) -> str:
+def decode_failure_reason(exc: BaseException, path: str | os.PathLike | None = None) -> str:
     """A short, user-facing reason for a failed read or decode."""
     if isinstance(exc, UnreadableImage):
         return str(exc)

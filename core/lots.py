@@ -222,7 +222,7 @@ def default_lot_name(folder: str | os.PathLike) -> str:
 
 
 def _is_layout_word(name: str) -> bool:
-    from core.layout import class_of_folder, split_of_folder
+    from core.folder_layout import class_of_folder, split_of_folder
 
     return (class_of_folder(name) is not None or split_of_folder(name) is not None
             or name.lower() in ("all_tests", "images", "imgs", "data"))
@@ -234,8 +234,8 @@ def count_labelled_images(folder: str | os.PathLike) -> int:
     A lot's images always join as unlabelled, so a window can warn before the labels of
     a labelled folder are left unused.
     """
+    from core.folder_layout import class_of_folder
     from core.imagefile import is_image_name
-    from core.layout import class_of_folder
 
     root = Path(folder).expanduser()
     count = 0

@@ -1,6 +1,6 @@
 """The model's reasons by example: the labelled training images nearest to an image.
 
-Nearness is Euclidean distance between the run's embeddings (``core.scores``, the
+Nearness is Euclidean distance between the run's embeddings (``core.score_store``, the
 penultimate activations the activation-space plots show, and the only input of the run's
 last layer), so the neighbours are the images the model itself finds alike. Candidates
 are the images the run learnt from: labelled, of the train split, and not held out by the
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.runs import validation_ids
-from core.scores import aligned_scores, load_embeddings
+from core.score_store import aligned_scores, load_embeddings
 
 DEFAULT_K = 8
 
@@ -52,7 +52,7 @@ class NeighbourIndex:
             user's relabels; the app passes its current labels).
 
     Raises:
-        core.scores.NoScoresError: the run has not scored the dataset.
+        core.score_store.NoScoresError: the run has not scored the dataset.
     """
 
     def __init__(self, dataset, run_id: int, labels: np.ndarray | None = None) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.annotations import UNLABELLED, current_labels, flagged_mask
 from core.runs import validation_ids
-from core.scores import aligned_logits, aligned_scores
+from core.score_store import aligned_logits, aligned_scores
 
 FILTERS = ("all", "bad", "good", "unlabelled", "flagged", "disagreements")
 VALIDATION_SPLIT = "validation"
@@ -120,7 +120,7 @@ def ranked_images(dataset, run_id, *, filter: str = "all", threshold: float = 0.
         The :class:`Ranking`.
 
     Raises:
-        core.scores.NoScoresError: the run has not scored this dataset.
+        core.score_store.NoScoresError: the run has not scored this dataset.
         ValueError: unknown filter or split.
     """
     if filter not in FILTERS:

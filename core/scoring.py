@@ -44,7 +44,7 @@ from core.device import (
 from core.metrics import sigmoid
 from core.progress import CancelCheck, ProgressFn, Throttle, report
 from core.runs import RunRecord
-from core.scores import (  # noqa: F401  (re-exported: the storage half of scoring)
+from core.score_store import (  # noqa: F401  (re-exported: the storage half of scoring)
     EMBEDDING_IDS_FILE,
     EMBEDDINGS_FILE,
     NoScoresError,

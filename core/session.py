@@ -22,11 +22,11 @@ import numpy as np
 from psygnal import Signal
 
 from core import annotations
-from core.layout import count_by_split
+from core.folder_layout import count_by_split
 from core.ranking import predictions as predictions_at
 from core.ranking import split_text
 from core.runs import RunNotFound, get_run, list_runs, validation_ids
-from core.scores import NoScoresError, aligned_logits, aligned_scores, has_scores
+from core.score_store import NoScoresError, aligned_logits, aligned_scores, has_scores
 
 if TYPE_CHECKING:
     from core.dataset import Dataset

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.folder_layout import parse_label
 from core.imagefile import IMAGE_EXTENSIONS
-from core.layout import parse_label
 
 TRUTH_REQUIRED = ("id", "label")
 TRUTH_OPTIONAL = ("defect_type", "severity", "split")

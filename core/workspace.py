@@ -89,7 +89,7 @@ _MIGRATIONS: dict[int, str] = {
     # Honest numbers: each score's logit (float64, prior-corrected; probabilities saturate
     # to 1.0 and tie the most confident parts), the priors a run's scores are corrected
     # with, and the size of the holdout its reported figures come from. Rows stored
-    # before keep logit NULL (core.scores derives it from the score).
+    # before keep logit NULL (core.score_store derives it from the score).
     3: """
     ALTER TABLE scores ADD COLUMN logit REAL;
     ALTER TABLE runs ADD COLUMN train_prior REAL;    -- bad share of the training draws

@@ -13,7 +13,7 @@ from scoring_fixtures import make_run
 from app.state import AppState
 from core.dataset import open_dataset
 from core.runs import save_validation_ids
-from core.scores import store_scores
+from core.score_store import store_scores
 
 EMBEDDING_DIM = 4
 

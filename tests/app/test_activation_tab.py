@@ -9,10 +9,10 @@ from PySide6.QtWidgets import QLabel, QTabWidget
 
 from app.activation_tab import NO_DATASET_MESSAGE, NO_RUN_MESSAGE, ActivationTab
 from app.state import AppState
+from core.activation_maps import TSNESettings
 from core.dataset import open_dataset
-from core.projection import TSNESettings
 from core.runs import VALIDATION_IDS, create_run, get_run, update_run
-from core.scores import store_scores
+from core.score_store import store_scores
 from core.training.config import TrainConfig
 
 LOAD_TIMEOUT_MS = 15_000

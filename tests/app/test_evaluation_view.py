@@ -10,7 +10,7 @@ from app.state import AppState
 from core.dataset import open_dataset
 from core.evaluation import evaluate_run, interval_text, percent, read_truth_csv
 from core.runs import create_run, get_run, update_run
-from core.scores import store_scores
+from core.score_store import store_scores
 from core.training.config import TrainConfig
 
 N_BOOT = 200

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from ranked_fixtures import state_with_run
 
 from app.evidence_panel import EvidencePanel
-from core.scores import load_scores, store_scores
+from core.score_store import load_scores, store_scores
 
 
 @pytest.fixture

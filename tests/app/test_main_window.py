@@ -227,7 +227,7 @@ def test_opening_a_folder_makes_its_newest_scored_run_current(qtbot, window, dem
     from scoring_fixtures import make_run
 
     from core.dataset import open_dataset
-    from core.scores import store_scores
+    from core.score_store import store_scores
 
     dataset = open_dataset(demo_folder, workers=1)
     n = len(dataset.image_ids)

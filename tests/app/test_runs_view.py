@@ -20,7 +20,7 @@ from app.workers import Task
 from core import metrics
 from core.dataset import open_dataset
 from core.runs import create_run, get_run, save_validation_ids, update_run
-from core.scores import store_scores
+from core.score_store import store_scores
 from core.training.config import TrainConfig
 
 SCORE_TIMEOUT_MS = 120_000
@@ -165,7 +165,7 @@ def test_two_selected_runs_overlay_two_roc_curves(qtbot, state):
     # The legend's AUC is the validation images' AUC of the stored scores.
     labelled = np.asarray(state.dataset.labels) >= 0
     val = np.flatnonzero(labelled)[::2]
-    from core.scores import aligned_scores
+    from core.score_store import aligned_scores
 
     expected = metrics.roc_auc(aligned_scores(state.dataset, good.id)[val],
                                state.labels[val])

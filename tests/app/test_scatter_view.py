@@ -11,10 +11,10 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QPainter
 from PySide6.QtWidgets import QApplication
 
-from app.projection_controller import ProjectionController
+from app.map_controller import MapController
 from app.scatter_items import FastScatter
 from app.scatter_view import CATEGORIES, SCORE_BINS, ActivationScatter
-from core.projection import ProjectionCache, TSNESettings, points_in_polygon
+from core.activation_maps import MapCache, TSNESettings, points_in_polygon
 
 N = 500
 MOVE_INTERVAL_S = 0.012
@@ -400,8 +400,8 @@ def _controller(qtbot, tmp_path, settings, track=None):
     view = ActivationScatter()
     qtbot.addWidget(view)
     view.show()
-    controller = ProjectionController(view, settings, parent=view, track=track)
-    controller.set_embeddings(ids, emb, cache=ProjectionCache(tmp_path))
+    controller = MapController(view, settings, parent=view, track=track)
+    controller.set_embeddings(ids, emb, cache=MapCache(tmp_path))
     pca_task = controller.task
     qtbot.waitUntil(lambda: pca_task.state == "done", timeout=10000)
     np.testing.assert_array_equal(view.image_ids, ids)  # the PCA map is shown

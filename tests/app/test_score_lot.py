@@ -8,7 +8,7 @@ from scoring_fixtures import make_lot, make_run
 
 from app.main_window import MainWindow
 from core.lots import list_lots
-from core.scores import load_scores
+from core.score_store import load_scores
 from core.scoring import score_dataset
 
 TIMEOUT_MS = 60_000

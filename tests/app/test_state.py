@@ -50,7 +50,7 @@ def test_current_image_outside_dataset_is_refused(dataset):
 
 def _store_fake_scores(dataset, run_id):
     """Scores a test can predict: position i gets i / n."""
-    from core.scores import store_scores
+    from core.score_store import store_scores
 
     n = len(dataset.image_ids)
     scores = np.arange(n, dtype=np.float64) / n

@@ -7,7 +7,7 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from test_activation_tab import new_run, store_run_scores
 
 from app.main_window import MainWindow
-from core.projection import TSNESettings
+from core.activation_maps import TSNESettings
 
 TIMEOUT_MS = 30_000
 SLOW_TSNE = TSNESettings(perplexity=10, early_exaggeration_iter=250, n_iter=5000,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.workers import Task, describe_error, running_tasks
+from app.workers import Task, error_message, running_tasks
 from core.progress import Progress, check_cancel, report
 
 
@@ -97,7 +97,7 @@ def test_a_task_cannot_start_twice(qtbot):
     (RuntimeError(), "RuntimeError"),
 ])
 def test_describe_error(error, expected):
-    assert describe_error(error) == expected
+    assert error_message(error) == expected
 
 
 # -- TaskOwner: one task at a time, stale news dropped -----------------------------------------

@@ -17,7 +17,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QToolButton
 
 from app.main_window import MainWindow
-from core.projection import TSNESettings, points_in_polygon
+from core.activation_maps import TSNESettings, points_in_polygon
 
 OPEN_TIMEOUT_MS = 30_000
 TRAIN_TIMEOUT_MS = 240_000  # torch import + a one-epoch run + scoring 240 images, 2 busy cores

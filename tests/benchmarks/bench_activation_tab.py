@@ -36,7 +36,7 @@ REPEATS = 7
 def build_dataset(folder: Path, n: int, seed: int = 0):
     """A Dataset of ``n`` image rows (1x1 pixels) with a real workspace."""
     from core.dataset import Dataset
-    from core.layout import Layout
+    from core.folder_layout import Layout
     from core.workspace import Workspace
 
     rng = np.random.default_rng(seed)
@@ -63,7 +63,7 @@ def build_dataset(folder: Path, n: int, seed: int = 0):
 def scored_run(dataset, dims: int = 32, seed: int = 0):
     """A finished run with scores and clustered embeddings stored for every image."""
     from core.runs import create_run, get_run, update_run
-    from core.scores import store_scores
+    from core.score_store import store_scores
     from core.training.config import TrainConfig
 
     rng = np.random.default_rng(seed)

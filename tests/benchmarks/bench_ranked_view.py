@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.threshold_bar import ThresholdBar
     from core.annotations import set_flag
     from core.runs import create_run, get_run, save_validation_ids, update_run
-    from core.scores import store_scores
+    from core.score_store import store_scores
     from core.training.config import TrainConfig
 
     n, repeats = args.images, args.repeats

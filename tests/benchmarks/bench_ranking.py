@@ -21,7 +21,7 @@ from core.dataset import Dataset, Layout
 from core.export import export_flagged, export_scores, export_submission
 from core.ranking import FILTERS, ranked_images
 from core.runs import create_run, get_run, update_run
-from core.scores import store_scores
+from core.score_store import store_scores
 from core.training.config import TrainConfig
 from core.workspace import Workspace
 

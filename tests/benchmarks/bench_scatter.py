@@ -187,7 +187,7 @@ def bench_tsne(n: int, sklearn_iters: int, skip_sklearn: bool, threads: int | No
     from openTSNE import affinity
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
-    from core.projection import TSNESettings, _n_threads, exact_neighbors, run_tsne
+    from core.activation_maps import TSNESettings, _n_threads, exact_neighbors, run_tsne
 
     x, components = clustered_embeddings(n)
     iters = max(250, sklearn_iters)

@@ -24,7 +24,7 @@ import torch
 from core.checkpoint import load_checkpoint
 from core.dataset import open_dataset
 from core.runs import epochs, get_run
-from core.scores import load_embeddings, load_logits
+from core.score_store import load_embeddings, load_logits
 from core.training import TrainConfig, train, trainer
 from core.training.samplers import rank_share, trimmed_order
 from core.workspace import Workspace

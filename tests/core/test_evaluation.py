@@ -26,7 +26,7 @@ from core.evaluation import (
     wilson_interval,
 )
 from core.runs import create_run, get_run, update_run
-from core.scores import store_scores
+from core.score_store import store_scores
 from core.training.config import TrainConfig
 
 # Ten parts, scored by hand:          good g1..g6 and bad b1..b4

@@ -12,7 +12,7 @@ from core.annotations import set_flag
 from core.dataset import open_dataset
 from core.evidence_export import SHEET_NAME, export_flagged_evidence
 from core.export import export_flagged
-from core.scores import store_scores
+from core.score_store import store_scores
 
 
 def test_writes_an_overlay_per_flagged_row_and_one_sheet(tmp_path):

@@ -27,7 +27,7 @@ from core.lots import (
 from core.progress import Cancelled
 from core.ranking import ranked_images
 from core.runs import RunNotFound
-from core.scores import aligned_scores, load_embeddings, load_scores
+from core.score_store import aligned_scores, load_embeddings, load_scores
 from core.scoring import score_dataset
 from core.workspace import _MIGRATIONS, SCHEMA_VERSION, Workspace
 

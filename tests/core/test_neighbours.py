@@ -9,7 +9,7 @@ from scoring_fixtures import make_lot, make_run
 from core.dataset import open_dataset
 from core.neighbours import NeighbourIndex
 from core.runs import save_validation_ids
-from core.scores import NoScoresError, store_scores
+from core.score_store import NoScoresError, store_scores
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def test_a_version_2_workspace_migrates_its_scores_and_runs(tmp_path):
     import sqlite3
 
     from core.runs import get_run
-    from core.scores import load_logits
+    from core.score_store import load_logits
     from core.workspace import _MIGRATIONS, SCHEMA_VERSION, Workspace
 
     path = tmp_path / "v2"

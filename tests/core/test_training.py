@@ -546,7 +546,7 @@ def capture_validation(monkeypatch) -> list[np.ndarray]:
 
 def stored(dataset, run_id: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(logits, labels) that core.scoring stored for ``ids``."""
-    from core.scores import load_logits
+    from core.score_store import load_logits
 
     all_ids, logits = load_logits(dataset.workspace, run_id)
     positions = np.searchsorted(dataset.image_ids, ids)

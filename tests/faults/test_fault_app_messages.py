@@ -12,7 +12,7 @@ from PySide6.QtCore import QSettings
 from scoring_fixtures import make_lot
 
 from app.main_window import MainWindow
-from app.workers import describe_error, is_user_error
+from app.workers import error_message, is_user_error
 from core.dataset import open_dataset
 from core.errors import user_message
 from core.workspace import workspace_dir_for
@@ -50,12 +50,12 @@ def test_opening_a_damaged_workspace_shows_the_repair_line_without_a_traceback(q
 def test_the_app_and_the_command_line_share_one_message_policy(tmp_path):
     target = tmp_path / "out.csv"
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
-    assert describe_error(full) == user_message(full)
-    assert describe_error(full).startswith(f"disk full: cannot write {target}")
+    assert error_message(full) == user_message(full)
+    assert error_message(full).startswith(f"disk full: cannot write {target}")
     limit = OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(target))
-    assert describe_error(limit).startswith("disk full")
+    assert error_message(limit).startswith("disk full")
     diverged = ValueError("Run 3 diverged: the training loss became NaN; lower --lr.")
-    assert describe_error(diverged) == str(diverged) and is_user_error(diverged)
+    assert error_message(diverged) == str(diverged) and is_user_error(diverged)
     bug = ZeroDivisionError("division by zero")
     assert not is_user_error(bug)
-    assert describe_error(bug) == "ZeroDivisionError: division by zero"
+    assert error_message(bug) == "ZeroDivisionError: division by zero"

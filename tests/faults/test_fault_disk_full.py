@@ -24,7 +24,7 @@ from core.annotations import flags
 from core.cli import EXIT_USER_ERROR
 from core.dataset import open_dataset
 from core.runs import get_run, list_runs
-from core.scores import EMBEDDINGS_FILE, load_scores
+from core.score_store import EMBEDDINGS_FILE, load_scores
 from core.workspace import Workspace
 
 TRAINING = ("--model", "designed_resnet", "--image-size", "64", "--per-class", "16",

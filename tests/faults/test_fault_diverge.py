@@ -18,7 +18,7 @@ from core.cli import EXIT_USER_ERROR
 from core.dataset import open_dataset
 from core.metrics import confusion_at, roc_auc, roc_curve, threshold_for_max_escapes
 from core.runs import get_run
-from core.scores import EMBEDDINGS_FILE, load_scores
+from core.score_store import EMBEDDINGS_FILE, load_scores
 from core.workspace import Workspace, workspace_dir_for
 
 DIVERGING = ("--model", "designed_resnet", "--image-size", "64", "--per-class", "16",

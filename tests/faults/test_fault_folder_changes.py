@@ -26,7 +26,7 @@ from core.annotations import flags, flags_on_changed_images, set_flag, set_user_
 from core.dataset import RACY_WINDOW_NS, open_dataset
 from core.export import CHANGED_SINCE_FLAGGED, CHANGED_SINCE_SCORED, NOT_SCORED_YET
 from core.recovery import JOURNAL_NAME
-from core.scores import load_embeddings, load_scores, score_freshness
+from core.score_store import load_embeddings, load_scores, score_freshness
 from core.workspace import SCHEMA_VERSION, Workspace
 
 DELETED = [f"train/good_0/{i}.png" for i in range(10)]

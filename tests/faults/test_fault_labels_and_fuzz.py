@@ -12,7 +12,7 @@ import pytest
 from fault_helpers import cli, error_line
 from scoring_fixtures import make_lot
 
-from core.layout import SPLITS, UNLABELLED, LabelsCsvError, detect_layout, read_labels_csv
+from core.folder_layout import SPLITS, UNLABELLED, LabelsCsvError, detect_layout, read_labels_csv
 
 
 def test_conflicting_duplicate_ids_are_refused_naming_both_lines(tmp_path):

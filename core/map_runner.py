@@ -3,10 +3,10 @@
 The Qt-free half of the activation view's map controller (Orange3's ``TSNERunner``): it
 holds one run's embeddings, computes a map in steps that send typed partial results
 (:class:`MapFrame`) and check ``cancel``, keeps the finished maps, and says what to show
-when a computation does not finish. ``app.projection_controller`` only runs
-:meth:`ProjectionRunner.run` on a worker and shows what comes back.
+when a computation does not finish. ``app.map_controller`` only runs
+:meth:`MapRunner.run` on a worker and shows what comes back.
 
-Threads: :meth:`ProjectionRunner.run` reads only what the runner was built with, so it may
+Threads: :meth:`MapRunner.run` reads only what the runner was built with, so it may
 run on a worker while the GUI thread calls :meth:`known` and :meth:`keep`.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.activation_maps import METHODS, MapCache, TSNESettings, compute_map
 from core.progress import CancelCheck, Progress, ProgressFn
-from core.projection import METHODS, ProjectionCache, TSNESettings, compute_projection
 
 METHOD_TITLES = {"pca": "PCA", "tsne": "t-SNE"}
 
@@ -42,19 +42,19 @@ class MapFrame:
     message: str
 
 
-class ProjectionRunner:
+class MapRunner:
     """Maps of one run's embeddings: computed in steps, kept once finished.
 
     Args:
         image_ids: int64 (n,) ids of the points.
         embeddings: (n, d), aligned with ``image_ids``.
         settings: how t-SNE runs (defaults if None).
-        cache: finished maps on disk (``ProjectionCache`` of the run folder), or None.
+        cache: finished maps on disk (``MapCache`` of the run folder), or None.
         names: optional (n,) file names (the view's hover label).
     """
 
     def __init__(self, image_ids: np.ndarray, embeddings: np.ndarray,
-                 settings: TSNESettings | None = None, *, cache: ProjectionCache | None = None,
+                 settings: TSNESettings | None = None, *, cache: MapCache | None = None,
                  names: Sequence[str] | None = None) -> None:
         self.image_ids = np.asarray(image_ids, dtype=np.int64)
         if len(self.image_ids) != len(embeddings):
@@ -104,7 +104,7 @@ class ProjectionRunner:
                 data = {k: v for k, v in p.data.items() if k != "coords"}
                 progress(Progress(p.stage, p.done, p.total, p.message, data))
 
-        return compute_projection(self.embeddings, self.image_ids, method, self.settings,
+        return compute_map(self.embeddings, self.image_ids, method, self.settings,
                                   cache=self.cache, progress=relay, cancel=cancel)
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.layout import (
+from core.folder_layout import (
     BAD,
     GOOD,
     UNLABELLED,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import projection
-from core.progress import Cancelled
-from core.projection import (
-    ProjectionCache,
+from core import activation_maps
+from core.activation_maps import (
+    MapCache,
     TSNESettings,
-    compute_projection,
+    compute_map,
     embeddings_fingerprint,
     exact_neighbors,
     pca_2d,
@@ -18,6 +17,7 @@ from core.projection import (
     reduce_dims,
     run_tsne,
 )
+from core.progress import Cancelled
 
 # Small and short: enough iterations for blobs to separate, fast on 2 CPU cores.
 FAST = TSNESettings(perplexity=15, early_exaggeration_iter=60, n_iter=90, step_iters=30,
@@ -80,7 +80,7 @@ def test_reduce_dims_narrows_wide_embeddings_only():
 
 def test_exact_neighbors_match_a_brute_force_reference_and_never_include_the_point_itself(
         monkeypatch):
-    monkeypatch.setattr(projection, "_KNN_MIN_CHUNK", 16)  # several chunks, as at 30,000
+    monkeypatch.setattr(activation_maps, "_KNN_MIN_CHUNK", 16)  # several chunks, as at 30,000
     rng = np.random.default_rng(3)
     x = rng.normal(size=(150, 5)).astype(np.float32)
     x[10] = x[11]  # an exact duplicate may sort before the point itself
@@ -124,8 +124,8 @@ def test_tsne_frames_are_independent_copies():
 
 def test_tsne_reduces_wide_embeddings_with_pca_first(monkeypatch):
     seen = []
-    original = projection.reduce_dims
-    monkeypatch.setattr(projection, "reduce_dims",
+    original = activation_maps.reduce_dims
+    monkeypatch.setattr(activation_maps, "reduce_dims",
                         lambda x, dims, seed=0: seen.append(dims) or original(x, dims, seed=seed))
     rng = np.random.default_rng(4)
     x = rng.normal(size=(120, 80)).astype(np.float32)
@@ -164,9 +164,9 @@ def test_tsne_refuses_too_few_points_and_bad_settings():
 def test_settings_round_trip_and_cache_key_ignores_threads():
     settings = TSNESettings(perplexity=40, seed=3)
     assert TSNESettings.from_dict(settings.to_dict()) == settings
-    a = ProjectionCache.key("tsne", TSNESettings(n_jobs=1, step_iters=10), "f")
-    assert a == ProjectionCache.key("tsne", TSNESettings(n_jobs=2, step_iters=50), "f")
-    assert a != ProjectionCache.key("tsne", TSNESettings(perplexity=31), "f")
+    a = MapCache.key("tsne", TSNESettings(n_jobs=1, step_iters=10), "f")
+    assert a == MapCache.key("tsne", TSNESettings(n_jobs=2, step_iters=50), "f")
+    assert a != MapCache.key("tsne", TSNESettings(perplexity=31), "f")
 
 
 # -- lasso containment ----------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_cache_round_trip_and_misses(tmp_path):
     ids = np.arange(50, dtype=np.int64) * 3
     emb = rng.normal(size=(50, 8)).astype(np.float32)
     coords = rng.normal(size=(50, 2)).astype(np.float32)
-    cache = ProjectionCache(tmp_path / "runs" / "7")
+    cache = MapCache(tmp_path / "runs" / "7")
     fp = embeddings_fingerprint(ids, emb)
     assert cache.load("tsne", FAST, fp, ids) is None
     path = cache.save("tsne", FAST, fp, ids, coords)
@@ -230,31 +230,31 @@ def test_cache_round_trip_and_misses(tmp_path):
     assert cache.clear() == 1
 
 
-def test_compute_projection_computes_once_then_loads_from_the_cache(tmp_path, monkeypatch):
+def test_compute_map_computes_once_then_loads_from_the_cache(tmp_path, monkeypatch):
     x, _ = blobs(n=90)
     ids = np.arange(90, dtype=np.int64)
-    cache = ProjectionCache(tmp_path)
+    cache = MapCache(tmp_path)
     settings = TSNESettings(perplexity=10, early_exaggeration_iter=10, n_iter=10, n_jobs=1)
-    first = compute_projection(x, ids, "tsne", settings, cache=cache)
+    first = compute_map(x, ids, "tsne", settings, cache=cache)
 
     def must_not_run(*_a, **_k):
         raise AssertionError("t-SNE ran again although the map was cached")
 
-    monkeypatch.setattr(projection, "run_tsne", must_not_run)
+    monkeypatch.setattr(activation_maps, "run_tsne", must_not_run)
     reports = []
-    again = compute_projection(x, ids, "tsne", settings, cache=cache, progress=reports.append)
+    again = compute_map(x, ids, "tsne", settings, cache=cache, progress=reports.append)
     np.testing.assert_array_equal(first, again)
     assert reports and reports[-1].data.get("cached") is True
-    pca = compute_projection(x, ids, "pca", cache=cache)
+    pca = compute_map(x, ids, "pca", cache=cache)
     np.testing.assert_array_equal(pca, pca_2d(x))
     with pytest.raises(ValueError, match="unknown projection method"):
-        compute_projection(x, ids, "umap")
+        compute_map(x, ids, "umap")
     with pytest.raises(ValueError, match="image ids"):
-        compute_projection(x, ids[:5], "pca")
+        compute_map(x, ids[:5], "pca")
 
 
 def test_fft_grid_interval_widens_only_once_the_map_outgrows_the_cap():
-    from core.projection import _grid_interval
+    from core.activation_maps import _grid_interval
 
     capped = TSNESettings(max_grid_intervals=100)
     small = np.array([[-20.0, 0.0], [20.0, 5.0]])

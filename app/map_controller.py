@@ -1,6 +1,6 @@
-"""The thin Qt adapter between :class:`core.projection_runner.ProjectionRunner` and the scatter.
+"""The thin Qt adapter between :class:`core.map_runner.MapRunner` and the scatter.
 
-:class:`ProjectionController` follows the scatter's method combo and its Cancel button, runs
+:class:`MapController` follows the scatter's method combo and its Cancel button, runs
 the runner on a worker through a :class:`app.workers.TaskOwner` (so a replaced computation's
 late frames never reach the view) and shows what comes back: t-SNE frames animate the
 points, the finished map replaces them. Finished maps are kept by the runner and cached in
@@ -15,13 +15,13 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.scatter_view import ActivationScatter
-from app.workers import Task, TaskOwner, describe_error
+from app.workers import Task, TaskOwner, error_message
+from core.activation_maps import MapCache, TSNESettings
+from core.map_runner import METHOD_TITLES, MapFrame, MapRunner
 from core.progress import Progress
-from core.projection import ProjectionCache, TSNESettings
-from core.projection_runner import METHOD_TITLES, MapFrame, ProjectionRunner
 
 
-class ProjectionController(QObject):
+class MapController(QObject):
     """Computes PCA / t-SNE maps of one run's embeddings off the GUI thread and feeds a view.
 
     A cancelled or failed t-SNE falls back to the PCA map (a half-converged t-SNE misleads).
@@ -47,7 +47,7 @@ class ProjectionController(QObject):
         super().__init__(parent)
         self.view = view
         self.settings = settings or TSNESettings()
-        self.runner: ProjectionRunner | None = None
+        self.runner: MapRunner | None = None
         self.tasks = TaskOwner(self, track=track)
         self._computing = ""  # the method the running task computes
         view.method_changed.connect(self.show_method)
@@ -59,12 +59,12 @@ class ProjectionController(QObject):
         return self.tasks.current
 
     def set_embeddings(self, image_ids: np.ndarray, embeddings: np.ndarray, *,
-                       cache: ProjectionCache | None = None,
+                       cache: MapCache | None = None,
                        names: Sequence[str] | None = None) -> None:
         """Start over with a run's embeddings; shows the map of the view's current method."""
         self.tasks.discard()
         self.view.finish_progress()
-        self.runner = ProjectionRunner(image_ids, embeddings, self.settings, cache=cache,
+        self.runner = MapRunner(image_ids, embeddings, self.settings, cache=cache,
                                        names=names)
         self.show_method(self.view.method)
 
@@ -120,14 +120,14 @@ class ProjectionController(QObject):
         self.view.show_progress(frame.done, frame.total, frame.message)
         self.view.show_partial(frame.coords)
 
-    def _on_done(self, runner: ProjectionRunner, method: str, coords: np.ndarray) -> None:
+    def _on_done(self, runner: MapRunner, method: str, coords: np.ndarray) -> None:
         runner.keep(method, coords)
         if self.view.method == method:
             self._show(method, coords)
 
     def _on_failed(self, method: str, error: BaseException) -> None:
         self.view.finish_progress()
-        self.failed.emit(f"The {METHOD_TITLES[method]} map failed: {describe_error(error)}")
+        self.failed.emit(f"The {METHOD_TITLES[method]} map failed: {error_message(error)}")
         self._fall_back(method)
 
     def _on_cancelled(self, method: str) -> None:
@@ -136,6 +136,6 @@ class ProjectionController(QObject):
         self._fall_back(method)
 
     def _fall_back(self, method: str) -> None:
-        fallback = ProjectionRunner.fallback(method)
+        fallback = MapRunner.fallback(method)
         if fallback is not None:
             self.show_method(fallback)

@@ -8,7 +8,7 @@ activations, ``runs/<id>/embeddings.npy``) as a point; this module computes thos
   the current layout to ``on_partial`` (the plot animates while t-SNE converges) and checks
   ``cancel``. The nearest-neighbour search runs here in chunks, so it reports progress and
   can be cancelled too.
-* :class:`ProjectionCache` — finished maps as ``.npy`` files in the run folder, keyed by
+* :class:`MapCache` — finished maps as ``.npy`` files in the run folder, keyed by
   method, settings and a fingerprint of the embeddings, so re-opening a run is instant and a
   re-scored run never shows a stale map.
 * :func:`points_in_polygon` — the lasso's containment test (numpy, even-odd rule).
@@ -396,7 +396,7 @@ def embeddings_fingerprint(image_ids: np.ndarray, embeddings: np.ndarray) -> str
 _CACHE_DTYPE = np.dtype([("id", "<i8"), ("xy", "<f4", (2,))])
 
 
-class ProjectionCache:
+class MapCache:
     """Finished 2-D maps of one run, stored as ``.npy`` files in ``run_dir/projections``.
 
     A file holds a structured array (image id, x, y), written atomically, so a reader sees
@@ -463,9 +463,9 @@ class ProjectionCache:
         return removed
 
 
-def compute_projection(embeddings: np.ndarray, image_ids: np.ndarray, method: str,
+def compute_map(embeddings: np.ndarray, image_ids: np.ndarray, method: str,
                        settings: TSNESettings | None = None, *,
-                       cache: ProjectionCache | None = None,
+                       cache: MapCache | None = None,
                        progress: ProgressFn | None = None, cancel: CancelCheck | None = None,
                        on_partial=None) -> np.ndarray:
     """A map from the cache, or computed (and then cached).

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.activation_maps import MapCache, TSNESettings
+from core.map_runner import MapFrame, MapRunner
 from core.progress import Cancelled
-from core.projection import ProjectionCache, TSNESettings
-from core.projection_runner import MapFrame, ProjectionRunner
 
 FAST = TSNESettings(perplexity=10, early_exaggeration_iter=20, n_iter=20, step_iters=10,
                     n_jobs=1)
@@ -17,8 +17,8 @@ def _runner(tmp_path=None, n=90):
     rng = np.random.default_rng(2)
     embeddings = (np.repeat(rng.normal(0, 8, (3, 12)), n // 3, axis=0)
                   + rng.normal(0, 1, (n, 12))).astype(np.float32)
-    cache = ProjectionCache(tmp_path) if tmp_path is not None else None
-    return ProjectionRunner(np.arange(n) + 100, embeddings, FAST, cache=cache)
+    cache = MapCache(tmp_path) if tmp_path is not None else None
+    return MapRunner(np.arange(n) + 100, embeddings, FAST, cache=cache)
 
 
 def test_tsne_sends_typed_frames_and_progress_without_the_layout(tmp_path):
@@ -53,8 +53,8 @@ def test_pca_has_no_frames_and_the_fallback_is_pca():
     frames = []
     coords = runner.run("pca", on_partial=frames.append)
     assert frames == [] and coords.shape == (90, 2)
-    assert ProjectionRunner.fallback("tsne") == "pca"
-    assert ProjectionRunner.fallback("pca") is None
+    assert MapRunner.fallback("tsne") == "pca"
+    assert MapRunner.fallback("pca") is None
 
 
 def test_bad_requests_are_refused():
@@ -64,4 +64,4 @@ def test_bad_requests_are_refused():
     with pytest.raises(ValueError, match="a map of shape"):
         runner.keep("pca", np.zeros((3, 2)))
     with pytest.raises(ValueError, match="image ids for"):
-        ProjectionRunner(np.arange(3), np.zeros((4, 2)))
+        MapRunner(np.arange(3), np.zeros((4, 2)))
