@@ -11,7 +11,7 @@ is replaced later the flag stays (it is the user's work) and
 since flagged".
 
 Each change is also appended, by image path, to the workspace's annotations journal
-(core.recovery) before its transaction commits, so a damaged database loses none of the
+(core.workspace_guard) before its transaction commits, so a damaged database loses none of the
 user's work: ``diesight repair`` restores it from the journal.
 """
 
@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.dbarrays import align_by_id, query_array
-from core.recovery import append_journal, journal_path
 from core.workspace import Workspace
+from core.workspace_guard import append_journal, journal_path
 
 LABEL_GOOD = 0
 LABEL_BAD = 1

@@ -188,27 +188,3 @@ def _fit_problem(model: torch.nn.Module, state: dict[str, Any], exc: Exception) 
     if shapes:
         parts.append(f"{len(shapes)} of another shape, e.g. {shapes[0]}")
     return "; ".join(parts) or _first_line(exc)
-
-
-def load_model_from_run(run) -> tuple[torch.nn.Module, Any]:
-    """Build a run's model from the registry and load its best checkpoint.
-
-    Args:
-        run: a ``core.runs.RunRecord`` with a checkpoint.
-
-    Returns:
-        (model in eval mode on the CPU, the run's TrainConfig).
-
-    Raises:
-        CheckpointError: when the run has no checkpoint or it cannot be loaded.
-    """
-    from core.models import create_model
-
-    if run.checkpoint is None:
-        raise CheckpointError(f"Run {run.id} has no checkpoint yet (status: {run.status}).")
-    checkpoint = load_checkpoint(run.checkpoint)
-    config = run.config
-    model = create_model(config.model)
-    load_state_into(model, checkpoint["model"], str(run.checkpoint))
-    model.eval()
-    return model, config

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -58,10 +58,8 @@ from core.demo_render import (  # noqa: F401
     render_part,
 )
 from core.demo_scene import IMAGE_SHAPE, PRODUCTS, Lighting, Product  # noqa: F401
+from core.demostyles import DemoStyle, get_style
 from core.progress import CancelCheck, Cancelled, ProgressFn, Throttle, check_cancel, report
-
-if TYPE_CHECKING:
-    from core.demostyles import DemoStyle
 
 GROUND_TRUTH_NAME = "ground_truth.csv"
 GROUND_TRUTH_COLUMNS = ("id", "label", "defect_type", "severity", "split",
@@ -121,8 +119,6 @@ class DemoSummary:
 
 
 def _style(name: str) -> DemoStyle:
-    # Imported on use: core.demostyles builds its styles from this module's renderer.
-    from core.demostyles import get_style
     return get_style(name)
 
 

@@ -19,14 +19,8 @@ from types import ModuleType
 import numpy as np
 
 from core import demo_vertical
-from core.demodata import (
-    DEFECT_WEIGHTS,
-    SUBTLE_FRACTION,
-    Lighting,
-    Product,
-    pick_product,
-    render_part,
-)
+from core.demo_render import DEFECT_WEIGHTS, SUBTLE_FRACTION, pick_product, render_part
+from core.demo_scene import Lighting, Product
 
 BBox = tuple[int, int, int, int]
 Renderer = Callable[[np.random.Generator, "str | None", float], "tuple[np.ndarray, BBox | None]"]

@@ -29,7 +29,7 @@ def is_user_error(exc: BaseException) -> bool:
     """True for the errors a user can cause (their message is written for the user)."""
     from core.checkpoint import CheckpointError
     from core.dataset import DatasetError
-    from core.recovery import WorkspaceError
+    from core.workspace_guard import WorkspaceError
 
     # A bare KeyError or IndexError is a bug; core's own LookupErrors (no scores yet) are not.
     return isinstance(exc, (ValueError, OSError, DatasetError, CheckpointError,
@@ -48,8 +48,8 @@ def user_message(exc: BaseException, data: str | os.PathLike | None = None) -> s
     if not is_user_error(exc):
         return None
     if isinstance(exc, sqlite3.DatabaseError):
-        from core.recovery import database_error_message
         from core.workspace import workspace_dir_for
+        from core.workspace_guard import database_error_message
 
         db = (workspace_dir_for(data) / "diesight.sqlite" if data is not None
               else "the workspace database")

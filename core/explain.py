@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.atomic import atomic_write
-from core.checkpoint import load_model_from_run
 from core.device import select_device, torch_threads
 from core.explain_methods import (  # noqa: F401  (re-exported)
     DEFAULT_METHODS,
@@ -55,6 +54,7 @@ from core.explain_methods import (  # noqa: F401  (re-exported)
     default_method,
 )
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
+from core.run_model import load_model_from_run
 from core.score_store import as_run
 from core.training.data import normalise, prepare_images
 

@@ -33,7 +33,6 @@ from torch import nn
 
 import core
 from core.atomic import atomic_write
-from core.checkpoint import load_model_from_run
 from core.onnx_scoring import (
     EMBEDDING_OUTPUT,
     FORMAT_VERSION,
@@ -43,6 +42,7 @@ from core.onnx_scoring import (
     OnnxModel,
 )
 from core.progress import CancelCheck, ProgressFn, check_cancel, report
+from core.run_model import load_model_from_run
 from core.runs import RunRecord
 from core.training.data import MEAN, STD, normalise
 

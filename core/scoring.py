@@ -34,7 +34,6 @@ from functools import partial
 import numpy as np
 import torch
 
-from core.checkpoint import load_model_from_run
 from core.device import (
     batch_for_free_memory,
     free_cached_memory,
@@ -43,6 +42,7 @@ from core.device import (
 )
 from core.metrics import sigmoid
 from core.progress import CancelCheck, ProgressFn, Throttle, report
+from core.run_model import load_model_from_run
 from core.runs import RunRecord
 from core.score_store import (  # noqa: F401  (re-exported: the storage half of scoring)
     EMBEDDING_IDS_FILE,

@@ -143,11 +143,11 @@ class Workspace:
             if dataset_root is not None:
                 self.set_meta("dataset_root", str(Path(dataset_root).expanduser().resolve()))
         except OSError as exc:  # DIESIGHT_HOME read-only, a file, full, ...
-            from core.recovery import WorkspaceError, folder_error_message
+            from core.workspace_guard import WorkspaceError, folder_error_message
 
             raise WorkspaceError(folder_error_message(self.path, exc)) from None
         except sqlite3.DatabaseError as exc:  # damaged, read-only, full, locked
-            from core.recovery import WorkspaceError, database_error_message
+            from core.workspace_guard import WorkspaceError, database_error_message
 
             raise WorkspaceError(database_error_message(self.db_path, exc,
                                                         dataset_root)) from None

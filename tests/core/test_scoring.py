@@ -7,9 +7,10 @@ import pytest
 import torch
 from scoring_fixtures import RUN_IMAGE_SIZE, make_lot, make_run
 
-from core.checkpoint import CheckpointError, load_model_from_run
+from core.checkpoint import CheckpointError
 from core.dataset import open_dataset
 from core.progress import Cancelled
+from core.run_model import load_model_from_run
 from core.runs import list_runs
 from core.scoring import (
     EMBEDDINGS_FILE,

@@ -604,7 +604,7 @@ def test_reported_figures_come_from_the_holdout_not_the_selection(tiny_everywher
 
 
 def test_scores_are_corrected_to_the_labelled_defect_rate(tiny_everywhere, data):
-    from core.checkpoint import load_model_from_run
+    from core.run_model import load_model_from_run
     from core.scoring import score_dataset
 
     run = train(data, tiny_config(epochs=1))

@@ -10,8 +10,8 @@ from scoring_fixtures import make_lot
 
 from core.annotations import flags, set_flag, set_user_label, user_labels
 from core.dataset import open_dataset
-from core.recovery import JOURNAL_NAME, read_journal
 from core.workspace import Workspace, workspace_dir_for
+from core.workspace_guard import JOURNAL_NAME, read_journal
 
 
 def _annotated_lot(tmp_path):

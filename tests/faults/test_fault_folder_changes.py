@@ -25,9 +25,9 @@ from scoring_fixtures import IMAGE_SHAPE, make_lot, make_run
 from core.annotations import flags, flags_on_changed_images, set_flag, set_user_label
 from core.dataset import RACY_WINDOW_NS, open_dataset
 from core.export import CHANGED_SINCE_FLAGGED, CHANGED_SINCE_SCORED, NOT_SCORED_YET
-from core.recovery import JOURNAL_NAME
 from core.score_store import load_embeddings, load_scores, score_freshness
 from core.workspace import SCHEMA_VERSION, Workspace
+from core.workspace_guard import JOURNAL_NAME
 
 DELETED = [f"train/good_0/{i}.png" for i in range(10)]
 REPLACED = ["train/good_0/12.png", "train/good_0/13.png", "train/bad_1/20.png",
