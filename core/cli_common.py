@@ -174,11 +174,19 @@ def _open_dataset_cli(args, progress, cancel):
     return open_dataset(args.data, labels_csv=args.labels, progress=progress, cancel=cancel)
 
 
+def with_progress(task, *args, **kwargs):
+    """``task(*args, progress=, cancel=, **kwargs)`` with a progress bar on stderr; the first
+    Ctrl-C asks it to stop cleanly (core raises Cancelled)."""
+    bar = TerminalProgress()
+    try:
+        with CtrlC() as cancel:
+            return task(*args, progress=bar, cancel=cancel, **kwargs)
+    finally:
+        bar.close()
+
+
 def _open_dataset_with_bar(args):
     """Open DATA with a progress bar; Ctrl-C stops the opening cleanly."""
-    bar = TerminalProgress()
-    with CtrlC() as cancel:
-        try:
-            return _open_dataset_cli(args, bar, cancel)
-        finally:
-            bar.close()
+    from core.dataset import open_dataset
+
+    return with_progress(open_dataset, args.data, labels_csv=args.labels)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from core.cli_common import CtrlC, TerminalProgress, _table
+from core.cli_common import _table, with_progress
 
 
 def _cmd_models(args) -> int:
@@ -22,13 +22,8 @@ def _cmd_scan(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise ValueError("--workers must be at least 1")
-    bar = TerminalProgress()
-    try:
-        with CtrlC() as cancel:
-            dataset = open_dataset(args.data, labels_csv=args.labels, progress=bar,
-                                   cancel=cancel, workers=args.workers)
-    finally:
-        bar.close()
+    dataset = with_progress(open_dataset, args.data, labels_csv=args.labels,
+                            workers=args.workers)
     print("\n".join(summary_lines(dataset)))
     return 0
 
@@ -36,13 +31,8 @@ def _cmd_scan(args) -> int:
 def _cmd_repair(args) -> int:
     from core.recovery import repair_workspace
 
-    bar = TerminalProgress()
-    try:
-        with CtrlC() as cancel:
-            report = repair_workspace(args.data, labels_csv=args.labels, force=args.force,
-                                      progress=bar, cancel=cancel)
-    finally:
-        bar.close()
+    report = with_progress(repair_workspace, args.data, labels_csv=args.labels,
+                           force=args.force)
     print("\n".join(report.lines()))
     return 0
 
@@ -50,15 +40,10 @@ def _cmd_repair(args) -> int:
 def _cmd_demo_data(args) -> int:
     from core.demodata import generate_demo_data
 
-    bar = TerminalProgress()
-    try:
-        with CtrlC() as cancel:
-            summary = generate_demo_data(args.out, n=args.n, bad_fraction=args.bad_fraction,
-                                         seed=args.seed, workers=args.workers, progress=bar,
-                                         cancel=cancel,
-                                         **({"style": args.style} if args.style else {}))
-    finally:
-        bar.close()
+    summary = with_progress(generate_demo_data, args.out, n=args.n,
+                            bad_fraction=args.bad_fraction, seed=args.seed,
+                            workers=args.workers,
+                            **({"style": args.style} if args.style else {}))
     train, test = summary.counts["train"], summary.counts["test"]
     print(f"Wrote {summary.images} images (style {summary.style}) to {summary.out} in "
           f"{summary.seconds:.1f} s "

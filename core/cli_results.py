@@ -18,6 +18,7 @@ from core.cli_common import (
     _table,
     distributable,
     is_main_process,
+    with_progress,
 )
 
 
@@ -203,14 +204,8 @@ def _cmd_export(args) -> int:
 def _export_evidence(args, dataset, run) -> None:
     from core.evidence_export import SHEET_NAME, export_flagged_evidence
 
-    bar = TerminalProgress()
-    with CtrlC() as cancel:
-        try:
-            count = export_flagged_evidence(dataset, run, args.evidence, args.threshold,
-                                            include_predicted=not args.only_user_flags,
-                                            progress=bar, cancel=cancel)
-        finally:
-            bar.close()
+    count = with_progress(export_flagged_evidence, dataset, run, args.evidence,
+                          args.threshold, include_predicted=not args.only_user_flags)
     print(f"Wrote {count:,} heatmap overlays and {SHEET_NAME} to {args.evidence}")
 
 

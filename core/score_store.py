@@ -269,10 +269,7 @@ def aligned_scores(dataset, run_id: int) -> np.ndarray:
     Raises:
         NoScoresError: the run has not scored this dataset.
     """
-    ids, scores = load_scores(dataset.workspace, run_id)
-    if len(ids) == 0 and not has_scores(dataset.workspace, run_id):
-        raise NoScoresError(no_scores_message(run_id))
-    return align_by_id(dataset.image_ids, ids, scores, np.nan)
+    return _aligned(dataset, run_id, load_scores)
 
 
 def aligned_logits(dataset, run_id: int) -> np.ndarray:
@@ -281,10 +278,15 @@ def aligned_logits(dataset, run_id: int) -> np.ndarray:
     Raises:
         NoScoresError: the run has not scored this dataset.
     """
-    ids, logits = load_logits(dataset.workspace, run_id)
+    return _aligned(dataset, run_id, load_logits)
+
+
+def _aligned(dataset, run_id: int, load) -> np.ndarray:
+    """``load(workspace, run_id)`` -> (ids, values), aligned with the dataset's positions."""
+    ids, values = load(dataset.workspace, run_id)
     if len(ids) == 0 and not has_scores(dataset.workspace, run_id):
         raise NoScoresError(no_scores_message(run_id))
-    return align_by_id(dataset.image_ids, ids, logits, np.nan)
+    return align_by_id(dataset.image_ids, ids, values, np.nan)
 
 
 def load_embeddings(workspace: Workspace, run_id: int, *,
