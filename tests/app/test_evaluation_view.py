@@ -148,7 +148,7 @@ def test_hidden_tab_waits_and_bad_csv_is_explained(qtbot, scored_state, settings
 def test_a_cancelled_evaluation_runs_again_when_shown(qtbot, scored_state, settings):
     view = make_view(qtbot, scored_state, settings)
     view.set_truth(found_ground_truth(scored_state.dataset.root))
-    task = view._task
+    task = view.evaluations.current
     task.cancelled.emit()  # as if the user pressed Esc (its real end is then ignored)
     assert not view.busy and "cancelled" in view.message.text()
     qtbot.wait(200)
