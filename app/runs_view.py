@@ -60,7 +60,7 @@ MAX_COMPARED = 6  # more overlaid ROC curves cannot be told apart
 ROC_COLOURS = ("#2f6fde", "#d9822b", "#2e9e5b", "#9b59b6", "#d64545", "#16a2b8")
 PLOT_BACKGROUND = "#ffffff"
 ROC_TITLE = "ROC on holdout images"
-ROC_MIN_HEIGHT = 220  # axes, curves and a two-column legend row stay readable
+ROC_MIN_HEIGHT = 200  # axes, curves and a legend row still fit (a 768-pixel screen)
 AXIS_COLOUR = "#5d6673"
 STATUS_COLOURS = {"running": "#2f6fde", "finished": "#2e9e5b", "cancelled": "#b7791f",
                   "failed": "#d64545", "imported": "#5d6673"}
