@@ -109,9 +109,10 @@ class EvaluationRoc(pg.PlotWidget):
             item.getAxis(axis).setPen(AXIS_COLOUR)
             item.getAxis(axis).setTextPen(AXIS_COLOUR)
         item.showGrid(x=True, y=True, alpha=0.15)
-        self.legend = item.addLegend(offset=(-4, -4), labelTextColor="#1f2933",
-                                     brush=pg.mkBrush(255, 255, 255, 220),
-                                     pen=pg.mkPen("#d6dbe3"))
+        # The legend is a row under the axes: in the plot's corner it covered the curve
+        # (a weak run's, or any zoomed to the low false-call end).
+        self.legend = pg.LegendItem(colCount=3, labelTextColor="#1f2933")
+        item.layout.addItem(self.legend, 4, 1)
         item.addItem(pg.PlotDataItem([0, 1], [0, 1], pen=pg.mkPen(
             "#b8c0cc", width=1, style=Qt.PenStyle.DashLine)))
         self.curve = pg.PlotDataItem([], [], pen=pg.mkPen(ROC_COLOURS[0], width=2))
