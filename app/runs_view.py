@@ -62,6 +62,9 @@ PLOT_BACKGROUND = "#ffffff"
 ROC_TITLE = "ROC on holdout images"
 ROC_MIN_HEIGHT = 200  # axes, curves and a legend row still fit (a 768-pixel screen)
 AXIS_COLOUR = "#5d6673"
+# Room around 0..1: with less, pyqtgraph hides the end ticks' labels ("0", "1.0"), which
+# would overhang the axes.
+ROC_PADDING = 0.06
 STATUS_COLOURS = {"running": "#2f6fde", "finished": "#2e9e5b", "cancelled": "#b7791f",
                   "failed": "#d64545", "imported": "#5d6673"}
 
@@ -333,7 +336,7 @@ class RocPlot(pg.PlotWidget):
             item.getAxis(axis).setPen(AXIS_COLOUR)
             item.getAxis(axis).setTextPen(AXIS_COLOUR)
         item.showGrid(x=True, y=True, alpha=0.15)
-        item.setRange(xRange=(0, 1), yRange=(0, 1.02), padding=0.02)
+        item.setRange(xRange=(0, 1), yRange=(0, 1), padding=ROC_PADDING)
         item.setMouseEnabled(x=True, y=True)
         # The legend sits in its own row under the axes: over the plot it hid the curves.
         self.legend = pg.LegendItem(colCount=2, labelTextColor="#1f2933")
@@ -365,7 +368,7 @@ class RocPlot(pg.PlotWidget):
         title = ROC_TITLE if not (curves and note) else \
             f"{ROC_TITLE}<br><span style='font-size:8pt'>{note}</span>"
         self.getPlotItem().setTitle(title, color=AXIS_COLOUR, size="10pt")
-        self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1.02), padding=0.02)
+        self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=ROC_PADDING)
 
 
 # -- the view -------------------------------------------------------------------------------------
