@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -51,6 +51,23 @@ def count_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, list[int]]]
         totals = [a + b for a, b in zip(totals, values, strict=True)]
     rows.append(("total", totals))
     return rows
+
+
+class CountsTable(QTableWidget):
+    """The counts table, never narrower than its numbers and titles: a squeezed dock must
+    not turn counts into "2,1…" nor cut the last column ("Tota"). Measured when asked,
+    so the style sheet's fonts are the ones measured."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        header = self.horizontalHeader()
+        columns = sum(max(self.sizeHintForColumn(c), header.sectionSizeHint(c))
+                      for c in range(self.columnCount()))
+        width = self.verticalHeader().sizeHint().width() + columns + 2 * self.frameWidth() + 4
+        return QSize(width, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), self.minimumSizeHint().width()), hint.height())
 
 
 class DatasetPanel(QWidget):
@@ -97,7 +114,7 @@ class DatasetPanel(QWidget):
 
     @staticmethod
     def _make_counts_table() -> QTableWidget:
-        table = QTableWidget(0, len(CLASS_COLUMNS) + 1, objectName="countsTable")
+        table = CountsTable(0, len(CLASS_COLUMNS) + 1, objectName="countsTable")
         table.setHorizontalHeaderLabels(["Good", "Bad", "Unlab.", "Total"])
         table.horizontalHeaderItem(2).setToolTip("Unlabelled")
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -106,12 +123,17 @@ class DatasetPanel(QWidget):
         table.setFrameShape(QFrame.Shape.NoFrame)
         table.setShowGrid(False)
         # Columns as wide as their numbers and titles; the spare room goes to the last.
-        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        table.horizontalHeader().setStretchLastSection(True)
+        # (Stretch, not stretchLastSection: that one kept a width it once got, 100 px in
+        # a 67-px room, after the dock narrowed, and cut "Total".)
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(CLASS_COLUMNS), QHeaderView.ResizeMode.Stretch)
         table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         table.verticalHeader().setDefaultSectionSize(24)
         table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # The style sheet's bold, padded header is only measured once the table is shown.
+        table.horizontalHeader().sectionResized.connect(lambda *_: table.updateGeometry())
         return table
 
     def _build_layout(self) -> None:
@@ -177,14 +199,8 @@ class DatasetPanel(QWidget):
                 table.setItem(r, c, item)
         header = table.horizontalHeader().height()
         table.setFixedHeight(header + sum(table.rowHeight(r) for r in range(len(rows))) + 4)
-        # Never narrower than its numbers and titles: a squeezed dock must not turn counts
-        # into "2,1…" nor cut the last column's title ("Tota").
         table.resizeColumnsToContents()
-        header = table.horizontalHeader()
-        columns = sum(max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
-                      for c in range(table.columnCount()))
-        table.setMinimumWidth(table.verticalHeader().sizeHint().width() + columns
-                              + 2 * table.frameWidth() + 4)
+        table.updateGeometry()
 
     def _fill_skipped(self, dataset: Dataset) -> None:
         self.skipped_list.clear()

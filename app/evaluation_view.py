@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from app.runs_view import AXIS_COLOUR, PLOT_BACKGROUND, ROC_COLOURS
 from app.settings import last_dialog_folder, remember_dialog_folder
 from app.state import AppState
-from app.workers import Task, error_message
+from app.workers import Task, TaskOwner, error_message
 from core.demodata import GROUND_TRUTH_NAME
 from core.evaluation import (
     N_BOOT,
@@ -109,9 +109,10 @@ class EvaluationRoc(pg.PlotWidget):
             item.getAxis(axis).setPen(AXIS_COLOUR)
             item.getAxis(axis).setTextPen(AXIS_COLOUR)
         item.showGrid(x=True, y=True, alpha=0.15)
-        self.legend = item.addLegend(offset=(-4, -4), labelTextColor="#1f2933",
-                                     brush=pg.mkBrush(255, 255, 255, 220),
-                                     pen=pg.mkPen("#d6dbe3"))
+        # The legend is a row under the axes: in the plot's corner it covered the curve
+        # (a weak run's, or any zoomed to the low false-call end).
+        self.legend = pg.LegendItem(colCount=3, labelTextColor="#1f2933")
+        item.layout.addItem(self.legend, 4, 1)
         item.addItem(pg.PlotDataItem([0, 1], [0, 1], pen=pg.mkPen(
             "#b8c0cc", width=1, style=Qt.PenStyle.DashLine)))
         self.curve = pg.PlotDataItem([], [], pen=pg.mkPen(ROC_COLOURS[0], width=2))
@@ -234,11 +235,11 @@ class EvaluationView(QWidget):
         self.state = state
         self.settings = settings
         self.n_boot = n_boot
-        self._track = track
+        # One evaluation at a time; a newer request replaces (and silences) the older one.
+        self.evaluations = TaskOwner(self, track=track)
         self.truth_path: Path | None = None
         self.result: RunEvaluation | None = None  # the evaluation shown
         self.at_threshold: ThresholdResults | None = None  # its numbers at the threshold
-        self._task: Task | None = None
         self._stale = False  # an evaluation is due when the tab is next shown
         self._offered: Path | None = None
         self._build()
@@ -465,9 +466,7 @@ class EvaluationView(QWidget):
     # -- evaluating ------------------------------------------------------------------
     def _request(self) -> None:
         """Evaluate now if the tab is visible, else when it is next shown."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self.evaluations.discard()
         dataset, run = self.state.dataset, self.state.current_run
         why = self._why_not(dataset, run)
         if why:
@@ -490,46 +489,34 @@ class EvaluationView(QWidget):
         return "" if self.truth_path is not None else NO_TRUTH
 
     def _start(self, dataset, run) -> None:
-        task = Task(evaluation_job, dataset, run, self.truth_path, self.split,
-                    self.state.threshold, self.n_boot, title=f"Evaluating run {run.id}")
-        task.done.connect(lambda result: self._on_done(task, result))
-        task.failed.connect(lambda error, _trace: self._on_fail(task, error))
-        task.cancelled.connect(lambda: self._on_cancel(task))
-        self._task = task
+        self.evaluations.start(evaluation_job, dataset, run, self.truth_path, self.split,
+                               self.state.threshold, self.n_boot,
+                               title=f"Evaluating run {run.id}", on_done=self._on_done,
+                               on_failed=self._on_fail, on_cancelled=self._on_cancel)
         if self.result is None:
             self._show_message(f"Evaluating run {run.id} against {self.truth_path.name}…")
         self.status.emit(f"Evaluating run {run.id} against {self.truth_path.name}…")
-        if self._track is not None:
-            self._track(task)
-        task.start()
 
-    def _on_done(self, task: Task, result: RunEvaluation) -> None:
-        if task is not self._task:
-            return  # superseded: the run, CSV or split changed meanwhile
-        self._task = None
+    def _on_done(self, result: RunEvaluation) -> None:
         self.result = result
         # The threshold may have moved while the bootstrap ran.
         self.at_threshold = result.match.at(self.state.threshold)
         self._show_result()
         self.status.emit(f"Run {result.run_id}: {self.auc_label.text()}")
 
-    def _on_fail(self, task: Task, error: BaseException) -> None:
-        if task is not self._task:
-            return
-        self._task = None
+    def _on_fail(self, error: BaseException) -> None:
         self._clear(f"Cannot evaluate: {error_message(error)}")
         self.status.emit(f"Evaluation failed: {error_message(error)}")
 
-    def _on_cancel(self, task: Task) -> None:
-        if task is not self._task:
-            return  # cancelled by a newer request, which is already running
-        self._task, self._stale = None, True  # cancelled by the user (Esc): try again later
+    def _on_cancel(self) -> None:
+        # Only the user's Esc gets here (a newer request silences the task it replaces).
+        self._stale = True
         self._clear("Evaluation cancelled; it runs again when this tab is next shown.")
 
     @property
     def busy(self) -> bool:
         """An evaluation is running."""
-        return self._task is not None
+        return self.evaluations.busy
 
     # -- showing -----------------------------------------------------------------------
     def _show_message(self, text: str) -> None:

@@ -27,6 +27,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
+from app.elide import CompactToolButton, ElidedLabel
 from app.heatmap_layer import HeatmapLayer
 from app.icons import icon
 from app.palette import label_name
@@ -69,10 +70,10 @@ class ImageViewer(QWidget):
         super().__init__(parent)
         self.state = state
         self._array: np.ndarray | None = None
-        self.name_label = QLabel("No image selected", objectName="viewerName")
-        self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # A 32-character Kaggle id must not force the dock wider; the tooltip has it all.
-        self.name_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # A 32-character Kaggle id must not force the dock wider: cut with "…", the
+        # tooltip has the whole path.
+        self.name_label = ElidedLabel("No image selected", objectName="viewerName",
+                                      mode=Qt.TextElideMode.ElideMiddle)
         self.label_chip = QLabel(objectName="labelChip")
         self.info_label = QLabel(objectName="viewerInfo")
         self.score_label = QLabel(objectName="viewerScore")
@@ -114,12 +115,12 @@ class ImageViewer(QWidget):
         self.graphics.setMinimumSize(200, 200)
 
     def _tool_button(self, icon_name: str, text: str, tip: str, slot) -> QToolButton:
-        button = QToolButton()
+        # With text it shows only its icon when the dock is narrow (a 1366-pixel screen).
+        button = CompactToolButton() if text else QToolButton()
         button.setIcon(icon(icon_name))
         button.setToolTip(tip)
         if text:
             button.setText(text)
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         button.clicked.connect(slot)
         return button
 
@@ -138,7 +139,8 @@ class ImageViewer(QWidget):
             shortcut.activated.connect(lambda d=delta: self.step(d))
         self.browse_label = QLabel(objectName="browseLabel")
         self.browse_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.browse_label.setMinimumWidth(90)
+        self.browse_label.setMinimumWidth(self.browse_label.fontMetrics()
+                                          .horizontalAdvance("9,999 of 9,999"))
         self.flag_button = self._tool_button("flag", "Flag", "Flag this image (saved at once)",
                                              self._on_flag_click)
         self.good_button = self._tool_button("label-good", "Good", "Label this image good "

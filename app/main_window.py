@@ -220,6 +220,11 @@ class MainWindow(QMainWindow):
     def _build_tabs(self) -> None:
         self.tabs = QTabWidget(objectName="mainTabs")
         self.tabs.setDocumentMode(True)
+        # Every tab title whole ("Ev" was all of Evaluation at 1366 x 768): the bar's
+        # width is part of the window's minimum, so the padding is a little tighter.
+        self.tabs.tabBar().setElideMode(Qt.TextElideMode.ElideNone)
+        self.tabs.tabBar().setUsesScrollButtons(False)
+        self.tabs.setStyleSheet("QTabBar::tab { padding: 7px 10px; }")
         self.grid = ThumbnailGrid(self.state)
         self.add_tab(self.grid, "Images", "images")
         self.training_panel = TrainingPanel(self.state, self.run_task)

@@ -520,7 +520,7 @@ class RankedView(QWidget):
         self.empty_label.setStyleSheet("color: #6b7685; font-size: 11pt; padding: 24px;")
         hint = QLabel("Space or F: flag   ·   G: label good   ·   B: label bad   ·   "
                       "↑ ↓ Home End: move   ·   Ctrl+Z: undo   ·   click a column header "
-                      "to sort", objectName="rankedHint")
+                      "to sort", objectName="rankedHint", wordWrap=True)
         hint.setStyleSheet("color: #6b7685; font-size: 9pt; padding: 3px 8px; "
                            "border-top: 1px solid #e1e5eb; background: #ffffff;")
         layout = QVBoxLayout(self)

@@ -9,7 +9,8 @@ Selecting a row makes that run current for every view (``AppState.set_current_ru
 selecting more rows (Ctrl/Shift+click) keeps the current run and overlays their ROC
 curves on their holdout images (the held-out images that did not choose the epoch; all
 held-out images for a run from before the holdout existed), with each AUC in the legend
-(a row under the axes). A run without scores can be scored from here ("Score Now").
+(a row under the axes). The plot sits beside the table, or in a tab of its own when the
+view is narrow. A run without scores can be scored from here ("Score Now").
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -52,13 +55,16 @@ from core.score_store import has_scores, load_logits, score_freshness, scored_at
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
-NARROW_WIDTH = 560  # pixels below which the ROC plot moves under the table
+NARROW_WIDTH = 560  # pixels below which the table and the ROC plot become two tabs
 MAX_COMPARED = 6  # more overlaid ROC curves cannot be told apart
 ROC_COLOURS = ("#2f6fde", "#d9822b", "#2e9e5b", "#9b59b6", "#d64545", "#16a2b8")
 PLOT_BACKGROUND = "#ffffff"
 ROC_TITLE = "ROC on holdout images"
-ROC_MIN_HEIGHT = 260  # axes, curves and a two-column legend row stay readable
+ROC_MIN_HEIGHT = 200  # axes, curves and a legend row still fit (a 768-pixel screen)
 AXIS_COLOUR = "#5d6673"
+# Room around 0..1: with less, pyqtgraph hides the end ticks' labels ("0", "1.0"), which
+# would overhang the axes.
+ROC_PADDING = 0.06
 STATUS_COLOURS = {"running": "#2f6fde", "finished": "#2e9e5b", "cancelled": "#b7791f",
                   "failed": "#d64545", "imported": "#5d6673"}
 
@@ -330,7 +336,7 @@ class RocPlot(pg.PlotWidget):
             item.getAxis(axis).setPen(AXIS_COLOUR)
             item.getAxis(axis).setTextPen(AXIS_COLOUR)
         item.showGrid(x=True, y=True, alpha=0.15)
-        item.setRange(xRange=(0, 1), yRange=(0, 1.02), padding=0.02)
+        item.setRange(xRange=(0, 1), yRange=(0, 1), padding=ROC_PADDING)
         item.setMouseEnabled(x=True, y=True)
         # The legend sits in its own row under the axes: over the plot it hid the curves.
         self.legend = pg.LegendItem(colCount=2, labelTextColor="#1f2933")
@@ -362,7 +368,7 @@ class RocPlot(pg.PlotWidget):
         title = ROC_TITLE if not (curves and note) else \
             f"{ROC_TITLE}<br><span style='font-size:8pt'>{note}</span>"
         self.getPlotItem().setTitle(title, color=AXIS_COLOUR, size="10pt")
-        self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1.02), padding=0.02)
+        self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=ROC_PADDING)
 
 
 # -- the view -------------------------------------------------------------------------------------
@@ -445,25 +451,48 @@ class RunsView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         if self._roc_beside:
+            # Wide: table and ROC side by side. Narrow (a 1366 x 768 screen with both
+            # docks open): stacked, each would get a sliver of the height, so they become
+            # two tabs that each get all of it.
             self.splitter = QSplitter(Qt.Orientation.Horizontal)
+            self.narrow_tabs = QTabWidget(objectName="runsNarrowTabs")
+            self.narrow_tabs.setDocumentMode(True)
+            self.pages = QStackedWidget()
+            self.pages.addWidget(self.splitter)
+            self.pages.addWidget(self.narrow_tabs)
+            layout.addWidget(self.pages)
+            self._place_roc(wide=True)
+        else:
+            layout.addWidget(self.table_box)
+
+    @property
+    def narrow(self) -> bool:
+        """True when the table and the ROC plot are two tabs (the view is narrow)."""
+        return self._roc_beside and self.pages.currentWidget() is self.narrow_tabs
+
+    def _place_roc(self, wide: bool) -> None:
+        if wide:
+            self.narrow_tabs.clear()
             self.splitter.addWidget(self.table_box)
             self.splitter.addWidget(self.roc)
             self.splitter.setStretchFactor(0, 3)
             self.splitter.setStretchFactor(1, 2)
             self.splitter.setSizes([3000, 2000])
-            layout.addWidget(self.splitter)
+            self.table_box.show()
+            self.roc.show()
+            self.pages.setCurrentWidget(self.splitter)
         else:
-            layout.addWidget(self.table_box)
+            self.narrow_tabs.addTab(self.table_box, "Runs")
+            self.narrow_tabs.addTab(self.roc, "ROC")
+            self.narrow_tabs.setTabToolTip(1, ROC_TITLE)
+            self.pages.setCurrentWidget(self.narrow_tabs)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         if self._roc_beside:
-            # Narrow (a small screen with both docks open): the ROC goes under the table.
             wide = self.width() >= NARROW_WIDTH
-            orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
-            if self.splitter.orientation() != orientation:
-                self.splitter.setOrientation(orientation)
-                self.splitter.setSizes([3000, 2000] if wide else [1000, 1000])
+            if wide == self.narrow:
+                self._place_roc(wide)
 
     # -- rows -------------------------------------------------------------------------
     def refresh(self) -> None:

@@ -148,7 +148,7 @@ def test_hidden_tab_waits_and_bad_csv_is_explained(qtbot, scored_state, settings
 def test_a_cancelled_evaluation_runs_again_when_shown(qtbot, scored_state, settings):
     view = make_view(qtbot, scored_state, settings)
     view.set_truth(found_ground_truth(scored_state.dataset.root))
-    task = view._task
+    task = view.evaluations.current
     task.cancelled.emit()  # as if the user pressed Esc (its real end is then ignored)
     assert not view.busy and "cancelled" in view.message.text()
     qtbot.wait(200)
@@ -156,3 +156,18 @@ def test_a_cancelled_evaluation_runs_again_when_shown(qtbot, scored_state, setti
     view.hide()
     view.show()
     wait_for_result(qtbot, view)
+
+
+def test_roc_legend_is_off_the_curve_at_every_size_and_zoom(qtbot, scored_state, settings):
+    view = make_view(qtbot, scored_state, settings)
+    view.set_truth(found_ground_truth(scored_state.dataset.root))
+    wait_for_result(qtbot, view)
+    assert len(view.roc.legend.items) == 3
+    for size in ((1200, 900), (700, 600), (420, 560)):
+        view.resize(*size)
+        for zoomed in (False, True):
+            view.zoom_button.setChecked(zoomed)
+            qtbot.wait(30)
+            axes = view.roc.getPlotItem().vb.sceneBoundingRect()
+            assert not view.roc.legend.sceneBoundingRect().intersects(axes), (size, zoomed)
+            assert axes.height() >= 150, size  # the curve keeps its room

@@ -96,7 +96,7 @@ def test_a_task_cannot_start_twice(qtbot):
     (KeyError("x"), "KeyError: 'x'"),
     (RuntimeError(), "RuntimeError"),
 ])
-def test_describe_error(error, expected):
+def test_error_message(error, expected):
     assert error_message(error) == expected
 
 
