@@ -41,7 +41,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.runs_view import AXIS_COLOUR, PLOT_BACKGROUND, ROC_COLOURS
+from app.palette import CHART_AXIS_COLOUR, CHART_BACKGROUND
+from app.runs_view import ROC_COLOURS
 from app.settings import last_dialog_folder, remember_dialog_folder
 from app.state import AppState
 from app.workers import Task, TaskOwner, error_message
@@ -100,14 +101,14 @@ class EvaluationRoc(pg.PlotWidget):
     """ROC curve with the fixed false-call operating points and the current threshold."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent, background=PLOT_BACKGROUND)
+        super().__init__(parent, background=CHART_BACKGROUND)
         item = self.getPlotItem()
-        item.setTitle("ROC against the truth CSV", color=AXIS_COLOUR, size="10pt")
-        item.setLabel("bottom", "False-call rate (good parts rejected)", color=AXIS_COLOUR)
-        item.setLabel("left", "Detection rate (bad parts caught)", color=AXIS_COLOUR)
+        item.setTitle("ROC against the truth CSV", color=CHART_AXIS_COLOUR, size="10pt")
+        item.setLabel("bottom", "False-call rate (good parts rejected)", color=CHART_AXIS_COLOUR)
+        item.setLabel("left", "Detection rate (bad parts caught)", color=CHART_AXIS_COLOUR)
         for axis in ("bottom", "left"):
-            item.getAxis(axis).setPen(AXIS_COLOUR)
-            item.getAxis(axis).setTextPen(AXIS_COLOUR)
+            item.getAxis(axis).setPen(CHART_AXIS_COLOUR)
+            item.getAxis(axis).setTextPen(CHART_AXIS_COLOUR)
         item.showGrid(x=True, y=True, alpha=0.15)
         # The legend is a row under the axes: in the plot's corner it covered the curve
         # (a weak run's, or any zoomed to the low false-call end).

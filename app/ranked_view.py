@@ -58,6 +58,8 @@ from app.palette import LABEL_COLOURS, label_name
 from app.state import AppState
 from app.thumbnail_grid import ThumbnailModel
 from core.ranking import (
+    ALL_SPLITS,
+    FILTER_TITLES,
     filter_counts,
     filter_mask,
     rank_order,
@@ -69,10 +71,7 @@ COLUMNS = ("thumbnail", "rank", "name", "score", "label", "prediction", "flag")
 HEADERS = {"thumbnail": "", "rank": "Rank", "name": "File", "score": "Score",
            "label": "Label", "prediction": "Prediction", "flag": "Flag"}
 COLUMN = {name: i for i, name in enumerate(COLUMNS)}
-FILTERS = [("all", "All images"), ("bad", "Labelled bad"), ("good", "Labelled good"),
-           ("unlabelled", "Unlabelled"), ("flagged", "Flagged"),
-           ("disagreements", "Disagreements")]
-ALL_SPLITS = ("all", "All splits")
+KIND_FILTERS = list(FILTER_TITLES.items())  # (kind, title) for the filter combo
 ROW_HEIGHT = 54
 THUMBNAIL_SIDE = 48
 KEY_COMMANDS = {Qt.Key.Key_Space: "flag", Qt.Key.Key_F: "flag", Qt.Key.Key_G: "good",
@@ -181,7 +180,7 @@ class RankedModel(QAbstractTableModel):
     def count_by_filter(self) -> dict[str, int]:
         """How many scored images each filter kind keeps under the current split/selection."""
         if len(self._ranked) == 0:
-            return {kind: 0 for kind, _ in FILTERS}
+            return {kind: 0 for kind, _ in KIND_FILTERS}
         within = np.zeros(len(self._rank), dtype=bool)
         within[self._filtered(ListFilter("all", self.list_filter.split,
                                          self.list_filter.selection))] = True
@@ -458,7 +457,7 @@ class RankedView(QWidget):
         self._owns_thumbnails = thumbnails is None
         self.thumbnails = thumbnails if thumbnails is not None else ThumbnailModel(parent=self)
         self.model = RankedModel(state, self.thumbnails, self)
-        self.kind_filter = filter_combo(FILTERS, "rankedKindFilter")
+        self.kind_filter = filter_combo(KIND_FILTERS, "rankedKindFilter")
         self.split_filter = filter_combo([ALL_SPLITS, *split_choices(None, held_out=True)],
                                          "rankedSplitFilter")
         self.selection_chip = QToolButton(objectName="selectionChip")
@@ -602,7 +601,7 @@ class RankedView(QWidget):
             return
         self.stack.setCurrentWidget(self.table)
         counts = self.model.count_by_filter()
-        for i, (kind, text) in enumerate(FILTERS):
+        for i, (kind, text) in enumerate(KIND_FILTERS):
             self.kind_filter.setItemText(i, f"{text} ({counts[kind]:,})")
         shown, scored = self.model.rowCount(), self.model.scored_count
         unscored = len(state.dataset.image_ids) - scored

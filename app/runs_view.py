@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.palette import CHART_AXIS_COLOUR, CHART_BACKGROUND
 from app.state import AppState
 from app.workers import Task, TaskOwner
 from core import metrics
@@ -58,10 +59,8 @@ RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
 NARROW_WIDTH = 560  # pixels below which the table and the ROC plot become two tabs
 MAX_COMPARED = 6  # more overlaid ROC curves cannot be told apart
 ROC_COLOURS = ("#2f6fde", "#d9822b", "#2e9e5b", "#9b59b6", "#d64545", "#16a2b8")
-PLOT_BACKGROUND = "#ffffff"
 ROC_TITLE = "ROC on holdout images"
 ROC_MIN_HEIGHT = 200  # axes, curves and a legend row still fit (a 768-pixel screen)
-AXIS_COLOUR = "#5d6673"
 # Room around 0..1: with less, pyqtgraph hides the end ticks' labels ("0", "1.0"), which
 # would overhang the axes.
 ROC_PADDING = 0.06
@@ -218,7 +217,7 @@ class RunsTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and column.numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and column.title == "Status":
-            return pg.mkColor(STATUS_COLOURS.get(row.run.status, AXIS_COLOUR))
+            return pg.mkColor(STATUS_COLOURS.get(row.run.status, CHART_AXIS_COLOUR))
         if role == Qt.ItemDataRole.ToolTipRole:
             return _row_tooltip(row)
         return None
@@ -324,17 +323,17 @@ class RocPlot(pg.PlotWidget):
     """Overlaid ROC curves (false-call rate vs. detection rate), AUC in the legend."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent, background=PLOT_BACKGROUND)
+        super().__init__(parent, background=CHART_BACKGROUND)
         item = self.getPlotItem()
-        item.setTitle(ROC_TITLE, color=AXIS_COLOUR, size="10pt")
+        item.setTitle(ROC_TITLE, color=CHART_AXIS_COLOUR, size="10pt")
         self.note = ""
-        item.setLabel("bottom", "False-call rate", color=AXIS_COLOUR)
-        item.setLabel("left", "Detection rate", color=AXIS_COLOUR)
+        item.setLabel("bottom", "False-call rate", color=CHART_AXIS_COLOUR)
+        item.setLabel("left", "Detection rate", color=CHART_AXIS_COLOUR)
         item.getAxis("bottom").setToolTip("Share of good parts rejected")
         item.getAxis("left").setToolTip("Share of bad parts caught")
         for axis in ("bottom", "left"):
-            item.getAxis(axis).setPen(AXIS_COLOUR)
-            item.getAxis(axis).setTextPen(AXIS_COLOUR)
+            item.getAxis(axis).setPen(CHART_AXIS_COLOUR)
+            item.getAxis(axis).setTextPen(CHART_AXIS_COLOUR)
         item.showGrid(x=True, y=True, alpha=0.15)
         item.setRange(xRange=(0, 1), yRange=(0, 1), padding=ROC_PADDING)
         item.setMouseEnabled(x=True, y=True)
@@ -343,7 +342,7 @@ class RocPlot(pg.PlotWidget):
         item.layout.addItem(self.legend, 4, 1)
         self.setMinimumHeight(ROC_MIN_HEIGHT)
         self.curves: list[pg.PlotDataItem] = []
-        self.message = pg.TextItem("", color=AXIS_COLOUR, anchor=(0.5, 0.5))
+        self.message = pg.TextItem("", color=CHART_AXIS_COLOUR, anchor=(0.5, 0.5))
         self.message.setPos(0.5, 0.5)
         item.addItem(self.message)
         chance = pg.PlotDataItem([0, 1], [0, 1], pen=pg.mkPen("#b8c0cc", width=1,
@@ -367,7 +366,7 @@ class RocPlot(pg.PlotWidget):
         # With curves drawn, a note on the canvas would cover them: the title carries it.
         title = ROC_TITLE if not (curves and note) else \
             f"{ROC_TITLE}<br><span style='font-size:8pt'>{note}</span>"
-        self.getPlotItem().setTitle(title, color=AXIS_COLOUR, size="10pt")
+        self.getPlotItem().setTitle(title, color=CHART_AXIS_COLOUR, size="10pt")
         self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=ROC_PADDING)
 
 

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.palette import MAP_AXIS_COLOUR, MAP_BACKGROUND
 from app.scatter_items import (
     CATEGORIES,
     MISSING_HEX,
@@ -54,8 +55,6 @@ from core.map_runner import METHOD_TITLES
 
 __all__ = ["CATEGORIES", "COLOR_MODES", "SCORE_BINS", "ActivationScatter", "FastScatter"]
 
-PLOT_BACKGROUND = "#2a2f36"  # the image viewer's canvas: one dark surface for image data
-AXIS_COLOUR = "#9aa4b2"
 
 COLOR_MODES = ("label", "score", "prediction", "flagged", "split")
 COLOR_MODE_TITLES = {"label": "Label", "score": "Score", "prediction": "Prediction",
@@ -245,14 +244,14 @@ class ActivationScatter(QWidget):
 
     def _build_plot(self) -> None:
         self.view_box = SelectionViewBox()
-        self.plot_widget = pg.PlotWidget(viewBox=self.view_box, background=PLOT_BACKGROUND)
+        self.plot_widget = pg.PlotWidget(viewBox=self.view_box, background=MAP_BACKGROUND)
         self.plot_item = self.plot_widget.getPlotItem()
         self.plot_item.hideButtons()
         self.plot_item.setContentsMargins(2, 10, 10, 2)  # room for the colour bar's end labels
         for name in ("left", "bottom"):
             axis = self.plot_item.getAxis(name)
-            axis.setPen(pg.mkPen(AXIS_COLOUR))
-            axis.setTextPen(pg.mkPen(AXIS_COLOUR))
+            axis.setPen(pg.mkPen(MAP_AXIS_COLOUR))
+            axis.setTextPen(pg.mkPen(MAP_AXIS_COLOUR))
         self.plot_item.showGrid(x=False, y=False)
         self.points_item = FastScatter(pxMode=True, pen=None, size=self.point_size, symbol="o")
         self.highlight_item = pg.ScatterPlotItem(
@@ -273,8 +272,8 @@ class ActivationScatter(QWidget):
         self.legend = ScatterLegend()  # under the plot: over it, it covered points
         self.color_bar = pg.ColorBarItem(values=(0, 1), colorMap=SCORE_COLORMAP, width=14,
                                          interactive=False, label="defect score")
-        self.color_bar.getAxis("right").setPen(pg.mkPen(AXIS_COLOUR))
-        self.color_bar.getAxis("right").setTextPen(pg.mkPen(AXIS_COLOUR))
+        self.color_bar.getAxis("right").setPen(pg.mkPen(MAP_AXIS_COLOUR))
+        self.color_bar.getAxis("right").setTextPen(pg.mkPen(MAP_AXIS_COLOUR))
         self.color_bar.hide()
         self._color_bar_shown = False
         self.view_box.left_clicked.connect(self._on_left_click)
@@ -322,7 +321,7 @@ class ActivationScatter(QWidget):
         # arbitrary (only neighbourhoods mean something), so its axes carry no numbers.
         for name, title in zip(("bottom", "left"), AXIS_TITLES[self.method], strict=True):
             axis = self.plot_item.getAxis(name)
-            axis.setLabel(title, color=AXIS_COLOUR)
+            axis.setLabel(title, color=MAP_AXIS_COLOUR)
             axis.setStyle(showValues=self.method == "pca",
                           tickLength=5 if self.method == "pca" else 0)
 

@@ -47,7 +47,7 @@ from app.elide import ElidedLabel
 from app.filter_bar import filter_bar, filter_combo
 from app.palette import ACCENT, LABEL_COLOURS, label_name
 from app.state import AppState
-from core.ranking import filter_positions, split_choices
+from core.ranking import ALL_SPLITS, filter_positions, split_choices
 
 if TYPE_CHECKING:
     from core.dataset import Dataset
@@ -63,7 +63,6 @@ SPLIT_ROLE = Qt.ItemDataRole.UserRole + 4
 
 CLASS_FILTERS = [("all", "All classes"), ("good", "Good"), ("bad", "Bad"),
                  ("unlabelled", "Unlabelled")]
-ALL_SPLITS = ("all", "All splits")
 
 
 def downscale(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:

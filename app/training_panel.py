@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.icons import icon
-from app.runs_view import AXIS_COLOUR, PLOT_BACKGROUND, RunsView, duration_text
+from app.palette import CHART_AXIS_COLOUR, CHART_BACKGROUND
+from app.runs_view import RunsView, duration_text
 from app.state import AppState
 from app.training_form import (  # noqa: F401  (CUSTOM ... QUICK: importable from here too)
     CUSTOM,
@@ -127,15 +128,15 @@ class TrainingCurves(QWidget):
 
     @staticmethod
     def _plot_widget(title: str) -> pg.PlotWidget:
-        widget = pg.PlotWidget(background=PLOT_BACKGROUND)
+        widget = pg.PlotWidget(background=CHART_BACKGROUND)
         widget.setMinimumWidth(100)
         plot = widget.getPlotItem()
-        plot.setTitle(title, color=AXIS_COLOUR, size="10pt")
-        plot.setLabel("bottom", "epoch", color=AXIS_COLOUR)
+        plot.setTitle(title, color=CHART_AXIS_COLOUR, size="10pt")
+        plot.setLabel("bottom", "epoch", color=CHART_AXIS_COLOUR)
         plot.showGrid(x=True, y=True, alpha=0.15)
         for axis in ("bottom", "left"):
-            plot.getAxis(axis).setPen(AXIS_COLOUR)
-            plot.getAxis(axis).setTextPen(AXIS_COLOUR)
+            plot.getAxis(axis).setPen(CHART_AXIS_COLOUR)
+            plot.getAxis(axis).setTextPen(CHART_AXIS_COLOUR)
         return widget
 
     @staticmethod

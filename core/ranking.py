@@ -19,7 +19,13 @@ from core.annotations import UNLABELLED, current_labels, flagged_mask
 from core.runs import validation_ids
 from core.score_store import aligned_logits, aligned_scores
 
-FILTERS = ("all", "bad", "good", "unlabelled", "flagged", "disagreements")
+FILTER_TITLES = {"all": "All images", "bad": "Labelled bad", "good": "Labelled good",
+                 "unlabelled": "Unlabelled", "flagged": "Flagged",
+                 "disagreements": "Disagreements"}
+"""The image filters and what every view calls them."""
+FILTERS = tuple(FILTER_TITLES)
+ALL_SPLITS = ("all", "All splits")
+"""The split-filter choice that keeps every split: (value, title)."""
 VALIDATION_SPLIT = "validation"
 """Split name meaning "the images the run held out for validation" (not a folder split)."""
 

@@ -19,7 +19,7 @@ from scoring_fixtures import make_run
 
 from app.main_window import MainWindow
 from app.runs_view import COLUMN_INDEX
-from app.training_form import QT_INT_MAX
+from app.training_form import QT_INT_MAX, UNSHOWN_FIELDS
 from app.training_jobs import Hardware
 from app.training_panel import (
     CANCEL_QUESTION,
@@ -246,8 +246,12 @@ def test_the_forms_presets_are_cores(qtbot):
 # -- the form from the config's field specs -------------------------------------------------------
 
 def test_form_widgets_follow_the_field_specs(form):
-    """Ranges, steps, units, choices and tooltips come from TrainConfig's metadata."""
+    """Ranges, steps, units, choices and tooltips come from TrainConfig's metadata (every
+    field but the multi-process ones, which the form carries without showing)."""
+    assert set(form.widgets) == {s.name for s in field_specs()} - set(UNSHOWN_FIELDS)
     for spec in field_specs():
+        if spec.name in UNSHOWN_FIELDS:
+            continue
         widget = form.widgets[spec.name]
         assert spec.help[:20].lower() in widget.toolTip().lower(), spec.name
         assert spec.cli_flag in widget.toolTip(), spec.name
@@ -397,3 +401,14 @@ def test_esc_asks_before_cancelling_a_training(qtbot, window):
     assert task.cancel_requested
     qtbot.waitUntil(lambda: not panel.busy, timeout=RUN_TIMEOUT_MS)
     assert get_run(dataset.workspace, panel.run_id).status == "cancelled"
+
+
+def test_the_form_carries_the_settings_it_does_not_show(form):
+    """A run's multi-process setting survives loading it into the form and back."""
+    from core.training import presets
+
+    config = presets.QUICK.config.replace(sync_batchnorm=True)
+    form.set_config(config)
+    assert form.config().sync_batchnorm is True
+    form.apply_preset(QUICK)
+    assert form.config().sync_batchnorm is False

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
-    from app.ranked_view import COLUMNS, FILTERS, RankedView
+    from app.ranked_view import COLUMNS, KIND_FILTERS, RankedView
     from app.state import AppState
     from app.threshold_bar import ThresholdBar
     from core.annotations import set_flag
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                        repeats * 2 - 1)
         state.set_current_run(run)
         print(f"  make the run current / drop it  {ms:7.1f}")
-        for kind, _ in FILTERS:
+        for kind, _ in KIND_FILTERS:
             ms = median_ms(app, view, lambda _i, kind=kind: view.set_filters(kind, "all")
                            if view.kind_filter.currentData() != kind else
                            view.model.apply(), repeats)
