@@ -126,3 +126,21 @@ class CompactToolButton(QToolButton):
         if style != self.toolButtonStyle():
             super().setToolButtonStyle(style)
         super().resizeEvent(event)
+
+
+class CollapsingLabel(QLabel):
+    """A word-wrapped note that takes no room while it has no text (a status line that is
+    empty most of the time must not push a 768-px window off the screen)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None, **kwargs) -> None:
+        super().__init__(text, parent, **kwargs)
+        self.setWordWrap(True)
+        self.setVisible(bool(text))
+
+    def setText(self, text: str) -> None:  # noqa: N802  (Qt's name)
+        super().setText(text)
+        self.setVisible(bool(text))
+
+    def clear(self) -> None:
+        super().clear()
+        self.setVisible(False)

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.elide import CollapsingLabel
 from app.icons import icon
 from app.palette import CHART_AXIS_COLOUR, CHART_BACKGROUND
 from app.runs_view import RunsView, duration_text
@@ -280,9 +281,9 @@ class TrainingPanel(QWidget):
         # The text goes beside the bar, not over it: over the fill it is unreadable, and a
         # bar sized for its text leaves no room for the rate.
         self.progress_bar.setTextVisible(False)
-        self.progress_text = QLabel(objectName="trainingProgressText", wordWrap=True)
-        self.rate_label = QLabel(objectName="trainingRate", wordWrap=True)
-        self.notice_label = QLabel(objectName="dialogHint", wordWrap=True)
+        self.progress_text = CollapsingLabel(objectName="trainingProgressText")
+        self.rate_label = CollapsingLabel(objectName="trainingRate")
+        self.notice_label = CollapsingLabel(objectName="dialogHint")
         self.curves_title = QLabel("Training curves", objectName="sectionTitle")
         self.curves = TrainingCurves()
         self.curves.setMinimumHeight(160)
