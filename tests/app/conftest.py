@@ -31,3 +31,30 @@ def settings(isolated_settings):
 def demo_copy(demo_folder, tmp_path):
     """A private copy of the shared demo set that a test may change."""
     return shutil.copytree(demo_folder, tmp_path / "demo-copy")
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    """A shown main window (one decoding worker: the tests share two cores)."""
+    from app.main_window import MainWindow
+
+    window = MainWindow(settings=settings)
+    window.open_workers = 1
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+@pytest.fixture
+def scored_window(qtbot, window, demo_folder):
+    """The window with the demo set open and a scored run (threshold 0.4) current."""
+    from test_activation_tab import new_run, store_run_scores
+
+    task = window.open_folder(demo_folder)
+    qtbot.waitUntil(lambda: not task.is_running, timeout=60_000)
+    dataset = window.state.dataset
+    run = new_run(dataset, threshold=0.4)
+    store_run_scores(dataset, run)
+    window.state.set_current_run(run)
+    return window

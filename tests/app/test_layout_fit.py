@@ -11,47 +11,30 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication
-from test_activation_tab import new_run, store_run_scores
 
 from app.filter_bar import filter_combo
 from app.icons import style_sheet
-from app.main_window import MainWindow
 from app.runs_view import RunsView
 
 TIMEOUT_MS = 60_000
 SCREEN = (1366, 768)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def styled(qapp):
-    """The application's style sheet on, as in the real app (cleared after)."""
+    """The application's style sheet on, as in the real app (cleared after); before the
+    window is built, since it decides the widgets' sizes."""
     qapp.setStyleSheet(style_sheet())
     yield
     qapp.setStyleSheet("")
 
 
 @pytest.fixture
-def window(qtbot, settings, styled):
-    window = MainWindow(settings=settings)
-    window.open_workers = 1
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.close()
-
-
-@pytest.fixture
-def scored_window(qtbot, window, demo_folder):
-    """The window with the demo set open, a scored run current and an image shown."""
-    task = window.open_folder(demo_folder)
-    qtbot.waitUntil(lambda: not task.is_running, timeout=TIMEOUT_MS)
-    dataset = window.state.dataset
-    run = new_run(dataset, threshold=0.4)
-    store_run_scores(dataset, run)
-    window.state.set_current_run(run)
-    window.state.set_current_image(0)
+def scored_window(qtbot, scored_window):
+    """The shared scored window (conftest) with an image shown in the viewer."""
+    scored_window.state.set_current_image(0)
     qtbot.wait(50)
-    return window
+    return scored_window
 
 
 def squeeze(qtbot, window) -> None:

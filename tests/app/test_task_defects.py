@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
-from test_activation_tab import new_run, store_run_scores
 
 from app.main_window import MainWindow
 from core.activation_maps import TSNESettings
@@ -12,28 +10,6 @@ from core.activation_maps import TSNESettings
 TIMEOUT_MS = 30_000
 SLOW_TSNE = TSNESettings(perplexity=10, early_exaggeration_iter=250, n_iter=5000,
                          step_iters=5, n_jobs=1)
-
-
-@pytest.fixture
-def window(qtbot, settings):
-    window = MainWindow(settings=settings)
-    window.open_workers = 1
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.close()
-
-
-@pytest.fixture
-def scored_window(qtbot, window, demo_folder):
-    """The window with the demo set open and a scored run current."""
-    task = window.open_folder(demo_folder)
-    qtbot.waitUntil(lambda: not task.is_running, timeout=TIMEOUT_MS)
-    dataset = window.state.dataset
-    run = new_run(dataset, threshold=0.4)
-    store_run_scores(dataset, run)
-    window.state.set_current_run(run)
-    return window
 
 
 def show_map(qtbot, window, method="pca"):

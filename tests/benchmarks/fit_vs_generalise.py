@@ -37,8 +37,9 @@ def main(argv=None) -> None:
 
 
 def report_run(workspace, run_id: int, rows: dict[int, dict]) -> None:
-    from core.runs import holdout_ids, selection_ids
     from core.scores import load_scores
+
+    from core.runs import holdout_ids, selection_ids
 
     ids, values = load_scores(workspace, run_id)
     scores = dict(zip(ids.tolist(), values.tolist(), strict=True))
