@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 import core.training.trainer as trainer
-from core.checkpoint import CheckpointError, load_checkpoint, load_model_from_run
+from core.checkpoint import CheckpointError, load_checkpoint
 from core.metrics import confusion_at, roc_auc, sigmoid, threshold_for_max_escapes
 from core.models import DefectModel
 from core.progress import Progress
+from core.run_model import load_model_from_run
 from core.runs import (
     epochs,
     get_run,
@@ -604,7 +605,6 @@ def test_reported_figures_come_from_the_holdout_not_the_selection(tiny_everywher
 
 
 def test_scores_are_corrected_to_the_labelled_defect_rate(tiny_everywhere, data):
-    from core.run_model import load_model_from_run
     from core.scoring import score_dataset
 
     run = train(data, tiny_config(epochs=1))
