@@ -1,14 +1,15 @@
 """The activation map's hover preview: the hovered point's image and its heatmap.
 
-A small panel in the map's top-right corner (out of the way of the pointer and its label)
-shows the image the pointer rests on and, beside it, the same image with the current run's
-heatmap over it: at once when the map is cached, otherwise after a worker computed it (one
+A small panel in the top corner of the map away from the pointer (so it hides neither the
+point nor its label) shows the image the pointer rests on and, beside it, the same image
+with the current run's heatmap over it: at once when the map is cached, otherwise after a worker computed it (one
 at a time; the newest hovered point wins, so sweeping over a cloud queues nothing).
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QWidget
 
 from app.heatmap_source import HeatmapSource, overlay_pixmap
@@ -65,7 +66,9 @@ class HoverPreview(QFrame):
                                                   PREVIEW_SIDE))
         self._show_heat()
         self.adjustSize()
-        self.move(self.host.width() - self.width() - MARGIN, MARGIN)
+        pointer = self.host.mapFromGlobal(QCursor.pos())
+        right = pointer.x() < self.host.width() / 2
+        self.move(self.host.width() - self.width() - MARGIN if right else MARGIN, MARGIN)
         self.show()
         self.raise_()
 
