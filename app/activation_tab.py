@@ -31,8 +31,8 @@ from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
-from app.map_controller import MapController
 from app.hover_preview import HoverPreview
+from app.map_controller import MapController
 from app.scatter_view import COLOR_MODES, ActivationScatter
 from app.state import AppState
 from app.workers import Task, TaskOwner, error_message

@@ -2,8 +2,9 @@
 
 A small panel in the top corner of the map away from the pointer (so it hides neither the
 point nor its label) shows the image the pointer rests on and, beside it, the same image
-with the current run's heatmap over it: at once when the map is cached, otherwise after a worker computed it (one
-at a time; the newest hovered point wins, so sweeping over a cloud queues nothing).
+with the current run's heatmap over it: at once when the map is cached, otherwise after a
+worker computed it (one at a time; the newest hovered point wins, so sweeping over a cloud
+queues nothing).
 """
 
 from __future__ import annotations
