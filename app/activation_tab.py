@@ -31,6 +31,7 @@ from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
+from app.hover_preview import HoverPreview
 from app.map_controller import MapController
 from app.scatter_view import COLOR_MODES, ActivationScatter
 from app.state import AppState
@@ -135,6 +136,8 @@ class ActivationTab(QWidget):
         self.scatter = ActivationScatter()
         self.controller = MapController(self.scatter, tsne_settings, parent=self,
                                                track=track)
+        # The hovered point's image and heatmap, over the plot's corner.
+        self.hover_preview = HoverPreview(state, self.scatter.plot_widget)
         self.message = QLabel(NO_DATASET_MESSAGE, objectName="activationMessage")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
@@ -160,6 +163,7 @@ class ActivationTab(QWidget):
         scatter.selection_changed.connect(self._on_scatter_selection_change)
         scatter.coloring_requested.connect(self._on_coloring_request)
         scatter.point_clicked.connect(self._on_point_click)
+        scatter.point_hovered.connect(self.hover_preview.show_image)
         scatter.flag_requested.connect(lambda ids: self._flag(ids, True))
         scatter.unflag_requested.connect(lambda ids: self._flag(ids, False))
         scatter.label_bad_requested.connect(lambda ids: self._label(ids, 1))

@@ -21,6 +21,7 @@ Built for 30,000 rows:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,7 @@ from app.elide import ElidedLabel
 from app.filter_bar import filter_bar, filter_combo
 from app.icons import icon
 from app.palette import LABEL_COLOURS, label_name
+from app.ranked_heatmaps import RankedHeatmaps
 from app.state import AppState
 from app.thumbnail_grid import ThumbnailModel
 from core.ranking import (
@@ -126,6 +128,9 @@ class RankedModel(QAbstractTableModel):
         self._row_of_position = np.zeros(0, dtype=np.int64)
         self._name_order: np.ndarray | None = None
         self._split_masks: dict[str, np.ndarray] = {}
+        # image id -> a thumbnail with its heatmap, or None for the plain one (the view's
+        # "Heatmaps" option sets it).
+        self.overlay: Callable[[int], QPixmap | None] | None = None
         thumbnails.loader.ready.connect(self._on_thumbnails_ready)
 
     # -- contents ------------------------------------------------------------------
@@ -291,7 +296,9 @@ class RankedModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(column, position)
         if role == Qt.ItemDataRole.DecorationRole and column == "thumbnail":
-            return self.thumbnails.thumbnail(int(state.dataset.image_ids[position]))
+            image_id = int(state.dataset.image_ids[position])
+            overlaid = self.overlay(image_id) if self.overlay is not None else None
+            return overlaid if overlaid is not None else self.thumbnails.thumbnail(image_id)
         if role == Qt.ItemDataRole.ForegroundRole and column in ("label", "prediction"):
             return LABEL_COLOURS[self._label_value(column, position)]
         if role == Qt.ItemDataRole.TextAlignmentRole:
@@ -468,6 +475,8 @@ class RankedView(QWidget):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
         self.table = self._make_table()
+        self.heatmaps = RankedHeatmaps(state, self.table, THUMBNAIL_SIDE, self)
+        self.model.overlay = self.heatmaps.pixmap
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty_label)
         self.stack.addWidget(self.table)
@@ -509,7 +518,8 @@ class RankedView(QWidget):
     def _build_layout(self) -> None:
         header = filter_bar("rankedFilterBar",
                             [("Show", self.kind_filter), ("Split", self.split_filter)],
-                            self.count_label, extras=[self.selection_chip])
+                            self.count_label,
+                            extras=[self.selection_chip, self.heatmaps.check_box])
         header.setStyleSheet(
             "QWidget#rankedFilterBar { background: #ffffff; border-bottom: 1px solid #e1e5eb; }"
             "QLabel#rankedHint, QLabel#rankedCount { color: #4a5565; }"

@@ -79,6 +79,7 @@ class ActivationScatter(QWidget):
 
     Signals:
         point_clicked(int): image id of the point clicked (pointer mode).
+        point_hovered(object): image id of the point under the pointer, None off points.
         selection_changed(object): int64 array of the selected image ids.
         method_changed(str): the user picked 'pca' or 'tsne' in the toolbar.
         coloring_requested(str): the view needs values for this colour mode (new points, or
@@ -99,6 +100,7 @@ class ActivationScatter(QWidget):
     label_bad_requested = Signal(object)
     label_good_requested = Signal(object)
     show_in_list_requested = Signal(object)
+    point_hovered = Signal(object)  # the image id under the pointer, None when it leaves
 
     def __init__(self, parent: QWidget | None = None, *, point_size: float = 5) -> None:
         super().__init__(parent)
@@ -117,6 +119,7 @@ class ActivationScatter(QWidget):
         self._highlighted = -1
         self._drag_points: list[tuple[float, float]] = []
         self._hover_scene_pos: QPointF | None = None
+        self._hovered_id: int | None = None
         self._build_plot()
         self._build_toolbar()
         self._build_progress_row()
@@ -606,6 +609,12 @@ class ActivationScatter(QWidget):
         self.hover_text.setHtml(self.describe_point(index))
         self._place_hover_text(float(x), float(y))
         self.hover_text.show()
+        self._set_hovered(int(self._ids[index]))
+
+    def _set_hovered(self, image_id: int | None) -> None:
+        if image_id != self._hovered_id:
+            self._hovered_id = image_id
+            self.point_hovered.emit(image_id)
 
     def _place_hover_text(self, x: float, y: float) -> None:
         """Beside the point, on the side with room, and always inside the plot: a label
@@ -628,6 +637,7 @@ class ActivationScatter(QWidget):
     def _hide_hover(self) -> None:
         self.hover_item.setData(x=[], y=[])
         self.hover_text.hide()
+        self._set_hovered(None)
 
     def describe_point(self, index: int) -> str:
         """HTML for the hover label: file name (or id), score and the colour class."""

@@ -105,6 +105,19 @@ def test_explain_returns_maps_at_image_size_and_caches_them(dataset):
     assert maps_cached.dtype == np.float16
 
 
+def test_read_cached_returns_only_cached_maps_and_computes_nothing(dataset):
+    from core.explain_maps import read_cached
+
+    run = make_run(dataset.workspace)
+    assert read_cached(dataset, run, dataset.image_ids[:3], "gradcam") == {}
+    made = ex.explain(dataset, run, dataset.image_ids[[2, 0]], "gradcam")
+    found = read_cached(dataset, run, dataset.image_ids[:3], "gradcam")
+    assert sorted(found) == sorted(dataset.image_ids[[0, 2]].tolist())
+    heat, peak = found[int(dataset.image_ids[2])]
+    assert np.array_equal(heat, made.maps[0]) and peak == pytest.approx(made.peaks[0])
+    assert read_cached(dataset, run, dataset.image_ids[:3], "occlusion") == {}
+
+
 def test_a_new_checkpoint_makes_the_cache_stale(dataset):
     run = make_run(dataset.workspace)
     ex.explain(dataset, run, dataset.image_ids[:2], "gradcam")
