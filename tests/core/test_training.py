@@ -525,11 +525,12 @@ def test_wrong_checkpoint_for_the_model_is_a_checkpoint_error(tiny, data):
 
 @pytest.fixture
 def tiny_everywhere(monkeypatch):
-    """TinyNet for the trainer and for core.scoring (which builds models from the registry)."""
-    import core.models
+    """TinyNet for the trainer and for a run's loaded model (core.run_model builds it from
+    the registry for scoring)."""
+    import core.run_model
 
     monkeypatch.setattr(trainer, "create_model", tiny_model)
-    monkeypatch.setattr(core.models, "create_model", tiny_model)
+    monkeypatch.setattr(core.run_model, "create_model", tiny_model)
 
 
 def capture_validation(monkeypatch) -> list[np.ndarray]:
