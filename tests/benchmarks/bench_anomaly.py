@@ -10,7 +10,9 @@ good parts) and the seconds per test image:
 - ``golden max`` / ``golden p99.9``: the golden reference of ``core.golden`` (median of the
   ``GOLDEN_K`` nearest good training parts, nearest by a 32-pixel thumbnail, each aligned by
   phase correlation and brightness-matched), at ``ROWS`` rows; the score is the maximum or
-  the 99.9th percentile of the Gaussian-blurred absolute difference inside a border.
+  the 99.9th percentile of the Gaussian-blurred absolute difference inside a border;
+  ``golden z`` divides that difference by the robust spread of the aligned good parts at
+  each pixel (a place where good parts differ anyway counts less).
 - ``patch kNN``: PatchCore on fixed features: every 8x8 patch (stride ``PATCH_STRIDE``) of the
   image at ``ROWS`` rows, its pixels projected on the first ``PCA_DIMS`` principal components
   of good patches, plus its position (so a patch is compared with good patches near the same
@@ -37,6 +39,7 @@ ROWS = 134
 GOLDEN_K = 8
 BORDER = 4                  # pixels of the golden difference left out (shifted edges repeat)
 BLUR_SIGMA = 1.0
+SPREAD_FLOOR = 2.0          # grey levels added to the good parts' spread (golden z)
 PATCH = 8
 PATCH_STRIDE = 4
 PCA_DIMS = 16
@@ -80,8 +83,9 @@ def report_style(folder: Path, run_ids: list[int], rows_wanted: int, with_knn: b
           f"({labels[test].sum()} bad), {images.shape[1]}x{images.shape[2]} px", flush=True)
     scores, seconds = {}, {}
     started = time.perf_counter()
-    scores["golden max"], scores["golden p99.9"] = golden_scores(goods, tests)
-    seconds["golden max"] = seconds["golden p99.9"] = (time.perf_counter() - started) / len(tests)
+    scores["golden max"], scores["golden p99.9"], scores["golden z"] = golden_scores(goods, tests)
+    per_image = (time.perf_counter() - started) / len(tests)
+    seconds["golden max"] = seconds["golden p99.9"] = seconds["golden z"] = per_image
     if with_knn:
         started = time.perf_counter()
         scores["patch kNN"] = patch_knn_scores(goods, tests)
@@ -111,21 +115,28 @@ def _resized(dataset, positions: np.ndarray, rows: int) -> np.ndarray:
     return np.stack(out)
 
 
-def golden_scores(goods: np.ndarray, tests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Max and 99.9th percentile of the blurred |image - golden| of every test image."""
+def golden_scores(goods: np.ndarray, tests: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Max and 99.9th percentile of the blurred |image - golden| of every test image, and
+    the max of that difference divided by how much the aligned good parts vary there."""
     from core.golden import aligned, matched_brightness
 
     bank = _thumbnails(goods)
     queries = _thumbnails(tests)
-    peak, high = np.empty(len(tests)), np.empty(len(tests))
+    peak, high, standard = (np.empty(len(tests)) for _ in range(3))
     for i, image in enumerate(tests):
         nearest = np.argsort(((bank - queries[i]) ** 2).sum(axis=1))[:GOLDEN_K]
         stack = [matched_brightness(image, aligned(image, goods[j])[0]) for j in nearest]
-        golden = np.median(np.stack(stack), axis=0)
+        stack = np.stack(stack)
+        golden = np.median(stack, axis=0)
         difference = ndimage.gaussian_filter(np.abs(image - golden), BLUR_SIGMA)
         inner = difference[BORDER:-BORDER, BORDER:-BORDER]
         peak[i], high[i] = inner.max(), np.percentile(inner, 99.9)
-    return peak, high
+        # Robust spread of the good parts at each pixel (MAD), smoothed, with a floor so a
+        # flat area does not turn sensor noise into a large ratio.
+        spread = 1.4826 * np.median(np.abs(stack - golden), axis=0)
+        spread = ndimage.gaussian_filter(spread, 2 * BLUR_SIGMA) + SPREAD_FLOOR
+        standard[i] = (difference / spread)[BORDER:-BORDER, BORDER:-BORDER].max()
+    return peak, high, standard
 
 
 def _thumbnails(images: np.ndarray) -> np.ndarray:
