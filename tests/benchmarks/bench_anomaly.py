@@ -58,13 +58,16 @@ def main(argv=None) -> None:
                         help="classifier runs to fuse with (default 1 2 3, the Quick seeds)")
     parser.add_argument("--rows", type=int, default=ROWS,
                         help=f"rows the images are compared at (default {ROWS}; 0: as cached)")
+    parser.add_argument("--spread-floor", type=float, default=SPREAD_FLOOR,
+                        help=f"grey levels added to the good spread (default {SPREAD_FLOOR})")
     parser.add_argument("--golden-only", action="store_true", help="skip the patch kNN score")
     args = parser.parse_args(argv)
     for folder in args.folders:
-        report_style(folder, args.runs, args.rows, not args.golden_only)
+        report_style(folder, args.runs, args.rows, not args.golden_only, args.spread_floor)
 
 
-def report_style(folder: Path, run_ids: list[int], rows_wanted: int, with_knn: bool) -> None:
+def report_style(folder: Path, run_ids: list[int], rows_wanted: int, with_knn: bool,
+                 spread_floor: float) -> None:
     from core.dataset import open_dataset
 
     dataset = open_dataset(folder)
@@ -83,7 +86,8 @@ def report_style(folder: Path, run_ids: list[int], rows_wanted: int, with_knn: b
           f"({labels[test].sum()} bad), {images.shape[1]}x{images.shape[2]} px", flush=True)
     scores, seconds = {}, {}
     started = time.perf_counter()
-    scores["golden max"], scores["golden p99.9"], scores["golden z"] = golden_scores(goods, tests)
+    golden = golden_scores(goods, tests, spread_floor)
+    scores["golden max"], scores["golden p99.9"], scores["golden z"] = golden
     per_image = (time.perf_counter() - started) / len(tests)
     seconds["golden max"] = seconds["golden p99.9"] = seconds["golden z"] = per_image
     if with_knn:
@@ -115,7 +119,8 @@ def _resized(dataset, positions: np.ndarray, rows: int) -> np.ndarray:
     return np.stack(out)
 
 
-def golden_scores(goods: np.ndarray, tests: np.ndarray) -> tuple[np.ndarray, ...]:
+def golden_scores(goods: np.ndarray, tests: np.ndarray,
+                  spread_floor: float = SPREAD_FLOOR) -> tuple[np.ndarray, ...]:
     """Max and 99.9th percentile of the blurred |image - golden| of every test image, and
     the max of that difference divided by how much the aligned good parts vary there."""
     from core.golden import aligned, matched_brightness
@@ -134,7 +139,7 @@ def golden_scores(goods: np.ndarray, tests: np.ndarray) -> tuple[np.ndarray, ...
         # Robust spread of the good parts at each pixel (MAD), smoothed, with a floor so a
         # flat area does not turn sensor noise into a large ratio.
         spread = 1.4826 * np.median(np.abs(stack - golden), axis=0)
-        spread = ndimage.gaussian_filter(spread, 2 * BLUR_SIGMA) + SPREAD_FLOOR
+        spread = ndimage.gaussian_filter(spread, 2 * BLUR_SIGMA) + spread_floor
         standard[i] = (difference / spread)[BORDER:-BORDER, BORDER:-BORDER].max()
     return peak, high, standard
 
