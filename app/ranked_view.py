@@ -40,6 +40,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QStackedWidget,
@@ -519,7 +520,7 @@ class RankedView(QWidget):
         header = filter_bar("rankedFilterBar",
                             [("Show", self.kind_filter), ("Split", self.split_filter)],
                             self.count_label,
-                            extras=[self.selection_chip, self.heatmaps.check_box])
+                            extras=[self.selection_chip])
         header.setStyleSheet(
             "QWidget#rankedFilterBar { background: #ffffff; border-bottom: 1px solid #e1e5eb; }"
             "QLabel#rankedHint, QLabel#rankedCount { color: #4a5565; }"
@@ -530,14 +531,22 @@ class RankedView(QWidget):
         hint = QLabel("Space or F: flag   ·   G: label good   ·   B: label bad   ·   "
                       "↑ ↓ Home End: move   ·   Ctrl+Z: undo   ·   click a column header "
                       "to sort", objectName="rankedHint", wordWrap=True)
-        hint.setStyleSheet("color: #6b7685; font-size: 9pt; padding: 3px 8px; "
-                           "border-top: 1px solid #e1e5eb; background: #ffffff;")
+        hint.setStyleSheet("color: #6b7685; font-size: 9pt; padding: 3px 8px;")
+        # The heatmap option sits with the key hint: the filter bar must stay narrow enough
+        # for a 1366-px window with a selection chip.
+        footer = QWidget(objectName="rankedFooter")
+        footer.setStyleSheet("QWidget#rankedFooter { border-top: 1px solid #e1e5eb; "
+                             "background: #ffffff; }")
+        footer_layout = QHBoxLayout(footer)
+        footer_layout.setContentsMargins(8, 0, 0, 0)
+        footer_layout.addWidget(self.heatmaps.check_box)
+        footer_layout.addWidget(hint, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(header)
         layout.addWidget(self.stack, 1)
-        layout.addWidget(hint)
+        layout.addWidget(footer)
 
     def _connect(self) -> None:
         state = self.state
