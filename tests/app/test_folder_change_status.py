@@ -4,26 +4,14 @@ are on changed pictures and how many images the current run must score again."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 from scoring_fixtures import IMAGE_SHAPE, make_lot, make_run
 
-from app.main_window import MainWindow
 from app.runs_view import COLUMN_INDEX
 from core.annotations import set_flag
 from core.scoring import score_dataset
 
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def window(qtbot, settings):
-    window = MainWindow(settings=settings)
-    window.open_workers = 1  # in-process decoding: fast for small sets
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.close()
 
 
 def _open(qtbot, window, folder) -> None:

@@ -15,16 +15,6 @@ from app.main_window import MainWindow
 OPEN_TIMEOUT_MS = 30_000
 
 
-@pytest.fixture
-def window(qtbot, settings):
-    window = MainWindow(settings=settings)
-    window.open_workers = 1  # in-process decoding: fast for small sets, no spawned pool
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.close()
-
-
 def open_and_wait(qtbot, window, folder):
     task = window.open_folder(folder)
     assert task is not None

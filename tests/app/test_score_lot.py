@@ -6,22 +6,11 @@ import numpy as np
 import pytest
 from scoring_fixtures import make_lot, make_run
 
-from app.main_window import MainWindow
 from core.lots import list_lots
 from core.score_store import load_scores
 from core.scoring import score_dataset
 
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def window(qtbot, settings):
-    window = MainWindow(settings=settings)
-    window.open_workers = 1  # in-process decoding: fast for small sets
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.close()
 
 
 def wait_for(qtbot, task):
