@@ -33,6 +33,7 @@ from torch import nn
 
 import core
 from core.atomic import atomic_write
+from core.golden_score import bank_path
 from core.onnx_scoring import (
     EMBEDDING_OUTPUT,
     FORMAT_VERSION,
@@ -91,9 +92,17 @@ def export_onnx(run: RunRecord, out_path: str | os.PathLike, *,
     report(progress, "export", 0, 3, f"exporting run {run.id} ({config.model}) to ONNX")
     onnx_model = network_to_onnx(network, rows, cols)
     check_cancel(cancel)
-    threshold = run.threshold if run.threshold is not None else default_threshold
+    fused = _has_golden(run, config)
+    if fused:
+        report(progress, "notice", message=(
+            f"Run {run.id} adds a golden-reference score (weight {config.golden_weight:g}) "
+            f"that the ONNX model does not contain: line-side scores are the network's "
+            f"alone, so the run's threshold (placed on the fused score) is not written; "
+            f"the default {default_threshold:g} is."))
+    own_threshold = run.threshold is not None and not fused
+    threshold = run.threshold if own_threshold else default_threshold
     _set_metadata(onnx_model, _metadata(run, config, rows, cols, threshold,
-                                        threshold_source="run" if run.threshold is not None
+                                        threshold_source="run" if own_threshold
                                         else "default"))
     data = onnx_model.SerializeToString()
     report(progress, "export", 1, 3, "checking the ONNX graph against torch")
@@ -118,6 +127,12 @@ def network_to_onnx(network: nn.Module, rows: int, cols: int):
             dynamic_shapes={"image": {0: batch}}, verbose=False)
     program.optimize()
     return program.model_proto
+
+
+def _has_golden(run: RunRecord, config) -> bool:
+    """Whether the run's own scores fuse a golden-reference score (core.golden_score)."""
+    return config.golden_weight > 0 and run.checkpoint is not None \
+        and bank_path(run.checkpoint).is_file()
 
 
 def _metadata(run: RunRecord, config, rows: int, cols: int, threshold: float,
@@ -149,6 +164,9 @@ def _metadata(run: RunRecord, config, rows: int, cols: int, threshold: float,
         "threshold": repr(float(threshold)),
         "threshold_source": threshold_source,
         "threshold_rule": "defective when sigmoid(logit) >= threshold",
+        "golden_weight": (f"{config.golden_weight:g}: the workstation's scores add a "
+                          f"golden-reference score this model does not contain"
+                          if _has_golden(run, config) else "0"),
     }
 
 

@@ -41,6 +41,14 @@ _CURRENT_SCORES = (" FROM scores s LEFT JOIN images i ON i.id = s.image_id "
                    f"WHERE s.run_id = ? AND {_CURRENT} ORDER BY s.image_id")
 
 
+@dataclass(frozen=True)
+class ScoreParts:
+    """What a fused logit was made of (core.golden_score), float64 arrays like the scores."""
+
+    network_logits: np.ndarray
+    golden: np.ndarray
+
+
 class NoScoresError(LookupError):
     """A run has not scored this dataset yet (the message says which command does it)."""
 
@@ -51,10 +59,12 @@ def as_run(workspace: Workspace, run: RunRecord | int | str) -> RunRecord:
 
 
 def store_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores: np.ndarray,
-                 embeddings: np.ndarray, *, logits: np.ndarray | None = None) -> None:
+                 embeddings: np.ndarray, *, logits: np.ndarray | None = None,
+                 parts: ScoreParts | None = None) -> None:
     """Replace a run's stored scores and embeddings.
 
-    ``logits`` are the logits the scores came from (default: derived from the scores).
+    ``logits`` are the logits the scores came from (default: derived from the scores);
+    ``parts`` what a fused logit was made of (a run with a golden weight).
 
     The two ``.npy`` files are both written to temporary files before either replaces
     its old version, and the table is replaced in one transaction, so readers see either
@@ -62,11 +72,12 @@ def store_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     """
     image_ids = _checked_lengths(image_ids, scores, embeddings)
     _write_together(workspace, run_id, image_ids, embeddings, image_ids, scores, logits,
-                    replace=True)
+                    parts, replace=True)
 
 
 def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores: np.ndarray,
-                 embeddings: np.ndarray, *, logits: np.ndarray | None = None) -> None:
+                 embeddings: np.ndarray, *, logits: np.ndarray | None = None,
+                 parts: ScoreParts | None = None) -> None:
     """Add or replace the scores and embeddings of some images, keeping the run's others.
 
     Used to score only new images (a new lot, core.lots) without scoring the rest again.
@@ -89,7 +100,7 @@ def merge_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, score
     order = np.argsort(all_ids, kind="stable")  # stored ascending by id, like a full pass
     _write_together(workspace, run_id, all_ids[order],
                     np.concatenate([old_embeddings[keep], embeddings])[order],
-                    image_ids, scores, logits, replace=False)
+                    image_ids, scores, logits, parts, replace=False)
 
 
 def _checked_lengths(image_ids, scores, embeddings) -> np.ndarray:
@@ -107,7 +118,7 @@ def _checked_lengths(image_ids, scores, embeddings) -> np.ndarray:
 
 def _write_together(workspace: Workspace, run_id: int, embedding_ids: np.ndarray,
                     embeddings: np.ndarray, image_ids: np.ndarray, scores, logits,
-                    *, replace: bool) -> None:
+                    parts: ScoreParts | None, *, replace: bool) -> None:
     """Both embedding files written whole (and synced) first, then the score rows in one
     transaction, then the files renamed into place: a full disk or any error before the
     commit leaves the old scores and the old embeddings, both."""
@@ -119,11 +130,11 @@ def _write_together(workspace: Workspace, run_id: int, embedding_ids: np.ndarray
         for fh in (emb_file, ids_file):
             fh.flush()
             os.fsync(fh.fileno())
-        _write_scores(workspace, run_id, image_ids, scores, logits, replace=replace)
+        _write_scores(workspace, run_id, image_ids, scores, logits, parts, replace=replace)
 
 
 def _write_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scores, logits,
-                  *, replace: bool) -> None:
+                  parts: ScoreParts | None, *, replace: bool) -> None:
     """Write score rows in one transaction; ``replace`` drops the run's other rows first."""
     scores = np.asarray(scores, dtype=np.float64)
     logits = logit(scores) if logits is None else np.asarray(logits, dtype=np.float64)
@@ -131,14 +142,16 @@ def _write_scores(workspace: Workspace, run_id: int, image_ids: np.ndarray, scor
         raise ValueError("scores and logits must have the same length")
     # SQLite keeps +-inf but not NaN; NULL means "derive it from the score" when read.
     logit_values = [None if np.isnan(v) else v for v in logits.tolist()]
+    network, golden = (parts.network_logits.tolist(), parts.golden.tolist()) if parts \
+        else ([None] * len(scores),) * 2
     rows = zip([run_id] * len(image_ids), image_ids.tolist(), scores.tolist(), logit_values,
-               strict=True)
+               network, golden, strict=True)
     with workspace.transaction() as con:
         if replace:
             con.execute("DELETE FROM scores WHERE run_id = ?", (run_id,))
         # Each score keeps the hash of the bytes its image holds, to know it stale later.
         con.executemany("INSERT OR REPLACE INTO scores (run_id, image_id, score, logit, "
-                        "content_hash) VALUES (?1, ?2, ?3, ?4, "
+                        "network_logit, golden, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
                         "(SELECT content_hash FROM images WHERE id = ?2))", rows)
         con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     (_scored_at_key(run_id), now_iso()))
@@ -287,6 +300,19 @@ def _aligned(dataset, run_id: int, load) -> np.ndarray:
     if len(ids) == 0 and not has_scores(dataset.workspace, run_id):
         raise NoScoresError(no_scores_message(run_id))
     return align_by_id(dataset.image_ids, ids, values, np.nan)
+
+
+def aligned_parts(dataset, run_id: int) -> ScoreParts | None:
+    """The parts of a run's fused logits aligned with the dataset's positions (NaN where an
+    image has none); None when the run's scores are the network's alone."""
+    fused_only = _CURRENT_SCORES.replace("ORDER BY", "AND s.golden IS NOT NULL ORDER BY")
+    table = query_array(dataset.workspace, "SELECT s.image_id, IFNULL(s.network_logit, s.logit), "
+                        "s.golden" + fused_only, (int(run_id),), columns=3)
+    if len(table) == 0:
+        return None
+    ids = table[:, 0].astype(np.int64)
+    return ScoreParts(*(align_by_id(dataset.image_ids, ids, table[:, c], np.nan)
+                        for c in (1, 2)))
 
 
 def load_embeddings(workspace: Workspace, run_id: int, *,

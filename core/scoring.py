@@ -40,6 +40,7 @@ from core.device import (
     select_device,
     unless_out_of_memory,
 )
+from core.golden_score import bank_path, load_bank
 from core.metrics import sigmoid
 from core.progress import CancelCheck, ProgressFn, Throttle, report
 from core.run_model import load_model_from_run
@@ -48,6 +49,7 @@ from core.score_store import (  # noqa: F401  (re-exported: the storage half of 
     EMBEDDING_IDS_FILE,
     EMBEDDINGS_FILE,
     NoScoresError,
+    ScoreParts,
     aligned_logits,
     aligned_scores,
     as_run,
@@ -77,7 +79,10 @@ class ScoreResult:
         image_ids: int64 (n,) image ids.
         scores: float64 (n,) defect probabilities, sigmoid of the logit.
         embeddings: float32 (n, D) penultimate activations.
-        logits: float64 (n,) prior-corrected logits (what ranking and AUC use).
+        logits: float64 (n,) prior-corrected logits (what ranking and AUC use): the
+            network's, or fused with the golden score (core.golden_score).
+        network_logits: float64 (n,) the network's own logits.
+        golden: float64 (n,) golden-reference scores; None for a run without them.
         device: the torch device used.
         seconds: wall time of the pass (image preparation and network).
     """
@@ -89,6 +94,8 @@ class ScoreResult:
     device: str = "cpu"
     seconds: float = 0.0
     logits: np.ndarray | None = None
+    network_logits: np.ndarray | None = None
+    golden: np.ndarray | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -143,14 +150,17 @@ def score_dataset(dataset, run: RunRecord | int | str, *, batch_size: int | None
         return None
     logits, embeddings = gathered
     _require_finite(run, logits, embeddings)
+    network_logits = logits
+    logits, golden = _with_golden(dataset, run, config, positions, logits, progress, cancel)
     scores = sigmoid(logits)
     store = store_scores if only_ids is None else merge_scores
-    store(dataset.workspace, run.id, image_ids, scores, embeddings, logits=logits)
+    parts = None if golden is None else ScoreParts(network_logits, golden)
+    store(dataset.workspace, run.id, image_ids, scores, embeddings, logits=logits, parts=parts)
     seconds = time.perf_counter() - started
     report(progress, "score", len(image_ids), len(image_ids),
            f"{len(image_ids)} images scored in {seconds:.1f} s")
     return ScoreResult(run.id, image_ids, scores, embeddings, str(torch_device), seconds,
-                       logits)
+                       logits, network_logits, golden)
 
 
 def _load(dataset, run):
@@ -163,6 +173,23 @@ def _load(dataset, run):
 class ScoringDiverged(ValueError):
     """A run's model gives NaN or infinite numbers (it diverged in training); nothing is
     stored."""
+
+
+def _with_golden(dataset, run: RunRecord, config, positions: np.ndarray, logits: np.ndarray,
+                 progress: ProgressFn | None, cancel: CancelCheck | None
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The run's defect logits: the network's, fused with the golden score when the run
+    was trained with a golden weight (core.golden_score); and the golden scores."""
+    if config.golden_weight <= 0:
+        return logits, None
+    bank = load_bank(bank_path(run.checkpoint)) if run.checkpoint else None
+    if bank is None or bank.reference is None:
+        report(progress, "notice", message=(
+            f"Run {run.id} has no golden reference (it was stopped before one was built): "
+            f"scored by the network alone."))
+        return logits, None
+    golden = bank.scores_for(dataset, positions, progress, cancel)
+    return bank.reference.fuse(logits, golden), golden
 
 
 def _require_finite(run: RunRecord, logits: np.ndarray, embeddings: np.ndarray) -> None:

@@ -16,7 +16,7 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Migrations by the version they lead to. A future schema change appends an entry;
 # opening an older workspace applies the missing ones in order.
@@ -106,6 +106,12 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE images ADD COLUMN content_hash BLOB;
     ALTER TABLE scores ADD COLUMN content_hash BLOB;      -- the image's, when it was scored
     ALTER TABLE annotations ADD COLUMN flagged_hash BLOB; -- the image's, when it was flagged
+    """,
+    # A run with a golden weight (core.golden_score) stores its fused logit in ``logit``
+    # and the two parts it was fused from, so the viewer can say which one spoke.
+    5: """
+    ALTER TABLE scores ADD COLUMN network_logit REAL;     -- NULL: the logit is the network's
+    ALTER TABLE scores ADD COLUMN golden REAL;            -- the golden-reference score
     """,
 }
 

@@ -228,6 +228,12 @@ class TrainConfig:
         help="score at or above which a part is called defective; unset, the run's "
              "operating point: the highest threshold with no escapes among its holdout "
              "images (per-epoch figures then use 0.5)"))
+    golden_weight: float = field(default=0.0, metadata=_meta(
+        label="Golden weight", minimum=0.0, maximum=1.0, step=0.05,
+        help="share of the golden-reference score in the defect score (0: the network "
+             "alone): each part compared with the median of its nearest good training "
+             "parts, which catches marks the network saw too few examples of; scoring "
+             "takes about 0.05 s more per image per core"))
     num_threads: int | None = field(default=None, metadata=_meta(
         label="CPU threads", minimum=1, maximum=MAX_THREADS, none_label="all cores",
         cli_flag="--threads", help="CPU threads for torch"))

@@ -77,6 +77,7 @@ from core.metrics import (
     sigmoid,
     threshold_for_max_escapes,
 )
+from core.golden_score import GOLDEN_FILE, fit_bank, save_bank
 from core.models import create_model
 from core.progress import Cancelled, report
 from core.runs import (
@@ -223,7 +224,7 @@ def train(dataset, config: TrainConfig | None = None, *, progress=None, cancel=N
         if world.is_main:
             _announce(progress, run_id, config, device_name, parameters, split, state, ctx)
         _run_epochs(model, ctx, workspace, run_id, state)
-        _calibrate(model, ctx, workspace, run_id)
+        _calibrate(model, ctx, workspace, run_id, golden_from=(dataset, split))
         _on_main(world, lambda: update_run(workspace, run_id, status="finished",
                                            train_seconds=seconds(),
                                            message=_finish_message(state, config)))
@@ -516,13 +517,16 @@ def _save_named(path, final, checkpoint: dict) -> None:
         raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from None
 
 
-def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int) -> None:
+def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int,
+               golden_from: tuple | None = None) -> None:
     """Measure ``best.pt`` on the holdout: the run's reported figures and its threshold.
 
     The holdout chose nothing during training, so its AUC and escapes are not flattered
     by the choice of epoch. Without a configured threshold the run's threshold is the
     operating point: no holdout escapes, placed midway (in logit space) below the lowest
-    bad score.
+    bad score. With a golden weight and ``golden_from`` = (dataset, split), the run's
+    golden bank is built first and every figure is of the fused score (core.golden_score);
+    a cancelled run skips it (the user asked to stop) and scores with the network alone.
     """
     best = workspace.run_dir(run_id) / BEST
     # Only rank 0's machine holds the file: it sends the weights to the others.
@@ -535,6 +539,10 @@ def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int) -> None:
     if not ctx.world.is_main:
         return
     logits, labels = logits_t.cpu().numpy(), ctx.labels_of(ctx.holdout_rows)
+    bank = workspace.run_dir(run_id) / GOLDEN_FILE
+    bank.unlink(missing_ok=True)  # a bank from before (a resumed run) is rebuilt or dropped
+    if ctx.config.golden_weight > 0 and golden_from is not None:
+        logits = _fit_golden(ctx, logits, labels, bank, *golden_from)
     scores = sigmoid(logits)
     threshold = ctx.config.threshold
     if threshold is None:
@@ -544,6 +552,15 @@ def _calibrate(model: nn.Module, ctx: Context, workspace, run_id: int) -> None:
                val_loss=loss_of(logits_t, ctx, ctx.holdout_rows), threshold=threshold,
                escapes=confusion.escapes, false_calls=confusion.false_calls,
                holdout_good=int((labels == 0).sum()), holdout_bad=int((labels == 1).sum()))
+
+
+def _fit_golden(ctx: Context, logits: np.ndarray, labels: np.ndarray, path, dataset,
+                split: Split) -> np.ndarray:
+    """Build and save the run's golden bank; the holdout's fused logits."""
+    golden, fused = fit_bank(dataset, split.train, split.holdout, logits, labels,
+                             ctx.config.golden_weight, ctx.config.seed, ctx.progress)
+    save_bank(path, golden)
+    return fused
 
 
 def _report_epoch(ctx: Context, record: EpochRecord, state: _State, improved: bool,

@@ -55,6 +55,8 @@ class RunResult:
     escape_share: dict[float, float]
     minutes: float
     kinds: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (caught, n)
+    network_auc: float | None = None  # a golden run's network alone (None: no golden part)
+    golden_auc: float | None = None   # its golden score alone
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="3000,10000", help="labelled training images")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds")
     parser.add_argument("--root", default=".bench/recipes", help="data and workspaces")
+    parser.add_argument("--data-seed", type=int, default=DATA_SEED,
+                        help=f"seed of the generated sets (default {DATA_SEED}; another "
+                             f"seed draws other images of the same styles: a fresh check)")
     parser.add_argument("--device", default=None, help="override the preset's device")
     parser.add_argument("--json", default=None, help="also write every run's numbers here")
     parser.add_argument("--summarise", nargs="+", metavar="JSON", default=None,
@@ -103,11 +108,12 @@ def _parse_value(text: str, default):
     return text
 
 
-def dataset_folder(root: Path, style: str, size: int) -> Path:
+def dataset_folder(root: Path, style: str, size: int, data_seed: int = DATA_SEED) -> Path:
     """The style's labelled set of ``size`` training images (generated once)."""
     from core.demodata import generate_demo_data
 
-    folder = root / "data" / f"{style}-{size}"
+    suffix = "" if data_seed == DATA_SEED else f"-d{data_seed}"
+    folder = root / "data" / f"{style}-{size}{suffix}"
     if not (folder / "ground_truth.csv").is_file():
         total = round(size / (1 - TEST_SHARE))
         print(f"Generating {total} '{style}' images in {folder} ...", flush=True)
@@ -116,7 +122,7 @@ def dataset_folder(root: Path, style: str, size: int) -> Path:
             import shutil
 
             shutil.rmtree(partial)
-        generate_demo_data(partial, n=total, bad_fraction=0.1, seed=DATA_SEED,
+        generate_demo_data(partial, n=total, bad_fraction=0.1, seed=data_seed,
                            test_fraction=TEST_SHARE, style=style)
         partial.rename(folder)
     return folder
@@ -135,9 +141,30 @@ def train_and_evaluate(folder: Path, style: str, size: int, config) -> RunResult
     minutes = (time.perf_counter() - started) / 60
     if run.status != "finished":
         raise RuntimeError(f"run {run.id} on {folder} ended '{run.status}': {run.message}")
-    score_dataset(dataset, run)
+    scored = score_dataset(dataset, run)
     report = evaluate_run(dataset, run.id, folder / "ground_truth.csv", split="test")
-    return _result(report, style, size, config.seed, minutes)
+    result = _result(report, style, size, config.seed, minutes)
+    if scored.golden is not None:
+        result.network_auc, result.golden_auc = _part_aucs(dataset, folder, scored)
+    return result
+
+
+def _part_aucs(dataset, folder: Path, scored) -> tuple[float, float]:
+    """Test AUC of a golden run's network alone and of its golden score alone."""
+    import csv
+
+    import numpy as np
+
+    from core.metrics import roc_auc
+
+    with open(folder / "ground_truth.csv", newline="") as handle:
+        truth = {row["id"]: row for row in csv.DictReader(handle)}
+    position = {int(i): p for p, i in enumerate(dataset.image_ids)}
+    rows = [truth[Path(dataset.relpaths[position[int(i)]]).stem] for i in scored.image_ids]
+    test = np.array([row["split"] == "test" for row in rows])
+    labels = np.array([int(row["label"]) for row in rows])[test]
+    return (roc_auc(scored.network_logits[test], labels),
+            roc_auc(scored.golden[test], labels))
 
 
 def _result(report, style: str, size: int, seed: int, minutes: float) -> RunResult:
@@ -156,6 +183,9 @@ def print_run(result: RunResult) -> None:
           f"{result.auc:.4f} [{result.auc_low:.3f}, {result.auc_high:.3f}]  escaping at "
           f"1/2/5 % false calls: {escapes}  train {result.minutes:.1f} min  "
           f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    if result.network_auc is not None:
+        print(f"{'':>24}parts: network alone {result.network_auc:.4f}, golden score alone "
+              f"{result.golden_auc:.4f}", flush=True)
 
 
 def print_summary(results: list[RunResult], preset: str) -> None:
@@ -171,6 +201,12 @@ def print_summary(results: list[RunResult], preset: str) -> None:
               f"[{min(aucs):.4f}, {max(aucs):.4f}]      {statistics.mean(escapes):5.1%} "
               f"[{min(escapes):.1%}, {max(escapes):.1%}]            "
               f"{_goal_text(preset, size, aucs, escapes)}")
+    for (style, size), runs in sorted(groups.items()):
+        parts = [r for r in runs if r.network_auc is not None]
+        if parts:
+            print(f"{style:>10} {size:>6}  its parts: network alone "
+                  + " / ".join(f"{r.network_auc:.3f}" for r in parts)
+                  + ", golden score alone " + " / ".join(f"{r.golden_auc:.3f}" for r in parts))
     for (style, size), runs in sorted(groups.items()):
         print(f"\nrecall per defect kind at 2 % false calls, {style} {size} "
               f"(caught / bad test images, all {len(runs)} seeds):")
@@ -230,7 +266,7 @@ def main(argv=None) -> int:
     results = []
     for size in sizes:
         for style in styles:
-            folder = dataset_folder(root, style, size)
+            folder = dataset_folder(root, style, size, args.data_seed)
             for seed in seeds:
                 result = train_and_evaluate(folder, style, size, recipe_config(args, seed))
                 print_run(result)

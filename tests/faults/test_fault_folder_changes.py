@@ -172,11 +172,13 @@ def test_repair_keeps_the_mark_of_a_flag_on_a_changed_image(tmp_path, isolated_h
 
 
 def _downgrade_to_schema_3(workspace: Workspace) -> None:
-    """What a schema-3 DieSight left: no hashes, no change times, user_version 3."""
+    """What a schema-3 DieSight left: no hashes, no change times, no score parts,
+    user_version 3."""
     con = sqlite3.connect(workspace.db_path)
     with con:
         for table, column in (("images", "ctime_ns"), ("images", "content_hash"),
-                              ("scores", "content_hash"), ("annotations", "flagged_hash")):
+                              ("scores", "content_hash"), ("annotations", "flagged_hash"),
+                              ("scores", "network_logit"), ("scores", "golden")):
             con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         con.execute("PRAGMA user_version = 3")
     con.close()
@@ -198,7 +200,7 @@ def test_a_schema_3_workspace_keeps_flags_labels_runs_and_scores(tmp_path, isola
     Image.fromarray(np.zeros(IMAGE_SHAPE, dtype=np.uint8)).save(data / "train/bad_1/20.png")
 
     upgraded = open_dataset(data, workers=1)
-    assert Workspace(workspace.path).schema_version() == SCHEMA_VERSION == 4
+    assert Workspace(workspace.path).schema_version() == SCHEMA_VERSION == 5
     assert upgraded.stats.changed == 1 and upgraded.stats.decoded == 1
     assert set(flags(workspace)) == {ids["train/bad_1/20.png"], ids["train/bad_1/22.png"]}
     assert upgraded.labels[upgraded.relpaths.index("train/good_0/3.png")] == 1

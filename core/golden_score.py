@@ -1,0 +1,229 @@
+"""The golden-reference score: how far a part departs from good parts that look like it.
+
+A classifier learns the defect kinds it was shown enough of; a mark of a kind it saw a
+handful of times it memorises instead (README, "Why `vertical` fails"). This score needs no
+bad examples: each part is compared with the golden reference of ``core.golden`` (the
+pixel median of the ``GOLDEN_K`` good training parts whose thumbnails are nearest, each
+aligned by phase correlation and brightness-matched), and the absolute difference is divided,
+pixel by pixel, by how much those good parts vary there (their robust spread plus a floor of
+``SPREAD_FLOOR`` grey levels). A place where good parts differ anyway (edges, texture,
+resampling) counts less; a mark where they agree counts more. The score is the largest
+ratio inside a border, at ``ROWS`` rows, where a 2–4-pixel mark is still visible.
+
+A run trained with ``golden_weight`` > 0 keeps a **bank** next to its checkpoint
+(``GOLDEN_FILE``): at most ``BANK_LIMIT`` of its good training parts at ``ROWS`` rows and
+their thumbnails, and the reference that puts the two scores on one scale, measured on the
+run's good holdout parts (which chose nothing). The run's defect score is then
+
+    fused logit = (1 - w) * logit + w * (logit median + logit spread * golden z-score)
+
+where the golden z-score is ``(log golden - its median) / its spread`` on those good parts:
+the golden score expressed in the classifier's logit units, so ranking, the threshold, AUC
+and exports all work on one number. ``tests/benchmarks/bench_anomaly.py`` measured why.
+A bank image identical to the part being scored (a training part scored later) is not its
+own reference.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from core.atomic import atomic_write
+from core.golden import GOLDEN_K, aligned, matched_brightness
+from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
+
+ROWS = 134
+BANK_LIMIT = 2000
+THUMB_ROWS = 32
+BORDER = 4          # pixels left out at each edge (a shifted neighbour repeats its edge there)
+BLUR_SIGMA = 1.0
+SPREAD_FLOOR = 2.0  # grey levels: a flat area must not turn sensor noise into a large ratio
+GOLDEN_FILE = "golden_bank.npz"
+# Images per task of the thread pool (numpy's FFT and scipy's filters release the GIL).
+CHUNK = 16
+
+
+@dataclass(frozen=True)
+class FusionReference:
+    """Where the good holdout parts lie on each score: the scale the two are fused on."""
+
+    weight: float
+    logit_median: float
+    logit_spread: float
+    golden_median: float   # of log(golden score)
+    golden_spread: float
+
+    def fuse(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
+        """The run's defect logit from the classifier's logits and the golden scores."""
+        z = (np.log(np.asarray(golden, dtype=np.float64)) - self.golden_median) \
+            / self.golden_spread
+        on_logit_scale = self.logit_median + self.logit_spread * z
+        return (1 - self.weight) * np.asarray(logits, dtype=np.float64) \
+            + self.weight * on_logit_scale
+
+
+@dataclass
+class GoldenBank:
+    """Good parts to compare with (uint8 (n, ROWS, c)), their thumbnails, the reference."""
+
+    images: np.ndarray
+    thumbnails: np.ndarray
+    reference: FusionReference | None = None
+
+    def scores_for(self, dataset, positions: np.ndarray, progress: ProgressFn | None = None,
+                   cancel: CancelCheck | None = None) -> np.ndarray:
+        """The golden score of each of the dataset's images at ``positions``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return golden_scores(self, len(positions),
+                             lambda a, b: reduced_images(dataset, positions[a:b]),
+                             progress, cancel)
+
+
+def reduced(image: np.ndarray) -> np.ndarray:
+    """A cached image at ``ROWS`` rows, rounded to whole grey levels (float32).
+
+    Rounded like the bank's uint8 images, so a part that is also in the bank has exactly
+    its bank image's thumbnail and is recognised as itself.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    factor = ROWS / image.shape[0]
+    small = ndimage.zoom(image, factor, order=1) if factor != 1 else image
+    return np.clip(np.rint(small), 0, 255).astype(np.float32)
+
+
+def reduced_images(dataset, positions: np.ndarray) -> np.ndarray:
+    """``reduced`` of the dataset's images at ``positions``, float32 (m, ROWS, c)."""
+    ids = dataset.image_ids
+    if len(positions) == 0:
+        return np.zeros((0, ROWS, 1), dtype=np.float32)
+    return np.stack([reduced(dataset.images[int(ids[int(p)])]) for p in positions])
+
+
+def thumbnails(images: np.ndarray) -> np.ndarray:
+    """Flattened ``THUMB_ROWS``-row thumbnails at zero mean and unit spread (brightness-free),
+    what "looks like" is measured on."""
+    small = np.stack([ndimage.zoom(x, THUMB_ROWS / x.shape[0], order=1) for x in images])
+    flat = small.reshape(len(small), -1)
+    return ((flat - flat.mean(axis=1, keepdims=True))
+            / (flat.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+def build_bank(dataset, good_positions: np.ndarray, seed: int = 0) -> GoldenBank:
+    """A bank of at most ``BANK_LIMIT`` of the good parts at ``good_positions`` (an even
+    random draw, so each product keeps its share)."""
+    good_positions = np.sort(np.asarray(good_positions, dtype=np.int64))
+    if len(good_positions) == 0:
+        raise ValueError("a golden bank needs at least one good training image")
+    if len(good_positions) > BANK_LIMIT:
+        rng = np.random.default_rng(seed)
+        good_positions = np.sort(rng.choice(good_positions, BANK_LIMIT, replace=False))
+    images = reduced_images(dataset, good_positions)
+    return GoldenBank(images.astype(np.uint8), thumbnails(images))
+
+
+def golden_scores(bank: GoldenBank, count: int, load, progress: ProgressFn | None = None,
+                  cancel: CancelCheck | None = None) -> np.ndarray:
+    """The golden scores of ``count`` images against ``bank``; ``load(a, b)`` gives images
+    a..b-1 as :func:`reduced` makes them (read in chunks: 30,000 at once would not fit)."""
+    out = np.empty(count, dtype=np.float64)
+    goods = bank.images.astype(np.float32)
+    starts = range(0, count, CHUNK)
+    throttle = Throttle()
+    with ThreadPoolExecutor() as pool:
+        jobs = [pool.submit(_score_chunk, goods, bank.thumbnails, load, s, min(s + CHUNK, count))
+                for s in starts]
+        try:
+            for start, job in zip(starts, jobs, strict=True):
+                check_cancel(cancel)
+                out[start:start + CHUNK] = job.result()
+                done = min(start + CHUNK, count)
+                if throttle.ready(done == count):
+                    report(progress, "golden", done, count,
+                           f"golden reference {done}/{count}")
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            raise
+    return out
+
+
+def _score_chunk(goods, bank_thumbs, load, start: int, stop: int) -> np.ndarray:
+    images = load(start, stop)
+    queries = thumbnails(images)
+    return np.array([_score_one(goods, bank_thumbs, image, query)
+                     for image, query in zip(images, queries, strict=True)])
+
+
+def _score_one(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
+               query: np.ndarray) -> float:
+    distance = ((bank_thumbs - query) ** 2).sum(axis=1)
+    distance[distance == 0] = np.inf  # the part itself, when it is in the bank
+    nearest = np.argsort(distance, kind="stable")[:GOLDEN_K]
+    nearest = nearest[np.isfinite(distance[nearest])]
+    if len(nearest) == 0:
+        raise ValueError("the golden bank has no image other than the one being scored")
+    stack = np.stack([matched_brightness(image, aligned(image, goods[j])[0]) for j in nearest])
+    golden = np.median(stack, axis=0)
+    difference = ndimage.gaussian_filter(np.abs(image - golden), BLUR_SIGMA)
+    # Robust spread (MAD) of the aligned good parts at each pixel, smoothed, plus the floor.
+    spread = 1.4826 * np.median(np.abs(stack - golden), axis=0)
+    spread = ndimage.gaussian_filter(spread, 2 * BLUR_SIGMA) + SPREAD_FLOOR
+    inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    return float((difference / spread)[inner].max())
+
+
+def reference_from(weight: float, logits: np.ndarray, golden: np.ndarray) -> FusionReference:
+    """The fusion reference from good parts' logits and golden scores (medians and MADs)."""
+    def median_spread(values):
+        values = np.asarray(values, dtype=np.float64)
+        median = float(np.median(values))
+        return median, max(1.4826 * float(np.median(np.abs(values - median))), 1e-6)
+
+    if len(logits) == 0:
+        raise ValueError("the fusion reference needs good holdout images")
+    return FusionReference(weight, *median_spread(logits),
+                           *median_spread(np.log(np.asarray(golden, dtype=np.float64))))
+
+
+def bank_path(checkpoint: Path) -> Path:
+    """Where a run keeps its bank: next to its checkpoint (an imported run shares it)."""
+    return Path(checkpoint).parent / GOLDEN_FILE
+
+
+def save_bank(path: Path, bank: GoldenBank) -> None:
+    reference = json.dumps(asdict(bank.reference) if bank.reference else None)
+    with atomic_write(path, "wb") as handle:
+        np.savez(handle, images=bank.images, thumbnails=bank.thumbnails,
+                 reference=np.array(reference))
+
+
+def load_bank(path: Path) -> GoldenBank | None:
+    """The bank at ``path``; None when there is none (a run without the golden score)."""
+    if not Path(path).is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        reference = json.loads(str(data["reference"]))
+        return GoldenBank(data["images"], data["thumbnails"],
+                          FusionReference(**reference) if reference else None)
+
+
+def fit_bank(dataset, train_positions: np.ndarray, holdout_positions: np.ndarray,
+             holdout_logits: np.ndarray, holdout_labels: np.ndarray, weight: float,
+             seed: int = 0, progress: ProgressFn | None = None) -> tuple[GoldenBank, np.ndarray]:
+    """A run's bank (its good training parts) with the fusion reference measured on its good
+    holdout parts, and the holdout's fused logits (what its threshold is placed on)."""
+    train_positions = np.asarray(train_positions, dtype=np.int64)
+    goods = train_positions[np.asarray(dataset.labels)[train_positions] == 0]
+    report(progress, "golden", 0, len(holdout_positions),
+           f"golden reference: {min(len(goods), BANK_LIMIT)} good training parts")
+    bank = build_bank(dataset, goods, seed)
+    golden = bank.scores_for(dataset, holdout_positions, progress)
+    good = np.asarray(holdout_labels) == 0
+    bank.reference = reference_from(weight, np.asarray(holdout_logits)[good], golden[good])
+    return bank, bank.reference.fuse(holdout_logits, golden)
