@@ -38,7 +38,9 @@ from app.thumbnail_grid import downscale, gray_qimage
 from app.workers import TaskOwner
 from core.explain import heat_colours
 from core.golden import Golden, golden_for
+from core.golden_score import explain_parts, load_reference
 from core.neighbours import DEFAULT_K, Neighbour, NeighbourIndex
+from core.score_store import aligned_parts
 
 TILE_SIZE = 56
 TILE_MIN_WIDTH = 62
@@ -54,6 +56,7 @@ class Evidence:
     index: NeighbourIndex
     neighbours: list[Neighbour]
     golden: Golden | None
+    parts: str | None = None  # what a fused score was made of (core.golden_score)
 
 
 def _evidence_job(dataset, run, labels, position: int, index, *, progress, cancel):
@@ -61,7 +64,16 @@ def _evidence_job(dataset, run, labels, position: int, index, *, progress, cance
     if index is None:
         index = NeighbourIndex(dataset, run.id, labels)
     neighbours = index.nearest(position, DEFAULT_K)
-    return index, neighbours, golden_for(index, position)
+    return index, neighbours, golden_for(index, position), _score_parts(dataset, run, position)
+
+
+def _score_parts(dataset, run, position: int) -> str | None:
+    reference = load_reference(run.checkpoint) if run.checkpoint else None
+    parts = aligned_parts(dataset, run.id) if reference else None
+    if parts is None or np.isnan(parts.golden[position]):
+        return None
+    return explain_parts(reference, float(parts.network_logits[position]),
+                         float(parts.golden[position]))
 
 
 class NeighbourTile(QToolButton):
@@ -209,11 +221,11 @@ class EvidencePanel(QWidget):
                          on_failed=self._on_task_fail)
 
     def _on_task_done(self, key: tuple, result) -> None:
-        index, neighbours, golden = result
+        index, neighbours, golden, parts = result
         if key[0] == (self.state.current_run.id if self.state.current_run else None):
             self._index = index
         if key == self.current_key():
-            self._show(Evidence(key, index, neighbours, golden))
+            self._show(Evidence(key, index, neighbours, golden, parts))
 
     def _on_task_fail(self, error: BaseException) -> None:
         self._clear(f"No nearest images: {error}")
@@ -246,6 +258,8 @@ class EvidencePanel(QWidget):
         if evidence.golden is not None:
             parts.append(f"golden: median of {len(evidence.golden.positions)} aligned good "
                          "parts")
+        if evidence.parts:
+            parts.append(evidence.parts)
         return " · ".join(parts)
 
     def _clear(self, reason: str) -> None:

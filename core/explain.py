@@ -52,10 +52,12 @@ from core.explain_maps import (  # noqa: F401  (re-exported)
 )
 from core.explain_methods import (  # noqa: F401  (re-exported)
     DEFAULT_METHODS,
+    GOLDEN_METHOD,
     METHODS,
     check_method,
     default_method,
 )
+from core.golden_score import bank_path, load_bank, ratio_maps
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 from core.run_model import load_model_from_run
 from core.score_store import as_run
@@ -192,6 +194,10 @@ class Explainer:
     def __init__(self, run, method: str, device: str = "auto") -> None:
         self.run_id, self.method = run.id, check_method(method)
         self.device = select_device(device)
+        # The golden map needs no network: the run's bank of good parts is the model.
+        self.golden = _golden_bank(run) if method == GOLDEN_METHOD else None
+        if self.golden is not None:
+            return
         model, config = load_model_from_run(run)
         self.model = model.to(self.device).eval()
         self.input_shape = config.input_shape
@@ -202,6 +208,8 @@ class Explainer:
         (allocations, hooks) that a user pressing H should not wait for."""
         # One image is too little work to share: two threads waiting on each other's slice
         # were 40x slower than one on a busy 2-core machine (README, heatmap benchmark).
+        if self.golden is not None:
+            return self
         with torch_threads(1 if self.device.type == "cpu" else None):
             self.attribute(torch.zeros((1, 1, *self.input_shape), device=self.device))
         return self
@@ -209,6 +217,8 @@ class Explainer:
     def maps(self, dataset, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(maps float16 (n, H, W) at the dataset's size, peaks float32 (n,)): one batch."""
         positions = np.asarray(positions)
+        if self.golden is not None:
+            return _golden_maps(self.golden, dataset, positions)
         with torch_threads(1 if self.device.type == "cpu" and len(positions) == 1 else None):
             images = prepare_images(dataset, positions, self.input_shape, self.device)
             raw = self.attribute(normalise(images.to(self.device)))
@@ -236,6 +246,23 @@ def _compute(dataset, explainer: Explainer, image_ids: np.ndarray, batch_size: i
             rate = stop / max(time.perf_counter() - started, 1e-9)
             report(progress, "explain", stop, n, f"{rate:.1f} images/s", images_per_s=rate)
     return maps, peaks
+
+
+def _golden_bank(run):
+    """The run's golden bank; ValueError when it has none (trained without a golden weight)."""
+    bank = load_bank(bank_path(run.checkpoint)) if run.checkpoint else None
+    if bank is None or bank.reference is None:
+        raise ValueError(f"run {run.id} has no golden reference (trained with golden weight "
+                         f"0, or stopped before it was built): use another method")
+    return bank
+
+
+def _golden_maps(bank, dataset, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The golden deviation above what the good parts typically reach (core.golden_score):
+    a part no further from its golden than a typical good part shows nothing."""
+    typical = float(np.exp(bank.reference.golden_median))
+    raw = torch.from_numpy(ratio_maps(bank, dataset, positions) - typical)
+    return _to_image_size(raw, dataset.image_size)
 
 
 def _to_image_size(raw: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

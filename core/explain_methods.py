@@ -11,7 +11,10 @@ METHODS: dict[str, str] = {
     "layercam": "gradient x activation at the last three stages, combined",
     "occlusion": "logit drop when a window is greyed out (slow: many forward passes)",
     "integrated-gradients": "integrated gradients from mean grey, smoothed",
+    "golden": "where the part departs from its golden reference, beyond a typical good "
+              "part (runs with a golden weight; core.golden_score)",
 }
+GOLDEN_METHOD = "golden"
 
 # The default per model, chosen by measured localisation (pointing game on the demo sets'
 # defect boxes, tests/benchmarks/bench_explain.py; the numbers are in the README). On two

@@ -162,6 +162,12 @@ def _score_chunk(goods, bank_thumbs, load, start: int, stop: int) -> np.ndarray:
 
 def _score_one(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
                query: np.ndarray) -> float:
+    return float(_ratio_map(goods, bank_thumbs, image, query).max())
+
+
+def _ratio_map(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
+               query: np.ndarray) -> np.ndarray:
+    """|image - golden| / the good parts' spread, pixel by pixel, 0 in the border."""
     distance = ((bank_thumbs - query) ** 2).sum(axis=1)
     distance[distance == 0] = np.inf  # the part itself, when it is in the bank
     nearest = np.argsort(distance, kind="stable")[:GOLDEN_K]
@@ -174,8 +180,19 @@ def _score_one(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
     # Robust spread (MAD) of the aligned good parts at each pixel, smoothed, plus the floor.
     spread = 1.4826 * np.median(np.abs(stack - golden), axis=0)
     spread = ndimage.gaussian_filter(spread, 2 * BLUR_SIGMA) + SPREAD_FLOOR
+    ratio = np.zeros_like(difference)
     inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
-    return float((difference / spread)[inner].max())
+    ratio[inner] = (difference / spread)[inner]
+    return ratio
+
+
+def ratio_maps(bank: GoldenBank, dataset, positions: np.ndarray) -> np.ndarray:
+    """Where each image departs from its golden reference (float32 (n, ROWS, c)): the map
+    whose maximum is its golden score (the viewer's "golden" heatmap)."""
+    images = reduced_images(dataset, np.asarray(positions, dtype=np.int64))
+    goods = bank.images.astype(np.float32)
+    return np.stack([_ratio_map(goods, bank.thumbnails, image, query)
+                     for image, query in zip(images, thumbnails(images), strict=True)])
 
 
 def reference_from(weight: float, logits: np.ndarray, golden: np.ndarray) -> FusionReference:
@@ -227,3 +244,21 @@ def fit_bank(dataset, train_positions: np.ndarray, holdout_positions: np.ndarray
     good = np.asarray(holdout_labels) == 0
     bank.reference = reference_from(weight, np.asarray(holdout_logits)[good], golden[good])
     return bank, bank.reference.fuse(holdout_logits, golden)
+
+
+def load_reference(checkpoint: Path) -> FusionReference | None:
+    """Only the fusion reference of a run's bank (without reading its images)."""
+    path = bank_path(checkpoint)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        reference = json.loads(str(data["reference"]))
+    return FusionReference(**reference) if reference else None
+
+
+def explain_parts(reference: FusionReference, network_logit: float, golden: float) -> str:
+    """One line for the viewer: what a fused score was made of, against the good parts."""
+    typical = float(np.exp(reference.golden_median))
+    return (f"score = {1 - reference.weight:.2g} × network (logit {network_logit:+.2f}) + "
+            f"{reference.weight:.2g} × golden reference ({golden:.1f}; good parts ≈ "
+            f"{typical:.1f}) = logit {reference.fuse([network_logit], [golden])[0]:+.2f}")

@@ -89,7 +89,7 @@ def test_form_round_trips_every_config_field(form):
                          augment=False, val_fraction=0.25, seed=42, split_seed=7, device="cpu",
                          precision="fp32", image_size=128, early_stopping_patience=0,
                          threshold=0.35, num_threads=3, weights="/models/resnet18.pth",
-                         compile=True, sync_batchnorm=True)
+                         compile=True, sync_batchnorm=True, golden_weight=0.35)
     # Every field differs from the defaults, so the round trip checks each widget.
     defaults = TrainConfig()
     assert all(getattr(config, f.name) != getattr(defaults, f.name)

@@ -118,6 +118,9 @@ def test_a_golden_run_reports_and_stores_the_fused_score(dataset, tiny_everywher
     parts = aligned_parts(dataset, run.id)  # what each fused score was made of
     assert np.allclose(bank.reference.fuse(parts.network_logits, parts.golden), logits)
     assert (parts.golden > 0).all()
+    assert gs.load_reference(run.checkpoint) == bank.reference
+    line = gs.explain_parts(bank.reference, parts.network_logits[0], parts.golden[0])
+    assert "0.5 × network" in line and f"= logit {logits[0]:+.2f}" in line
 
     # Without its bank (a run stopped before it was built) it scores with the network alone.
     gs.bank_path(run.checkpoint).unlink()
@@ -145,3 +148,18 @@ def test_onnx_export_of_a_golden_run_says_what_it_leaves_out(dataset, tiny_every
     metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert metadata["threshold_source"] == "default" and metadata["threshold"] == "0.5"
     assert metadata["golden_weight"].startswith("0.4:")
+
+
+def test_golden_heatmaps_show_a_departure_and_need_a_golden_run(dataset, tiny_everywhere):
+    from core.explain import explain
+
+    trainer.train(dataset, tiny_config(golden_weight=0.5, epochs=1, seed=1))
+    run = list_runs(dataset.workspace)[-1]
+    bad = dataset.image_ids[np.flatnonzero(dataset.labels == 1)[:3]]
+    maps = explain(dataset, run.id, bad, "golden", store=False)
+    assert maps.maps.shape == (3, *dataset.image_size)
+    assert float(maps.maps.max()) == pytest.approx(1.0, abs=1e-3)
+    trainer.train(dataset, tiny_config(epochs=1))
+    plain = list_runs(dataset.workspace)[-1]
+    with pytest.raises(ValueError, match="no golden reference"):
+        explain(dataset, plain.id, bad, "golden")
