@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from core.atomic import atomic_write
-from core.golden import GOLDEN_K, aligned, matched_brightness
+from core.golden import GOLDEN_K, aligned, matched_brightness, reference_spectrum
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 
 ROWS = 134
@@ -174,7 +174,9 @@ def _ratio_map(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
     nearest = nearest[np.isfinite(distance[nearest])]
     if len(nearest) == 0:
         raise ValueError("the golden bank has no image other than the one being scored")
-    stack = np.stack([matched_brightness(image, aligned(image, goods[j])[0]) for j in nearest])
+    spectrum = reference_spectrum(image)
+    stack = np.stack([matched_brightness(image, aligned(image, goods[j], spectrum)[0])
+                      for j in nearest])
     golden = np.median(stack, axis=0)
     difference = ndimage.gaussian_filter(np.abs(image - golden), BLUR_SIGMA)
     # Robust spread (MAD) of the aligned good parts at each pixel, smoothed, plus the floor.
