@@ -35,7 +35,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSlider, QToolButt
 from app.icons import icon
 from app.state import AppState
 from app.workers import TaskOwner
-from core.explain_methods import METHODS, default_method
+from core.explain_methods import METHODS
 
 # The method's name in the status line, short enough for a narrow dock.
 SHORT_NAMES = {"gradcam": "Grad-CAM", "gradcam-fine": "Grad-CAM fine",
@@ -142,13 +142,16 @@ class HeatmapLayer(QObject):
             self.method_box.addItem(name, name)
             self.method_box.setItemData(self.method_box.count() - 1, description,
                                         Qt.ItemDataRole.ToolTipRole)
-        self.method_box.setToolTip("Attribution method; 'default' is the one measured to "
-                                   "localise defects best for the run's model")
+        self.method_box.setToolTip("Heatmap method, for the viewer, the ranked thumbnails "
+                                   "and the activation-space preview alike; 'default' is "
+                                   "the one measured to localise defects best for the run")
         self.method_box.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.method_box.setMinimumContentsLength(8)
         self.method_box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        self.method_box.currentIndexChanged.connect(lambda _i: self.request())
+        self.method_box.currentIndexChanged.connect(
+            lambda _i: self.state.set_heatmap_choice(self.method_box.currentData()))
+        self.state.heatmap_method_changed.connect(self._on_heatmap_method_change)
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal, objectName="heatmapOpacity")
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(DEFAULT_OPACITY)
@@ -185,10 +188,15 @@ class HeatmapLayer(QObject):
         return self.toggle_button.isChecked()
 
     def method(self) -> str | None:
-        """The chosen method, resolved for the current run's model."""
-        run = self.state.current_run
-        chosen = self.method_box.currentData()
-        return chosen or (default_method(run.model) if run is not None else None)
+        """The chosen method, resolved for the current run (the session holds the choice)."""
+        return self.state.heatmap_method
+
+    def _on_heatmap_method_change(self) -> None:
+        choice = self.state.session.heatmap_choice
+        index = 0 if choice is None else self.method_box.findData(choice)
+        if index >= 0 and index != self.method_box.currentIndex():
+            self.method_box.setCurrentIndex(index)  # chosen elsewhere: show it here too
+        self.request()
 
     def value_at(self, x: int, y: int) -> float | None:
         """The shown map's value at pixel (x, y), None when no map is shown."""

@@ -18,7 +18,6 @@ from PySide6.QtGui import QImage, QPixmap
 from app.state import AppState
 from app.workers import TaskOwner
 from core.explain_maps import overlay, read_cached
-from core.explain_methods import default_method
 
 MEMORY_MAPS = 256   # maps kept in memory: a screenful of rows plus the recent hovers
 OVERLAY_OPACITY = 0.6
@@ -51,7 +50,8 @@ def overlay_pixmap(image: np.ndarray, heat: np.ndarray | None, side: int) -> QPi
 
 
 class HeatmapSource(QObject):
-    """The current run's maps (its model's default method), from memory, disk or a worker.
+    """The current run's maps (the method chosen in the viewer, else the run's default),
+    from memory, disk or a worker.
 
     Args:
         store: write computed maps into the run's cache (a batch of rows is worth keeping;
@@ -76,13 +76,14 @@ class HeatmapSource(QObject):
         self._waiting: np.ndarray | None = None
         state.current_run_changed.connect(self._forget)
         state.dataset_changed.connect(self._forget)
+        state.heatmap_method_changed.connect(self._on_method_change)
 
     def key(self) -> tuple | None:
         """(run id, method), or None without a dataset or run."""
         run = self.state.current_run
         if self.state.dataset is None or run is None:
             return None
-        return run.id, default_method(run.model)
+        return run.id, self.state.heatmap_method
 
     def get(self, image_id: int) -> np.ndarray | None:
         """The map of ``image_id`` if in memory or cached on disk (never computes)."""
@@ -148,6 +149,12 @@ class HeatmapSource(QObject):
         self._memory.move_to_end((*key, image_id))
         while len(self._memory) > MEMORY_MAPS:
             self._memory.popitem(last=False)
+
+    def _on_method_change(self) -> None:
+        """Maps of the other method are kept (switching back is instant); the views ask
+        again for the new one (they listen to the same signal)."""
+        self._waiting = None
+        self.tasks.discard()
 
     def _forget(self, *_args) -> None:
         self._memory.clear()

@@ -36,6 +36,7 @@ class HoverPreview(QFrame):
         self.source = HeatmapSource(state, self)
         self.source.ready.connect(self._on_maps_ready)
         self.source.failed.connect(lambda _e: self.heat_label.setText("no heatmap"))
+        state.heatmap_method_changed.connect(self._on_heatmap_method_change)
         self.image_label = QLabel(objectName="hoverPreviewImage")
         self.heat_label = QLabel(objectName="hoverPreviewHeat")
         for label in (self.image_label, self.heat_label):
@@ -89,6 +90,10 @@ class HoverPreview(QFrame):
     def showing_heatmap(self) -> bool:
         pixmap = self.heat_label.pixmap()
         return self.isVisible() and not pixmap.isNull()
+
+    def _on_heatmap_method_change(self) -> None:
+        if self.image_id is not None and self.isVisible():
+            self._show_heat()
 
     def _on_maps_ready(self, image_ids: list) -> None:
         if self.image_id is not None and self.image_id in image_ids:

@@ -46,6 +46,7 @@ class RankedHeatmaps(QObject):
         table.model().modelReset.connect(self._on_rows_moved)
         self.source.ready.connect(lambda _ids: self.table.viewport().update())
         state.current_run_changed.connect(self._pixmaps.clear)
+        state.heatmap_method_changed.connect(self.request_visible)
 
     @property
     def enabled(self) -> bool:

@@ -30,7 +30,7 @@ SAVE_THRESHOLD_AFTER_MS = 400  # after the last slider step: one workspace write
 
 _EVENTS = ("dataset_changed", "current_image_changed", "runs_changed", "current_run_changed",
            "threshold_changed", "annotations_changed", "selection_changed",
-           "list_filter_requested", "browse_order_changed")
+           "list_filter_requested", "browse_order_changed", "heatmap_method_changed")
 
 
 class AppState(QObject):
@@ -46,6 +46,7 @@ class AppState(QObject):
         selection_changed(object): the selected positions (int64 array).
         list_filter_requested(object): positions a view asks the ranked list to show.
         browse_order_changed: the list that previous/next steps through changed.
+        heatmap_method_changed: another heatmap method was chosen.
     """
 
     dataset_changed = Signal()
@@ -57,6 +58,7 @@ class AppState(QObject):
     selection_changed = Signal(object)
     list_filter_requested = Signal(object)
     browse_order_changed = Signal()
+    heatmap_method_changed = Signal()
 
     def __init__(self, parent: QObject | None = None, session: Session | None = None) -> None:
         super().__init__(parent)
@@ -164,6 +166,15 @@ class AppState(QObject):
 
     def set_threshold(self, value: float) -> None:
         self.session.set_threshold(value)
+
+    @property
+    def heatmap_method(self) -> str | None:
+        """The method the current run's heatmaps are shown with (viewer, list, previews)."""
+        return self.session.heatmap_method
+
+    def set_heatmap_choice(self, method: str | None) -> None:
+        """A method for every heatmap view; None for each run's default."""
+        self.session.set_heatmap_choice(method)
 
     def save_threshold(self) -> None:
         """Write the chosen threshold now (on quitting; otherwise it is written shortly

@@ -124,7 +124,7 @@ def explain(dataset, run, image_ids: Sequence[int] | np.ndarray, method: str | N
     """
     started = time.perf_counter()
     run = as_run(dataset.workspace, run)
-    method = check_method(method or default_method(run.model))
+    method = check_method(method or default_method(run))
     wanted = np.asarray(image_ids, dtype=np.int64).ravel()
     _check_present(dataset, wanted)
     cache = HeatmapCache(dataset.workspace.run_dir(run.id), method, run.checkpoint)

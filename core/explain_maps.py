@@ -23,7 +23,7 @@ def read_cached(dataset, run, image_ids: Sequence[int] | np.ndarray, method: str
     """{image id: (map float16 (H, W), peak)} of those of ``image_ids`` that ``run``'s cache
     of ``method`` (default: the model's best) holds; never computes. Reads just those rows."""
     run = as_run(dataset.workspace, run)
-    method = check_method(method or default_method(run.model))
+    method = check_method(method or default_method(run))
     cached = HeatmapCache(dataset.workspace.run_dir(run.id), method, run.checkpoint).load()
     wanted = np.unique(np.asarray(image_ids, dtype=np.int64).ravel())
     if cached is None or len(wanted) == 0 or len(cached[0]) == 0:

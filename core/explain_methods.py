@@ -27,9 +27,15 @@ DEFAULT_METHODS: dict[str, str] = {"designed_resnet": "integrated-gradients"}
 FALLBACK_METHOD = "integrated-gradients"
 
 
-def default_method(model_name: str) -> str:
-    """The method used when none is asked for (measured per model, see DEFAULT_METHODS)."""
-    return DEFAULT_METHODS.get(model_name, FALLBACK_METHOD)
+def default_method(run) -> str:
+    """The method used for ``run`` (a run record) when none is asked for: ``golden`` for a
+    run with a golden reference (it localised local defects best: README, "Heatmaps"),
+    else the one measured best for its model (DEFAULT_METHODS)."""
+    from core.golden_score import has_golden
+
+    if has_golden(run):
+        return GOLDEN_METHOD
+    return DEFAULT_METHODS.get(run.model, FALLBACK_METHOD)
 
 
 def check_method(method: str) -> str:

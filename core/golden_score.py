@@ -15,11 +15,12 @@ A run trained with ``golden_weight`` > 0 keeps a **bank** next to its checkpoint
 their thumbnails, and the reference that puts the two scores on one scale, measured on the
 run's good holdout parts (which chose nothing). The run's defect score is then
 
-    fused logit = (1 - w) * logit + w * (logit median + logit spread * golden z-score)
+    blend = (1 - w) * logit + w * (logit median + logit spread * golden z-score)
 
 where the golden z-score is ``(log golden - its median) / its spread`` on those good parts:
-the golden score expressed in the classifier's logit units, so ranking, the threshold, AUC
-and exports all work on one number. ``tests/benchmarks/bench_anomaly.py`` measured why.
+the golden score expressed in the classifier's logit units. A logistic fit on the holdout
+(slope > 0) turns the blend into the fused logit, so its probability is a defect
+probability again; ranking, the threshold, AUC and exports all work on that one number. ``tests/benchmarks/bench_anomaly.py`` measured why.
 A bank image identical to the part being scored (a training part scored later) is not its
 own reference.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +59,22 @@ class FusionReference:
     logit_spread: float
     golden_median: float   # of log(golden score)
     golden_spread: float
+    # The blend's calibration on the holdout (a logistic fit, slope > 0): the fused logit
+    # is slope * blend + offset, so its probability means what the network's did.
+    slope: float = 1.0
+    offset: float = 0.0
 
-    def fuse(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
-        """The run's defect logit from the classifier's logits and the golden scores."""
+    def blend(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
+        """The weighted mean of the network's logit and the golden score on its scale."""
         z = (np.log(np.asarray(golden, dtype=np.float64)) - self.golden_median) \
             / self.golden_spread
         on_logit_scale = self.logit_median + self.logit_spread * z
         return (1 - self.weight) * np.asarray(logits, dtype=np.float64) \
             + self.weight * on_logit_scale
+
+    def fuse(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
+        """The run's defect logit from the network's logits and the golden scores."""
+        return self.slope * self.blend(logits, golden) + self.offset
 
 
 @dataclass
@@ -210,6 +219,12 @@ def reference_from(weight: float, logits: np.ndarray, golden: np.ndarray) -> Fus
                            *median_spread(np.log(np.asarray(golden, dtype=np.float64))))
 
 
+def has_golden(run) -> bool:
+    """Whether a run's scores fuse a golden-reference score (its bank was built)."""
+    return run.config.golden_weight > 0 and run.checkpoint is not None \
+        and bank_path(run.checkpoint).is_file()
+
+
 def bank_path(checkpoint: Path) -> Path:
     """Where a run keeps its bank: next to its checkpoint (an imported run shares it)."""
     return Path(checkpoint).parent / GOLDEN_FILE
@@ -243,9 +258,30 @@ def fit_bank(dataset, train_positions: np.ndarray, holdout_positions: np.ndarray
            f"golden reference: {min(len(goods), BANK_LIMIT)} good training parts")
     bank = build_bank(dataset, goods, seed)
     golden = bank.scores_for(dataset, holdout_positions, progress)
-    good = np.asarray(holdout_labels) == 0
-    bank.reference = reference_from(weight, np.asarray(holdout_logits)[good], golden[good])
+    labels = np.asarray(holdout_labels)
+    good = labels == 0
+    reference = reference_from(weight, np.asarray(holdout_logits)[good], golden[good])
+    slope, offset = _calibration(reference.blend(holdout_logits, golden), labels)
+    bank.reference = replace(reference, slope=slope, offset=offset)
     return bank, bank.reference.fuse(holdout_logits, golden)
+
+
+def _calibration(blend: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(slope, offset) of a logistic fit of the labels on the blend (Platt scaling); the
+    identity when the holdout cannot support one (one class only, or a slope <= 0).
+
+    The blend's scale is the network's only for the good parts; a defect the golden
+    reference sees has a blend far above any the network gives, so without this its
+    probability would not mean a defect rate. Monotone: ranking, AUC and which parts
+    a threshold passes stay as they are.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(labels)) < 2:
+        return 1.0, 0.0
+    fit = LogisticRegression(C=1e4).fit(np.asarray(blend).reshape(-1, 1), labels)
+    slope = float(fit.coef_[0, 0])
+    return (slope, float(fit.intercept_[0])) if slope > 0 else (1.0, 0.0)
 
 
 def load_reference(checkpoint: Path) -> FusionReference | None:
@@ -261,6 +297,7 @@ def load_reference(checkpoint: Path) -> FusionReference | None:
 def explain_parts(reference: FusionReference, network_logit: float, golden: float) -> str:
     """One line for the viewer: what a fused score was made of, against the good parts."""
     typical = float(np.exp(reference.golden_median))
-    return (f"score = {1 - reference.weight:.2g} × network (logit {network_logit:+.2f}) + "
-            f"{reference.weight:.2g} × golden reference ({golden:.1f}; good parts ≈ "
-            f"{typical:.1f}) = logit {reference.fuse([network_logit], [golden])[0]:+.2f}")
+    fused = float(reference.fuse([network_logit], [golden])[0])
+    return (f"network logit {network_logit:+.2f} (weight {1 - reference.weight:.2g}), golden "
+            f"reference {golden:.1f} where good parts reach ≈ {typical:.1f} (weight "
+            f"{reference.weight:.2g}) → defect probability {1 / (1 + np.exp(-fused)):.3f}")

@@ -33,7 +33,7 @@ from torch import nn
 
 import core
 from core.atomic import atomic_write
-from core.golden_score import bank_path
+from core.golden_score import has_golden
 from core.onnx_scoring import (
     EMBEDDING_OUTPUT,
     FORMAT_VERSION,
@@ -92,7 +92,7 @@ def export_onnx(run: RunRecord, out_path: str | os.PathLike, *,
     report(progress, "export", 0, 3, f"exporting run {run.id} ({config.model}) to ONNX")
     onnx_model = network_to_onnx(network, rows, cols)
     check_cancel(cancel)
-    fused = _has_golden(run, config)
+    fused = has_golden(run)
     if fused:
         report(progress, "notice", message=(
             f"Run {run.id} adds a golden-reference score (weight {config.golden_weight:g}) "
@@ -129,12 +129,6 @@ def network_to_onnx(network: nn.Module, rows: int, cols: int):
     return program.model_proto
 
 
-def _has_golden(run: RunRecord, config) -> bool:
-    """Whether the run's own scores fuse a golden-reference score (core.golden_score)."""
-    return config.golden_weight > 0 and run.checkpoint is not None \
-        and bank_path(run.checkpoint).is_file()
-
-
 def _metadata(run: RunRecord, config, rows: int, cols: int, threshold: float,
               threshold_source: str) -> dict[str, str]:
     return {
@@ -166,7 +160,7 @@ def _metadata(run: RunRecord, config, rows: int, cols: int, threshold: float,
         "threshold_rule": "defective when sigmoid(logit) >= threshold",
         "golden_weight": (f"{config.golden_weight:g}: the workstation's scores add a "
                           f"golden-reference score this model does not contain"
-                          if _has_golden(run, config) else "0"),
+                          if has_golden(run) else "0"),
     }
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from psygnal import Signal
 
 from core import annotations
+from core.explain_methods import check_method, default_method
 from core.folder_layout import count_by_split
 from core.ranking import predictions as predictions_at
 from core.ranking import split_text
@@ -92,6 +93,8 @@ class Session:
         selection_changed(object): the selected positions (int64, ascending).
         list_filter_requested(object): positions a view asks the ranked list to show.
         browse_order_changed: the list previous/next steps through changed.
+        heatmap_method_changed: another heatmap method was chosen (viewer, thumbnails and
+            previews all show the same one).
     """
 
     dataset_changed = Signal()
@@ -103,6 +106,7 @@ class Session:
     selection_changed = Signal(object)
     list_filter_requested = Signal(object)
     browse_order_changed = Signal()
+    heatmap_method_changed = Signal()
 
     def __init__(self, dataset: Dataset | None = None) -> None:
         self._dataset: Dataset | None = None
@@ -119,6 +123,7 @@ class Session:
         self._selection = np.zeros(0, dtype=np.int64)
         self._browse_order: np.ndarray | None = None
         self._undo: list[_Change] = []
+        self._heatmap_choice: str | None = None  # None: the current run's default
         if dataset is not None:
             self.set_dataset(dataset)
 
@@ -290,6 +295,27 @@ class Session:
             self._logits = aligned_logits(self._dataset, self._run.id)
         except NoScoresError:
             self._scores, self._logits = None, None
+
+    # -- heatmap method ------------------------------------------------------------
+    @property
+    def heatmap_choice(self) -> str | None:
+        """The heatmap method the user chose; None for each run's own default."""
+        return self._heatmap_choice
+
+    @property
+    def heatmap_method(self) -> str | None:
+        """The method heatmaps of the current run are shown with (None without a run)."""
+        if self._run is None:
+            return None
+        return self._heatmap_choice or default_method(self._run)
+
+    def set_heatmap_choice(self, method: str | None) -> None:
+        """Show heatmaps with ``method`` (one of core.explain_methods.METHODS), or with
+        each run's default for None."""
+        method = None if method is None else check_method(method)
+        if method != self._heatmap_choice:
+            self._heatmap_choice = method
+            self.heatmap_method_changed.emit()
 
     # -- threshold -----------------------------------------------------------------
     @property

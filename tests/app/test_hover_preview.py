@@ -52,7 +52,7 @@ def test_a_cached_heatmap_shows_at_once(qtbot, demo_copy):
     state, run, tab = shown_tab(qtbot, demo_copy)
     target = int(np.argmin(tab.scatter.coords[:, 1]))
     image_id = int(tab.scatter.image_ids[target])
-    explain(state.dataset, run, [image_id], default_method(run.model))
+    explain(state.dataset, run, [image_id], default_method(run))
     hover(qtbot, tab, target)
     assert tab.hover_preview.image_id == image_id
     assert tab.hover_preview.showing_heatmap  # no worker: read from the run's cache

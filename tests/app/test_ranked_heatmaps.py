@@ -67,3 +67,29 @@ def test_scrolling_computes_the_newly_visible_rows(qtbot, view):
     qtbot.waitUntil(lambda: all(heatmaps.pixmap(i) is not None for i in last),
                     timeout=HEAT_TIMEOUT_MS)
     assert np.all([heatmaps.pixmap(i) is not None for i in first])
+
+
+def test_the_thumbnails_follow_the_method_chosen_in_the_viewer(qtbot, view):
+    from app.heatmap_layer import HeatmapLayer
+    from app.image_viewer import ImageViewer
+
+    state = view.state
+    viewer = ImageViewer(state)
+    qtbot.addWidget(viewer)
+    layer: HeatmapLayer = viewer.heatmap
+    heatmaps = view.heatmaps
+    heatmaps.check_box.setChecked(True)
+    visible = heatmaps.visible_ids()
+    qtbot.waitUntil(lambda: len(overlaid_rows(view)) == len(visible), timeout=HEAT_TIMEOUT_MS)
+    default_pixmap = heatmaps.pixmap(visible[0])
+    assert heatmaps.source.key()[1] == state.heatmap_method == "integrated-gradients"
+
+    layer.method_box.setCurrentIndex(layer.method_box.findData("gradcam"))
+    assert state.heatmap_method == "gradcam" and heatmaps.source.key()[1] == "gradcam"
+    qtbot.waitUntil(lambda: len(overlaid_rows(view)) == len(visible), timeout=HEAT_TIMEOUT_MS)
+    assert heatmaps.pixmap(visible[0]) is not default_pixmap
+    assert sorted(read_cached(state.dataset, state.current_run, visible, "gradcam")) \
+        == sorted(visible)
+    state.set_heatmap_choice(None)  # back to the run's default, in the viewer's menu too
+    assert layer.method_box.currentData() is None
+    assert heatmaps.pixmap(visible[0]) is default_pixmap

@@ -120,7 +120,11 @@ def test_a_golden_run_reports_and_stores_the_fused_score(dataset, tiny_everywher
     assert (parts.golden > 0).all()
     assert gs.load_reference(run.checkpoint) == bank.reference
     line = gs.explain_parts(bank.reference, parts.network_logits[0], parts.golden[0])
-    assert "0.5 × network" in line and f"= logit {logits[0]:+.2f}" in line
+    probability = 1 / (1 + np.exp(-logits[0]))
+    assert "(weight 0.5)" in line and line.endswith(f"defect probability {probability:.3f}")
+    # Calibrated on the holdout: its mean probability is its defect share.
+    holdout_probability = 1 / (1 + np.exp(-logits[holdout]))
+    assert holdout_probability.mean() == pytest.approx(dataset.labels[holdout].mean(), abs=0.02)
 
     # Without its bank (a run stopped before it was built) it scores with the network alone.
     gs.bank_path(run.checkpoint).unlink()
