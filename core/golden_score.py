@@ -20,9 +20,10 @@ run's good holdout parts (which chose nothing). The run's defect score is then
 where the golden z-score is ``(log golden - its median) / its spread`` on those good parts:
 the golden score expressed in the classifier's logit units. A logistic fit on the holdout
 (slope > 0) turns the blend into the fused logit, so its probability is a defect
-probability again; ranking, the threshold, AUC and exports all work on that one number. ``tests/benchmarks/bench_anomaly.py`` measured why.
+probability again; ranking, the threshold, AUC and exports all work on that one number.
 A bank image identical to the part being scored (a training part scored later) is not its
-own reference.
+own reference. Why this score, and the weight of the Quick preset: README, "The golden
+reference in the Quick preset" (``tests/benchmarks/bench_anomaly.py``, ``bench_recipes.py``).
 """
 
 from __future__ import annotations

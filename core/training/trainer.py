@@ -70,6 +70,7 @@ from core.device import (  # noqa: F401  (select_device, autocast_dtype: re-expo
     configure_device,
     select_device,
 )
+from core.golden_score import GOLDEN_FILE, fit_bank, save_bank
 from core.metrics import (
     confusion_at,
     prior_logit_offset,
@@ -77,7 +78,6 @@ from core.metrics import (
     sigmoid,
     threshold_for_max_escapes,
 )
-from core.golden_score import GOLDEN_FILE, fit_bank, save_bank
 from core.models import create_model
 from core.progress import Cancelled, report
 from core.runs import (
