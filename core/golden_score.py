@@ -91,28 +91,39 @@ class GoldenBank:
         """The golden score of each of the dataset's images at ``positions``."""
         positions = np.asarray(positions, dtype=np.int64)
         return golden_scores(self, len(positions),
-                             lambda a, b: reduced_images(dataset, positions[a:b]),
+                             lambda a, b: reduced_images(dataset, positions[a:b],
+                                                         self.images.shape[1:]),
                              progress, cancel)
 
 
-def reduced(image: np.ndarray) -> np.ndarray:
-    """A cached image at ``ROWS`` rows, rounded to whole grey levels (float32).
+def reduced(image: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A cached image at ``shape`` (default ``ROWS`` rows, its own aspect ratio), rounded to
+    whole grey levels (float32).
 
     Rounded like the bank's uint8 images, so a part that is also in the bank has exactly
-    its bank image's thumbnail and is recognised as itself.
+    its bank image's thumbnail and is recognised as itself. A lot from another camera is
+    brought to the bank's shape, as the network's input is to the run's.
     """
     image = np.asarray(image, dtype=np.float32)
-    factor = ROWS / image.shape[0]
-    small = ndimage.zoom(image, factor, order=1) if factor != 1 else image
+    shape = shape or bank_shape(image.shape)
+    factors = (shape[0] / image.shape[0], shape[1] / image.shape[1])
+    small = ndimage.zoom(image, factors, order=1) if factors != (1, 1) else image
     return np.clip(np.rint(small), 0, 255).astype(np.float32)
 
 
-def reduced_images(dataset, positions: np.ndarray) -> np.ndarray:
-    """``reduced`` of the dataset's images at ``positions``, float32 (m, ROWS, c)."""
+def bank_shape(image_shape: tuple[int, int]) -> tuple[int, int]:
+    """(rows, cols) the bank keeps images of ``image_shape`` at."""
+    return ROWS, max(1, round(image_shape[1] * ROWS / image_shape[0]))
+
+
+def reduced_images(dataset, positions: np.ndarray,
+                   shape: tuple[int, int] | None = None) -> np.ndarray:
+    """``reduced`` of the dataset's images at ``positions``, float32 (m, rows, cols)."""
     ids = dataset.image_ids
+    shape = tuple(shape) if shape is not None else bank_shape(dataset.image_size)
     if len(positions) == 0:
-        return np.zeros((0, ROWS, 1), dtype=np.float32)
-    return np.stack([reduced(dataset.images[int(ids[int(p)])]) for p in positions])
+        return np.zeros((0, *shape), dtype=np.float32)
+    return np.stack([reduced(dataset.images[int(ids[int(p)])], shape) for p in positions])
 
 
 def thumbnails(images: np.ndarray) -> np.ndarray:
@@ -201,7 +212,8 @@ def _ratio_map(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
 def ratio_maps(bank: GoldenBank, dataset, positions: np.ndarray) -> np.ndarray:
     """Where each image departs from its golden reference (float32 (n, ROWS, c)): the map
     whose maximum is its golden score (the viewer's "golden" heatmap)."""
-    images = reduced_images(dataset, np.asarray(positions, dtype=np.int64))
+    images = reduced_images(dataset, np.asarray(positions, dtype=np.int64),
+                            bank.images.shape[1:])
     goods = bank.images.astype(np.float32)
     return np.stack([_ratio_map(goods, bank.thumbnails, image, query)
                      for image, query in zip(images, thumbnails(images), strict=True)])

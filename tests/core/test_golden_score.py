@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scoring_fixtures import make_lot
 from test_training import tiny_config, tiny_model
 
 from core import golden_score as gs
@@ -98,7 +99,7 @@ def test_bank_round_trip_and_a_run_without_one(tmp_path, dataset):
     assert gs.load_bank(tmp_path / "none.npz") is None
 
 
-def test_a_golden_run_reports_and_stores_the_fused_score(dataset, tiny_everywhere):
+def test_a_golden_run_reports_and_stores_the_fused_score(dataset, tiny_everywhere, tmp_path):
     from core.scoring import score_dataset
 
     trainer.train(dataset, tiny_config(golden_weight=0.5, epochs=2, seed=3))
@@ -125,6 +126,13 @@ def test_a_golden_run_reports_and_stores_the_fused_score(dataset, tiny_everywher
     # Calibrated on the holdout: its mean probability is its defect share.
     holdout_probability = 1 / (1 + np.exp(-logits[holdout]))
     assert holdout_probability.mean() == pytest.approx(dataset.labels[holdout].mean(), abs=0.02)
+
+    # A lot from another camera (other size), scored with the run from its own workspace:
+    # the bank beside the run's checkpoint is used, at the bank's size.
+    lot = open_dataset(make_lot(tmp_path / "lot"), workers=1)
+    assert lot.image_size != dataset.image_size
+    scored = score_dataset(lot, f"{dataset.root}@{run.id}", device="cpu")
+    assert scored.golden is not None and np.isfinite(scored.golden).all()
 
     # Without its bank (a run stopped before it was built) it scores with the network alone.
     gs.bank_path(run.checkpoint).unlink()
