@@ -280,8 +280,8 @@ def _add_explain(sub) -> None:
     which.add_argument("--top", metavar="N", type=int,
                        help="the N highest-scored images of the run (default: 20)")
     p.add_argument("--method", choices=tuple(METHODS), default=None,
-                   help="heatmap method (default: golden for a run with a golden weight, else the one "
-                        "measured best for the model)")
+                   help="heatmap method (default: golden for a run with a golden weight, "
+                        "else the one measured best for the model)")
     p.add_argument("--out", metavar="DIR", required=True, help="folder for the PNGs")
     p.add_argument("--opacity", type=float, default=0.6, help="overlay opacity (0.6)")
     p.add_argument("--batch-size", type=int, default=None,
