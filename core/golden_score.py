@@ -29,6 +29,7 @@ reference in the Quick preset" (``tests/benchmarks/bench_anomaly.py``, ``bench_r
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -156,7 +157,7 @@ def golden_scores(bank: GoldenBank, count: int, load, progress: ProgressFn | Non
     goods = bank.images.astype(np.float32)
     starts = range(0, count, CHUNK)
     throttle = Throttle()
-    with ThreadPoolExecutor() as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         jobs = [pool.submit(_score_chunk, goods, bank.thumbnails, load, s, min(s + CHUNK, count))
                 for s in starts]
         try:
