@@ -16,13 +16,10 @@ METHODS: dict[str, str] = {
 }
 GOLDEN_METHOD = "golden"
 
-# The default per model, chosen by measured localisation (pointing game on the demo sets'
-# defect boxes, tests/benchmarks/bench_explain.py; the numbers are in the README). On two
-# demo styles integrated gradients hit local defects most often (44 % and 33 %, where a
-# map peaking at the image centre hits 29 %); every Grad-CAM variant scored below that
-# centre prior (0-9 %): at the resolution a CPU model trains at (80 rows) its last stages
-# are 3 x 3 to 10 x 10 cells. Only designed_resnet was measured (CPU time); the others use
-# the same until measured.
+# The default per model, chosen by measured localisation (the pointing game on the demo
+# sets' defect boxes, tests/benchmarks/bench_explain.py; the numbers and the reasons are in
+# the README's "Heatmaps: which method, and why"). A run with a golden reference uses
+# "golden" instead (default_method).
 DEFAULT_METHODS: dict[str, str] = {"designed_resnet": "integrated-gradients"}
 FALLBACK_METHOD = "integrated-gradients"
 

@@ -233,7 +233,7 @@ class TrainConfig:
         help="share of the golden-reference score in the defect score (0: the network "
              "alone): each part compared with the median of its nearest good training "
              "parts, which catches marks the network saw too few examples of; scoring "
-             "takes about 0.05 s more per image per core"))
+             "takes about 0.04 s more per image on one core"))
     num_threads: int | None = field(default=None, metadata=_meta(
         label="CPU threads", minimum=1, maximum=MAX_THREADS, none_label="all cores",
         cli_flag="--threads", help="CPU threads for torch"))
