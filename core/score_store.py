@@ -1,7 +1,8 @@
 """Stored scores: each run's defect probabilities and embeddings in a dataset's workspace.
 
 Scores live in the ``scores`` table (one row per run, image id: the probability and the
-logit it came from, both float64), embeddings in the run's
+logit it came from, both float64; for a run with a golden reference also the network's
+logit and the golden score it was fused from, :class:`ScoreParts`), embeddings in the run's
 folder as ``embeddings.npy`` (float32 (n, D)) + ``embedding_ids.npy`` (int64 (n,)). This
 module only stores and reads them, without torch, so ranking, export and ``diesight runs``
 stay quick to start; ``core.scoring`` computes them.
