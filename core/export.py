@@ -33,6 +33,7 @@ from core.runs import RunRecord
 from core.score_store import (
     NoScoresError,
     aligned_logits,
+    aligned_parts,
     aligned_scores,
     as_run,
     changed_since_scored,
@@ -42,7 +43,8 @@ from core.score_store import (
 
 FLAGGED_COLUMNS = ("id", "path", "score", "label", "run", "model", "threshold", "flagged_at",
                    "reason", "note")
-SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction", "note")
+SCORES_COLUMNS = ("id", "path", "split", "label", "score", "prediction", "note",
+                  "network_logit", "golden_score")
 CHANGED_SINCE_SCORED = "image changed since the run scored it; score again"
 NOT_SCORED_YET = "not scored by the run yet (new image)"
 CHANGED_SINCE_FLAGGED = "image changed since flagged"
@@ -154,7 +156,8 @@ def _flagged_positions(dataset, run, threshold: float, scores: np.ndarray, flagg
 def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
                   threshold: float | None = None) -> int:
     """Write every present image's score (empty, with a note, for an image the run has
-    not scored yet or scored on an earlier picture).
+    not scored yet or scored on an earlier picture); for a run with a golden reference
+    also the network's logit and the golden score the score was fused from.
 
     Args:
         dataset: an opened ``core.dataset.Dataset``.
@@ -172,8 +175,12 @@ def export_scores(dataset, run: RunRecord | int | str, path: str | os.PathLike,
     ids, splits = dataset.ids, dataset.splits
     notes = score_notes(dataset, run, scores)
     called = predictions(scores, threshold)  # the GUI's calls, -1 where unscored
+    parts = aligned_parts(dataset, run.id)  # a fused score's two parts; empty without them
+    network, golden = (parts.network_logits, parts.golden) if parts else \
+        (np.full(len(scores), np.nan),) * 2
     rows = ([ids[p], dataset.relpaths[p], splits[p], _label(labels[p]), _number(scores[p]),
-             "" if called[p] < 0 else int(called[p]), notes[p]]
+             "" if called[p] < 0 else int(called[p]), notes[p], _number(network[p]),
+             _number(golden[p])]
             for p in range(len(dataset.image_ids)))
     return _write_csv(path, SCORES_COLUMNS, rows)
 

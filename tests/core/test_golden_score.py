@@ -3,6 +3,8 @@ numbers its threshold and figures were measured on, and a run without a bank sti
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 from scoring_fixtures import make_lot
@@ -10,6 +12,7 @@ from test_training import tiny_config, tiny_model
 
 from core import golden_score as gs
 from core.dataset import open_dataset
+from core.export import export_scores
 from core.metrics import roc_auc
 from core.runs import holdout_ids, list_runs
 from core.score_store import aligned_logits, aligned_parts
@@ -126,6 +129,14 @@ def test_a_golden_run_reports_and_stores_the_fused_score(dataset, tiny_everywher
     # Calibrated on the holdout: its mean probability is its defect share.
     holdout_probability = 1 / (1 + np.exp(-logits[holdout]))
     assert holdout_probability.mean() == pytest.approx(dataset.labels[holdout].mean(), abs=0.02)
+
+    # The scores export carries both parts beside the fused score.
+    export_scores(dataset, run.id, tmp_path / "scores.csv")
+    with open(tmp_path / "scores.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    first = dataset.relpaths.index(row["path"])
+    assert float(row["network_logit"]) == parts.network_logits[first]
+    assert float(row["golden_score"]) == parts.golden[first]
 
     # A lot from another camera (other size), scored with the run from its own workspace:
     # the bank beside the run's checkpoint is used, at the bank's size.
