@@ -176,7 +176,8 @@ class ExportDialog(QDialog):
         self.include_predicted_check.setChecked(False)
         self.evidence_check = QCheckBox(objectName="evidenceCheck")
         self.evidence_check.setToolTip("Per flagged image a PNG with the run's heatmap over "
-                                       "it, and contact-sheet.png of them all, for the line")
+                                       "it, and a contact sheet of them all (PNG and a one-page "
+                                       "PDF to print), for the line")
         self.path_edit = QLineEdit(objectName="exportPath")
         self.path_edit.setMinimumWidth(420)
         self.path_edit.textEdited.connect(self._on_path_edit)

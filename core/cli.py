@@ -171,7 +171,7 @@ def _add_export(sub) -> None:
                    help="with --flagged: list only the images the user flagged")
     p.add_argument("--evidence", metavar="DIR",
                    help="with --flagged: also write each flagged image's heatmap overlay "
-                        "and a contact sheet of them (contact-sheet.png) into DIR")
+                        "and a contact sheet of them (contact-sheet.png and .pdf) into DIR")
     p.add_argument("--scores", metavar="CSV",
                    help="every image: id, path, split, label, score, prediction")
     p.add_argument("--submission", metavar="CSV",

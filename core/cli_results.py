@@ -202,11 +202,12 @@ def _cmd_export(args) -> int:
 
 
 def _export_evidence(args, dataset, run) -> None:
-    from core.evidence_export import SHEET_NAME, export_flagged_evidence
+    from core.evidence_export import SHEET_NAME, SHEET_PDF_NAME, export_flagged_evidence
 
     count = with_progress(export_flagged_evidence, dataset, run, args.evidence,
                           args.threshold, include_predicted=not args.only_user_flags)
-    print(f"Wrote {count:,} heatmap overlays and {SHEET_NAME} to {args.evidence}")
+    print(f"Wrote {count:,} heatmap overlays and {SHEET_NAME} ({SHEET_PDF_NAME} to print) "
+          f"to {args.evidence}")
 
 
 def _cmd_evaluate(args) -> int:

@@ -4,9 +4,10 @@
 list (``core.export.flagged_positions``, the same images in the same order):
 
 * ``OUT/<id>-overlay.png``: the image with the run's heatmap over it (``core.explain``);
-* ``OUT/contact-sheet.png``: one page of those overlays in rows, highest score first, each
-  captioned with its rank, id, score and label, headed by the run, model, threshold and
-  heatmap method: what goes back to the line with the list.
+* ``OUT/contact-sheet.png`` and ``OUT/contact-sheet.pdf``: one page of those overlays in
+  rows, highest score first, each captioned with its rank, id, score and label, headed by
+  the run, model, threshold and heatmap method: what goes back to the line with the list
+  (the PDF prints on one landscape A4 or Letter page).
 
 The sheet holds at most ``SHEET_MAX`` images (the top of the list); every overlay is
 written whatever the count.
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from core.atomic import atomic_write
 from core.explain import Heatmaps, explain, overlay
 from core.explain_files import file_stems, save_png, write_heatmap_pngs
 from core.export import flagged_positions, run_threshold
@@ -28,6 +30,8 @@ from core.progress import CancelCheck, ProgressFn
 from core.score_store import as_run
 
 SHEET_NAME = "contact-sheet.png"
+SHEET_PDF_NAME = "contact-sheet.pdf"
+PRINT_WIDTH_INCHES = 10.5  # fits landscape A4 (11.7 in) and Letter (11 in) with margins
 SHEET_MAX = 48
 SHEET_COLUMNS = 6
 TILE_SCALE = 0.75        # tiles at 3/4 of the image size: 8 x 6 fit one A4-ish page
@@ -65,7 +69,17 @@ def export_flagged_evidence(dataset, run, out: str | os.PathLike,
                           f"{run_threshold(run, threshold):.4g} · heatmap {heatmaps.method} · "
                           f"{len(positions)} flagged", opacity)
     save_png(out / SHEET_NAME, sheet)
+    save_pdf(out / SHEET_PDF_NAME, sheet)
     return len(positions)
+
+
+def save_pdf(path: Path, page: np.ndarray) -> None:
+    """One RGB page as a one-page PDF, its resolution set so it prints ``PRINT_WIDTH_INCHES``
+    wide, written atomically."""
+    with atomic_write(path, "wb") as handle:
+        # Pillow embeds an RGB page as JPEG: at its default quality the captions smear.
+        Image.fromarray(page).save(handle, format="PDF", quality=92,
+                                   resolution=page.shape[1] / PRINT_WIDTH_INCHES)
 
 
 def contact_sheet(dataset, heatmaps: Heatmaps, positions: np.ndarray, scores: np.ndarray,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 from PIL import Image
@@ -10,7 +11,12 @@ from scoring_fixtures import make_lot, make_run
 
 from core.annotations import set_flag
 from core.dataset import open_dataset
-from core.evidence_export import SHEET_NAME, export_flagged_evidence
+from core.evidence_export import (
+    PRINT_WIDTH_INCHES,
+    SHEET_NAME,
+    SHEET_PDF_NAME,
+    export_flagged_evidence,
+)
 from core.export import export_flagged
 from core.score_store import store_scores
 
@@ -38,6 +44,18 @@ def test_writes_an_overlay_per_flagged_row_and_one_sheet(tmp_path):
     assert sheet.size[0] > 4 * dataset.image_size[1] * 0.75  # tiles side by side
     # Only the overlays and the sheet: no 16-bit maps in an export.
     assert sorted(p.name for p in out.glob("*.png")) == sorted([*overlays, SHEET_NAME])
+    _assert_one_printable_page(out / SHEET_PDF_NAME, sheet.size)
+
+
+def _assert_one_printable_page(path, pixels):
+    """The PDF holds one page as wide as ``PRINT_WIDTH_INCHES`` with the sheet's aspect."""
+    raw = path.read_bytes()
+    assert raw.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type /Page\b(?!s)", raw)) == 1
+    box = [float(v) for v in re.search(rb"/MediaBox \[ *([\d. ]+)\]", raw).group(1).split()]
+    width, height = box[2] - box[0], box[3] - box[1]
+    assert abs(width - 72 * PRINT_WIDTH_INCHES) < 1
+    assert abs(height / width - pixels[1] / pixels[0]) < 0.01
 
 
 def test_nothing_flagged_writes_nothing(tmp_path):
@@ -63,6 +81,7 @@ def test_cli_export_flagged_with_evidence(tmp_path, capsys):
                  str(tmp_path / "f.csv"), "--evidence", str(out)])
     assert code == 0, capsys.readouterr().err
     assert (out / SHEET_NAME).is_file() and len(list(out.glob("*-overlay.png"))) == 3
+    assert (out / SHEET_PDF_NAME).is_file()
     assert f"Wrote 3 heatmap overlays and {SHEET_NAME}" in capsys.readouterr().out
     code = main(["export", str(dataset.root), "--scores", str(tmp_path / "s.csv"),
                  "--evidence", str(out)])
