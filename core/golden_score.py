@@ -2,13 +2,19 @@
 
 A classifier learns the defect kinds it was shown enough of; a mark of a kind it saw a
 handful of times it memorises instead (README, "Why `vertical` fails"). This score needs no
-bad examples: each part is compared with the golden reference of ``core.golden`` (the
-pixel median of the ``GOLDEN_K`` good training parts whose thumbnails are nearest, each
-aligned by phase correlation and brightness-matched), and the absolute difference is divided,
-pixel by pixel, by how much those good parts vary there (their robust spread plus a floor of
-``SPREAD_FLOOR`` grey levels). A place where good parts differ anyway (edges, texture,
-resampling) counts less; a mark where they agree counts more. The score is the largest
-ratio inside a border, at ``ROWS`` rows, where a 2–4-pixel mark is still visible.
+bad examples: each part is compared with its golden reference (the pixel median of the
+``NEIGHBOURS`` good bank parts whose thumbnails are nearest, each aligned by phase
+correlation and brightness-matched, as in ``core.golden``), and the absolute difference is
+divided, pixel by pixel, by how much those good parts vary there (their root-mean-square
+departure from the golden, smoothed, plus a floor of ``SPREAD_FLOOR`` grey levels). A place
+where good parts differ anyway (edges, texture, resampling) counts less; a mark where they
+agree counts more. That ratio is taken at each blur of ``SCALES`` (the difference and the
+departures blurred alike: a one-pixel scratch is sharpest unblurred, a faint stain stands
+out of the noise once blurred), and each scale's largest ratio
+inside a border is compared with how large it gets on good parts (the bank's own parts,
+each scored against the others, ``NULL_PARTS`` of them): the scale where the part stands
+out most sets its score, expressed in the finest scale's units. All at ``ROWS`` rows, where
+a 2–4-pixel mark is still visible.
 
 A run trained with ``golden_weight`` > 0 keeps a **bank** next to its checkpoint
 (``GOLDEN_FILE``): at most ``BANK_LIMIT`` of its good training parts at ``ROWS`` rows and
@@ -38,15 +44,17 @@ import numpy as np
 from scipy import ndimage
 
 from core.atomic import atomic_write
-from core.golden import GOLDEN_K, aligned, matched_brightness, reference_spectrum
+from core.golden import aligned, matched_brightness, reference_spectrum
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 
 ROWS = 134
 BANK_LIMIT = 2000
 THUMB_ROWS = 32
+NEIGHBOURS = 16     # good parts in a golden (8 leaves the median and the spread noisy)
 BORDER = 4          # pixels left out at each edge (a shifted neighbour repeats its edge there)
-BLUR_SIGMA = 1.0
-SPREAD_FLOOR = 2.0  # grey levels: a flat area must not turn sensor noise into a large ratio
+SCALES = (0.0, 0.5, 1.0)  # Gaussian blurs (sigma, pixels at ROWS rows) of the difference
+SPREAD_FLOOR = 1.0  # grey levels: a flat area must not turn sensor noise into a large ratio
+NULL_PARTS = 200    # bank parts scored against the rest: how large each scale gets on good
 GOLDEN_FILE = "golden_bank.npz"
 # Images per task of the thread pool (numpy's FFT and scipy's filters release the GIL).
 CHUNK = 16
@@ -81,10 +89,13 @@ class FusionReference:
 
 @dataclass
 class GoldenBank:
-    """Good parts to compare with (uint8 (n, ROWS, c)), their thumbnails, the reference."""
+    """Good parts to compare with (uint8 (n, ROWS, c)), their thumbnails, how large each
+    scale's ratio gets on good parts, and the fusion reference."""
 
     images: np.ndarray
     thumbnails: np.ndarray
+    # (len(SCALES), 2): median and robust spread of each scale's log peak ratio on good parts.
+    scale_reference: np.ndarray | None = None
     reference: FusionReference | None = None
 
     def scores_for(self, dataset, positions: np.ndarray, progress: ProgressFn | None = None,
@@ -138,22 +149,58 @@ def thumbnails(images: np.ndarray) -> np.ndarray:
 
 def build_bank(dataset, good_positions: np.ndarray, seed: int = 0) -> GoldenBank:
     """A bank of at most ``BANK_LIMIT`` of the good parts at ``good_positions`` (an even
-    random draw, so each product keeps its share)."""
+    random draw, so each product keeps its share), with its scale reference."""
     good_positions = np.sort(np.asarray(good_positions, dtype=np.int64))
-    if len(good_positions) == 0:
-        raise ValueError("a golden bank needs at least one good training image")
+    if len(good_positions) < 2:
+        raise ValueError("a golden bank needs at least two good training images")
     if len(good_positions) > BANK_LIMIT:
         rng = np.random.default_rng(seed)
         good_positions = np.sort(rng.choice(good_positions, BANK_LIMIT, replace=False))
     images = reduced_images(dataset, good_positions)
-    return GoldenBank(images.astype(np.uint8), thumbnails(images))
+    bank = GoldenBank(images.astype(np.uint8), thumbnails(images))
+    bank.scale_reference = _scale_reference(bank, seed)
+    return bank
+
+
+def _scale_reference(bank: GoldenBank, seed: int) -> np.ndarray:
+    """Median and robust spread of each scale's log peak ratio over ``NULL_PARTS`` bank
+    parts, each scored against the others (a part is never its own reference)."""
+    rng = np.random.default_rng(seed)
+    count = min(NULL_PARTS, len(bank.images))
+    chosen = np.sort(rng.choice(len(bank.images), count, replace=False))
+    peaks = scale_peaks(bank, count,
+                        lambda a, b: bank.images[chosen[a:b]].astype(np.float32))
+    log_peaks = _log(peaks)
+    median = np.median(log_peaks, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(log_peaks - median), axis=0), 1e-6)
+    return np.stack([median, spread], axis=1)
 
 
 def golden_scores(bank: GoldenBank, count: int, load, progress: ProgressFn | None = None,
                   cancel: CancelCheck | None = None) -> np.ndarray:
     """The golden scores of ``count`` images against ``bank``; ``load(a, b)`` gives images
     a..b-1 as :func:`reduced` makes them (read in chunks: 30,000 at once would not fit)."""
-    out = np.empty(count, dtype=np.float64)
+    return combined_scales(bank.scale_reference,
+                           scale_peaks(bank, count, load, progress, cancel))
+
+
+def combined_scales(scale_reference: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """Ratios per scale (last axis) as one value in the finest scale's units: each scale's
+    log ratio as a z-score against good parts; the largest, mapped back onto scale 0."""
+    median, spread = scale_reference[:, 0], scale_reference[:, 1]
+    standing_out = ((_log(ratios) - median) / spread).max(axis=-1)
+    # The border of a map (0 at every scale) stays 0.
+    return np.where(ratios.max(axis=-1) > 0, np.exp(median[0] + spread[0] * standing_out), 0)
+
+
+def _log(ratios: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(ratios, 1e-12))
+
+
+def scale_peaks(bank: GoldenBank, count: int, load, progress: ProgressFn | None = None,
+                cancel: CancelCheck | None = None) -> np.ndarray:
+    """The largest ratio at each scale (float64 (count, len(SCALES))) of ``count`` images."""
+    out = np.empty((count, len(SCALES)), dtype=np.float64)
     goods = bank.images.astype(np.float32)
     starts = range(0, count, CHUNK)
     throttle = Throttle()
@@ -178,46 +225,57 @@ def golden_scores(bank: GoldenBank, count: int, load, progress: ProgressFn | Non
 def _score_chunk(goods, bank_thumbs, load, start: int, stop: int) -> np.ndarray:
     images = load(start, stop)
     queries = thumbnails(images)
-    return np.array([_score_one(goods, bank_thumbs, image, query)
+    return np.stack([_scale_ratios(goods, bank_thumbs, image, query).max(axis=(1, 2))
                      for image, query in zip(images, queries, strict=True)])
 
 
-def _score_one(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
-               query: np.ndarray) -> float:
-    return float(_ratio_map(goods, bank_thumbs, image, query).max())
+def _scale_ratios(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
+                  query: np.ndarray) -> np.ndarray:
+    """|image - golden| / the good parts' spread, pixel by pixel, at each of ``SCALES``
+    (float32 (len(SCALES), rows, cols)), 0 in the border."""
+    stack = _aligned_neighbours(goods, bank_thumbs, image, query)
+    golden = np.median(stack, axis=0)
+    departures = stack - golden
+    difference = image - golden
+    ratios = np.zeros((len(SCALES), *image.shape), dtype=np.float32)
+    inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    for i, sigma in enumerate(SCALES):
+        # Blurred before the absolute value, so noise averages out and a faint stain does
+        # not; divided by the good parts' root-mean-square departure at the same blur,
+        # smoothed over the neighbourhood (16 values per pixel are few), plus the floor.
+        variance = (ndimage.gaussian_filter(departures, (0, sigma, sigma)) ** 2).mean(axis=0)
+        spread = np.sqrt(ndimage.gaussian_filter(variance, max(1.0, 2 * sigma))) + SPREAD_FLOOR
+        blurred = np.abs(ndimage.gaussian_filter(difference, sigma))
+        ratios[i][inner] = (blurred / spread)[inner]
+    return ratios
 
 
-def _ratio_map(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
-               query: np.ndarray) -> np.ndarray:
-    """|image - golden| / the good parts' spread, pixel by pixel, 0 in the border."""
+def _aligned_neighbours(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
+                        query: np.ndarray) -> np.ndarray:
+    """The ``NEIGHBOURS`` bank parts nearest ``image``, each aligned to it and brought to
+    its brightness (float32 (k, rows, cols))."""
     distance = ((bank_thumbs - query) ** 2).sum(axis=1)
     distance[distance == 0] = np.inf  # the part itself, when it is in the bank
-    nearest = np.argsort(distance, kind="stable")[:GOLDEN_K]
+    nearest = np.argsort(distance, kind="stable")[:NEIGHBOURS]
     nearest = nearest[np.isfinite(distance[nearest])]
     if len(nearest) == 0:
         raise ValueError("the golden bank has no image other than the one being scored")
     spectrum = reference_spectrum(image)
-    stack = np.stack([matched_brightness(image, aligned(image, goods[j], spectrum)[0])
-                      for j in nearest])
-    golden = np.median(stack, axis=0)
-    difference = ndimage.gaussian_filter(np.abs(image - golden), BLUR_SIGMA)
-    # Robust spread (MAD) of the aligned good parts at each pixel, smoothed, plus the floor.
-    spread = 1.4826 * np.median(np.abs(stack - golden), axis=0)
-    spread = ndimage.gaussian_filter(spread, 2 * BLUR_SIGMA) + SPREAD_FLOOR
-    ratio = np.zeros_like(difference)
-    inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
-    ratio[inner] = (difference / spread)[inner]
-    return ratio
+    return np.stack([matched_brightness(image, aligned(image, goods[j], spectrum)[0])
+                     for j in nearest]).astype(np.float32)
 
 
 def ratio_maps(bank: GoldenBank, dataset, positions: np.ndarray) -> np.ndarray:
-    """Where each image departs from its golden reference (float32 (n, ROWS, c)): the map
-    whose maximum is its golden score (the viewer's "golden" heatmap)."""
+    """Where each image departs from its golden reference (float32 (n, ROWS, c)), the
+    scales combined as in its score: the map whose maximum is its golden score (the
+    viewer's "golden" heatmap)."""
     images = reduced_images(dataset, np.asarray(positions, dtype=np.int64),
                             bank.images.shape[1:])
     goods = bank.images.astype(np.float32)
-    return np.stack([_ratio_map(goods, bank.thumbnails, image, query)
-                     for image, query in zip(images, thumbnails(images), strict=True)])
+    return np.stack([
+        combined_scales(bank.scale_reference,
+                        np.moveaxis(_scale_ratios(goods, bank.thumbnails, image, query), 0, -1))
+        for image, query in zip(images, thumbnails(images), strict=True)]).astype(np.float32)
 
 
 def reference_from(weight: float, logits: np.ndarray, golden: np.ndarray) -> FusionReference:
@@ -248,16 +306,25 @@ def save_bank(path: Path, bank: GoldenBank) -> None:
     reference = json.dumps(asdict(bank.reference) if bank.reference else None)
     with atomic_write(path, "wb") as handle:
         np.savez(handle, images=bank.images, thumbnails=bank.thumbnails,
-                 reference=np.array(reference))
+                 scales=bank.scale_reference, reference=np.array(reference))
 
 
 def load_bank(path: Path) -> GoldenBank | None:
-    """The bank at ``path``; None when there is none (a run without the golden score)."""
+    """The bank at ``path``; None when there is none (a run without the golden score).
+
+    Raises:
+        ValueError: a bank written before the score had its scales (its run's fusion was
+            measured on another score, so it cannot be reused).
+    """
     if not Path(path).is_file():
         return None
     with np.load(path, allow_pickle=False) as data:
+        if "scales" not in data.files:
+            raise ValueError(f"{path}: the golden reference of this run was built by an "
+                             f"earlier DieSight whose golden score differs; train the run "
+                             f"again")
         reference = json.loads(str(data["reference"]))
-        return GoldenBank(data["images"], data["thumbnails"],
+        return GoldenBank(data["images"], data["thumbnails"], data["scales"],
                           FusionReference(**reference) if reference else None)
 
 

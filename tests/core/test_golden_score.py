@@ -64,6 +64,50 @@ def test_a_mark_scores_above_the_same_part_clean(dataset):
     assert ((scores[8:] > scores[:8] + 1).sum()) >= 5, scores
 
 
+def test_a_faint_wide_stain_stands_out_at_a_coarser_scale():
+    from scipy import ndimage
+
+    # Noisy parts of one product; a stain 10 grey levels deep where the noise is 6, on a
+    # mid-grey spot (brightness matching leaves the extremes a little off the golden).
+    rng = np.random.default_rng(0)
+    product = ndimage.gaussian_filter(rng.normal(0, 1, (134, 138)), 4)
+    product = 120 + 30 * product / product.std()
+
+    def parts(count):
+        noisy = product + rng.normal(0, 6, (count, *product.shape))
+        return np.clip(np.rint(noisy), 0, 255).astype(np.float32)
+
+    goods = parts(60)
+    bank = gs.GoldenBank(goods.astype(np.uint8), gs.thumbnails(goods))
+    bank.scale_reference = gs._scale_reference(bank, seed=0)
+    mid_grey = np.abs(product - product.mean())
+    mid_grey[:20], mid_grey[-20:], mid_grey[:, :20], mid_grey[:, -20:] = (np.inf,) * 4
+    r, c = np.unravel_index(np.argmin(mid_grey), product.shape)
+    rows, cols = np.mgrid[:134, :138]
+    stain = 10 * np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * 3.0 ** 2))
+    clean = parts(8)
+    stained = clean - stain.astype(np.float32)
+    peaks = gs.scale_peaks(bank, 16, lambda a, b: np.concatenate([clean, stained])[a:b])
+    median, spread = bank.scale_reference[:, 0], bank.scale_reference[:, 1]
+    z = (np.log(peaks) - median) / spread   # how far each scale's peak is above good parts
+    gain = np.median(z[8:] - z[:8], axis=0)
+    assert gain[-1] > gain[0] + 2, gain     # the blurred difference sees it, the sharp one hardly
+    scores = gs.combined_scales(bank.scale_reference, peaks)
+    # Above the same part clean, unless its own noise peak is higher than the stain.
+    assert (scores[8:] > scores[:8]).sum() >= 6, scores
+
+
+def test_the_heatmap_peaks_at_the_score(dataset):
+    goods = _good_train(dataset)
+    bank = gs.build_bank(dataset, goods[10:])
+    bad = np.flatnonzero(dataset.labels == 1)[:3]
+    positions = np.concatenate([goods[:3], bad])
+    maps = gs.ratio_maps(bank, dataset, positions)
+    assert maps.shape[1:] == bank.images.shape[1:]
+    assert np.allclose(maps.max(axis=(1, 2)), bank.scores_for(dataset, positions), rtol=1e-5)
+    assert (maps[:, :gs.BORDER] == 0).all() and (maps[:, :, -gs.BORDER:] == 0).all()
+
+
 def test_a_bank_part_is_not_its_own_reference(dataset):
     goods = _good_train(dataset)
     bank = gs.build_bank(dataset, goods)
@@ -98,8 +142,19 @@ def test_bank_round_trip_and_a_run_without_one(tmp_path, dataset):
     again = gs.load_bank(path)
     assert np.array_equal(again.images, bank.images)
     assert np.array_equal(again.thumbnails, bank.thumbnails)
+    assert np.array_equal(again.scale_reference, bank.scale_reference)
     assert again.reference == bank.reference
     assert gs.load_bank(tmp_path / "none.npz") is None
+
+
+def test_a_bank_from_before_the_scales_is_refused_in_one_line(tmp_path, dataset):
+    bank = gs.build_bank(dataset, _good_train(dataset)[:12])
+    path = tmp_path / gs.GOLDEN_FILE
+    np.savez(path, images=bank.images, thumbnails=bank.thumbnails,
+             reference=np.array("null"))  # the file as the earlier version wrote it
+    with pytest.raises(ValueError, match="train the run again") as error:
+        gs.load_bank(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_golden_run_reports_and_stores_the_fused_score(dataset, tiny_everywhere, tmp_path):
