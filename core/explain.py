@@ -20,6 +20,14 @@ Captum, PyTorch's attribution library, so the gradients are its well-tested ones
 ``integrated-gradients``
     ``IntegratedGradients`` from a mean-grey image, positive part, smoothed (pixel
     attributions are speckled; a defect is a region).
+``golden`` (runs with a golden weight)
+    Not an attribution: the golden score's ratio map (``core.golden_score``) above what a
+    typical good part reaches.
+``fused`` (runs with a golden weight)
+    Per image, the map of whichever part weighs more in its fused score: ``golden`` where
+    the golden reference lifts it more than the network, integrated gradients where the
+    network does (a missing marking is within the good parts' spread, so only the network
+    sees it).
 
 Maps are computed at the run's input size and bilinearly resized to the image's size. Each
 map is normalised by its own maximum; the maximum itself (``peaks``, in the method's units)
@@ -52,8 +60,11 @@ from core.explain_maps import (  # noqa: F401  (re-exported)
 )
 from core.explain_methods import (  # noqa: F401  (re-exported)
     DEFAULT_METHODS,
+    FUSED_METHOD,
+    FUSED_NETWORK_METHOD,
     GOLDEN_METHOD,
     METHODS,
+    NEEDS_GOLDEN,
     check_method,
     default_method,
 )
@@ -62,6 +73,7 @@ from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, repor
 from core.run_model import load_model_from_run
 from core.score_store import as_run
 from core.training.data import normalise, prepare_images
+from core.training.predict import predict
 
 DEFAULT_BATCH_CUDA = 64
 DEFAULT_BATCH_CPU = 8
@@ -195,20 +207,23 @@ class Explainer:
         self.run_id, self.method = run.id, check_method(method)
         self.device = select_device(device)
         # The golden map needs no network: the run's bank of good parts is the model.
-        self.golden = _golden_bank(run) if method == GOLDEN_METHOD else None
-        if self.golden is not None:
+        self.golden = _golden_bank(run) if method in NEEDS_GOLDEN else None
+        if method == GOLDEN_METHOD:
             return
         model, config = load_model_from_run(run)
         self.model = model.to(self.device).eval()
         self.input_shape = config.input_shape
-        self.attribute = make_attributor(self.model, method, self.input_shape, self.device)
+        self.logit_offset = run.logit_offset
+        network_method = FUSED_NETWORK_METHOD if method == FUSED_METHOD else method
+        self.attribute = make_attributor(self.model, network_method, self.input_shape,
+                                         self.device)
 
     def warm_up(self) -> Explainer:
         """Run the method once on a blank image: the first pass pays for lazy set-up
         (allocations, hooks) that a user pressing H should not wait for."""
         # One image is too little work to share: two threads waiting on each other's slice
         # were 40x slower than one on a busy 2-core machine (README, heatmap benchmark).
-        if self.golden is not None:
+        if self.method == GOLDEN_METHOD:
             return self
         with torch_threads(1 if self.device.type == "cpu" else None):
             self.attribute(torch.zeros((1, 1, *self.input_shape), device=self.device))
@@ -217,12 +232,28 @@ class Explainer:
     def maps(self, dataset, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(maps float16 (n, H, W) at the dataset's size, peaks float32 (n,)): one batch."""
         positions = np.asarray(positions)
-        if self.golden is not None:
-            return _golden_maps(self.golden, dataset, positions)
+        if self.method == GOLDEN_METHOD:
+            return _golden_maps(self.golden, dataset, positions)[:2]
         with torch_threads(1 if self.device.type == "cpu" and len(positions) == 1 else None):
             images = prepare_images(dataset, positions, self.input_shape, self.device)
-            raw = self.attribute(normalise(images.to(self.device)))
-            return _to_image_size(raw, dataset.image_size)
+            images = images.to(self.device)
+            if self.method == FUSED_METHOD:
+                return self._fused_maps(dataset, positions, images)
+            return _to_image_size(self.attribute(normalise(images)), dataset.image_size)
+
+    def _fused_maps(self, dataset, positions: np.ndarray, images: torch.Tensor
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The golden map, replaced by the network's where the network weighs more."""
+        maps, peaks, golden = _golden_maps(self.golden, dataset, positions)
+        with torch.no_grad():  # the logits exactly as scoring stores them
+            logits = predict(self.model, images, self.logit_offset)[0].cpu().numpy()
+        network_part, golden_part = self.golden.reference.parts(logits, golden)
+        network_decides = np.flatnonzero(network_part > golden_part)
+        if len(network_decides):
+            chosen = normalise(images[torch.from_numpy(network_decides).to(images.device)])
+            maps[network_decides], peaks[network_decides] = _to_image_size(
+                self.attribute(chosen), dataset.image_size)
+        return maps, peaks
 
 
 def _compute(dataset, explainer: Explainer, image_ids: np.ndarray, batch_size: int | None,
@@ -257,12 +288,15 @@ def _golden_bank(run):
     return bank
 
 
-def _golden_maps(bank, dataset, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _golden_maps(bank, dataset, positions: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The golden deviation above what the good parts typically reach (core.golden_score):
-    a part no further from its golden than a typical good part shows nothing."""
+    a part no further from its golden than a typical good part shows nothing. Maps, peaks
+    and the images' golden scores (each ratio map's maximum)."""
     typical = float(np.exp(bank.reference.golden_median))
-    raw = torch.from_numpy(ratio_maps(bank, dataset, positions) - typical)
-    return _to_image_size(raw, dataset.image_size)
+    ratios = ratio_maps(bank, dataset, positions)
+    maps, peaks = _to_image_size(torch.from_numpy(ratios - typical), dataset.image_size)
+    return maps, peaks, ratios.max(axis=(1, 2))
 
 
 def _to_image_size(raw: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -285,6 +319,11 @@ def make_attributor(model: nn.Module, method: str, input_shape: tuple[int, int],
     """A function from normalised images (B, 1, h, w) to raw maps (B, 1, h', w')."""
     from captum import attr
 
+    if method == "occlusion":
+        return _occlusion(attr.Occlusion(model), input_shape, device)
+    if method == "integrated-gradients":
+        return _integrated_gradients(attr.IntegratedGradients(model), input_shape)
+    # The layer methods need the model's residual stages (the others work on any model).
     stages = feature_stages(model, input_shape, device)
     if method == "gradcam":
         return _gradcam(attr.LayerGradCam(model, stages[-1]))
@@ -293,10 +332,6 @@ def make_attributor(model: nn.Module, method: str, input_shape: tuple[int, int],
     if method == "layercam":
         chosen = stages[-LAYERCAM_STAGES:]
         return _layercam(attr.LayerGradientXActivation(model, chosen), input_shape)
-    if method == "occlusion":
-        return _occlusion(attr.Occlusion(model), input_shape, device)
-    if method == "integrated-gradients":
-        return _integrated_gradients(attr.IntegratedGradients(model), input_shape)
     raise ValueError(check_method(method))
 
 

@@ -13,8 +13,15 @@ METHODS: dict[str, str] = {
     "integrated-gradients": "integrated gradients from mean grey, smoothed",
     "golden": "where the part departs from its golden reference, beyond a typical good "
               "part (runs with a golden weight; core.golden_score)",
+    "fused": "per image, the map of the part that weighs more in its fused score: golden "
+             "where the golden reference does, integrated gradients where the network "
+             "does (runs with a golden weight)",
 }
 GOLDEN_METHOD = "golden"
+FUSED_METHOD = "fused"
+NEEDS_GOLDEN = (GOLDEN_METHOD, FUSED_METHOD)
+# The network's map inside "fused": the one measured best without a golden reference.
+FUSED_NETWORK_METHOD = "integrated-gradients"
 
 # The default per model, chosen by measured localisation (the pointing game on the demo
 # sets' defect boxes, tests/benchmarks/bench_explain.py; the numbers and the reasons are in

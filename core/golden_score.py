@@ -76,11 +76,17 @@ class FusionReference:
 
     def blend(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
         """The weighted mean of the network's logit and the golden score on its scale."""
+        network, golden_part = self.parts(logits, golden)
+        return self.logit_median + network + golden_part
+
+    def parts(self, logits: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(network part, golden part) of each blend above the good parts' median: what
+        each score adds, in logit units; they sum to ``blend - logit_median``."""
         z = (np.log(np.asarray(golden, dtype=np.float64)) - self.golden_median) \
             / self.golden_spread
-        on_logit_scale = self.logit_median + self.logit_spread * z
-        return (1 - self.weight) * np.asarray(logits, dtype=np.float64) \
-            + self.weight * on_logit_scale
+        network = (1 - self.weight) * (np.asarray(logits, dtype=np.float64)
+                                       - self.logit_median)
+        return network, self.weight * self.logit_spread * z
 
     def fuse(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
         """The run's defect logit from the network's logits and the golden scores."""

@@ -241,3 +241,28 @@ def test_golden_heatmaps_show_a_departure_and_need_a_golden_run(dataset, tiny_ev
     plain = list_runs(dataset.workspace)[-1]
     with pytest.raises(ValueError, match="no golden reference"):
         explain(dataset, plain.id, bad, "golden")
+
+
+def test_the_fused_heatmap_shows_the_part_that_weighs_more(dataset, tiny_everywhere):
+    from core.explain import explain
+    from core.scoring import score_dataset
+
+    trainer.train(dataset, tiny_config(golden_weight=0.5, epochs=1, seed=5))
+    run = list_runs(dataset.workspace)[-1]
+    score_dataset(dataset, run.id, device="cpu")
+    parts = aligned_parts(dataset, run.id)
+    reference = gs.load_reference(run.checkpoint)
+    network, golden = reference.parts(parts.network_logits, parts.golden)
+    assert np.allclose(network + golden + reference.logit_median,
+                       reference.blend(parts.network_logits, parts.golden))
+    lead = network - golden
+    # The images where the network leads most and where the golden reference does.
+    chosen = np.concatenate([np.argsort(lead)[:3], np.argsort(lead)[-3:]])
+    assert (lead[chosen[:3]] < 0).all() and (lead[chosen[3:]] > 0).all()
+    ids = dataset.image_ids[chosen]
+    fused = explain(dataset, run, ids, "fused", device="cpu", store=False)
+    by_golden = explain(dataset, run, ids, "golden", device="cpu", store=False)
+    by_network = explain(dataset, run, ids, "integrated-gradients", device="cpu", store=False)
+    assert np.array_equal(fused.maps[:3], by_golden.maps[:3])
+    assert np.allclose(fused.maps[3:].astype(np.float32),
+                       by_network.maps[3:].astype(np.float32), atol=2e-3)
