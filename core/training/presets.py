@@ -35,11 +35,11 @@ class Preset:
 QUICK = Preset(
     key="quick", title="Quick (CPU)",
     note="A compact model on reduced images, with each part also compared to good parts "
-         "that look like it (golden weight 0.6): about 2.5 minutes on 2 CPU cores for the "
-         "3,000-image demo set; scoring adds about 0.025 s per image.",
+         "that look like it (golden weight 0.7): about 2.5 minutes on 2 CPU cores for the "
+         "3,000-image demo set; scoring adds about 0.05 s per image.",
     config=TrainConfig(model="designed_resnet", image_size=80, sampler="B", per_class=1000,
                        epochs=12, batch_size=32, lr=3e-3, device="auto", precision="auto",
-                       early_stopping_patience=0, golden_weight=0.6))
+                       early_stopping_patience=0, golden_weight=0.7))
 
 FULL = Preset(
     key="full", title="Full (GPU)",
