@@ -223,6 +223,8 @@ class Explainer:
         (allocations, hooks) that a user pressing H should not wait for."""
         # One image is too little work to share: two threads waiting on each other's slice
         # were 40x slower than one on a busy 2-core machine (README, heatmap benchmark).
+        if self.golden is not None:
+            self.golden.warm_up()
         if self.method == GOLDEN_METHOD:
             return self
         with torch_threads(1 if self.device.type == "cpu" else None):

@@ -38,6 +38,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,16 @@ class GoldenBank:
     # (len(SCALES), 2): median and robust spread of each scale's log peak ratio on good parts.
     scale_reference: np.ndarray | None = None
     reference: FusionReference | None = None
+
+    @cached_property
+    def goods(self) -> np.ndarray:
+        """The bank's images as float32, converted once (the viewer asks image by image)."""
+        return self.images.astype(np.float32)
+
+    def warm_up(self) -> None:
+        """Compare one bank part with the others: the first comparison pays for numpy's
+        and scipy's lazy set-up (about a second), which a user pressing H should not."""
+        _scale_ratios(self.goods, self.thumbnails, self.goods[0], self.thumbnails[0])
 
     def scores_for(self, dataset, positions: np.ndarray, progress: ProgressFn | None = None,
                    cancel: CancelCheck | None = None) -> np.ndarray:
@@ -207,7 +218,7 @@ def scale_peaks(bank: GoldenBank, count: int, load, progress: ProgressFn | None 
                 cancel: CancelCheck | None = None) -> np.ndarray:
     """The largest ratio at each scale (float64 (count, len(SCALES))) of ``count`` images."""
     out = np.empty((count, len(SCALES)), dtype=np.float64)
-    goods = bank.images.astype(np.float32)
+    goods = bank.goods
     starts = range(0, count, CHUNK)
     throttle = Throttle()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -277,7 +288,7 @@ def ratio_maps(bank: GoldenBank, dataset, positions: np.ndarray) -> np.ndarray:
     viewer's "golden" heatmap)."""
     images = reduced_images(dataset, np.asarray(positions, dtype=np.int64),
                             bank.images.shape[1:])
-    goods = bank.images.astype(np.float32)
+    goods = bank.goods
     return np.stack([
         combined_scales(bank.scale_reference,
                         np.moveaxis(_scale_ratios(goods, bank.thumbnails, image, query), 0, -1))
