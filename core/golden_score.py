@@ -10,11 +10,11 @@ departure from the golden, smoothed, plus a floor of ``SPREAD_FLOOR`` grey level
 where good parts differ anyway (edges, texture, resampling) counts less; a mark where they
 agree counts more. That ratio is taken at each blur of ``SCALES`` (the difference and the
 departures blurred alike: a one-pixel scratch is sharpest unblurred, a faint stain stands
-out of the noise once blurred), and each scale's largest ratio
-inside a border is compared with how large it gets on good parts (the bank's own parts,
-each scored against the others, ``NULL_PARTS`` of them): the scale where the part stands
-out most sets its score, expressed in the finest scale's units. All at ``ROWS`` rows, where
-a 2–4-pixel mark is still visible.
+out of the noise once blurred), and each scale's largest ratio inside a border is
+compared with how large it gets on good parts (the bank's own parts, each scored against
+the others, ``NULL_PARTS`` of them): the scale where the part stands out most sets its
+score, expressed in the finest scale's units. All at ``ROWS`` rows, where a 2–4-pixel mark
+is still visible.
 
 A run trained with ``golden_weight`` > 0 keeps a **bank** next to its checkpoint
 (``GOLDEN_FILE``): at most ``BANK_LIMIT`` of its good training parts at ``ROWS`` rows and
@@ -185,8 +185,7 @@ def _scale_reference(bank: GoldenBank, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     count = min(NULL_PARTS, len(bank.images))
     chosen = np.sort(rng.choice(len(bank.images), count, replace=False))
-    peaks = scale_peaks(bank, count,
-                        lambda a, b: bank.images[chosen[a:b]].astype(np.float32))
+    peaks = scale_peaks(bank, count, lambda a, b: bank.goods[chosen[a:b]])
     log_peaks = _log(peaks)
     median = np.median(log_peaks, axis=0)
     spread = np.maximum(1.4826 * np.median(np.abs(log_peaks - median), axis=0), 1e-6)
