@@ -1,4 +1,5 @@
-"""GUI test fixtures: settings in a temporary INI file, and a private copy of the demo set.
+"""GUI test fixtures: settings in a temporary INI file, a private copy of the demo set, and
+a clean slate between tests.
 
 Every test gets its own settings location, so no GUI test ever reads or writes the real
 user's DieSight settings (recent folders, window layout).
@@ -6,10 +7,43 @@ user's DieSight settings (recent folders, window layout).
 
 from __future__ import annotations
 
+import gc
 import shutil
+import time
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings
+
+# How long a test's leftover background tasks get to stop after being cancelled.
+LEFTOVER_TASK_SECONDS = 30
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(qapp):
+    """After each test: stop its leftover tasks, then free its widgets, in a quiet moment.
+
+    Without this, a test's windows are deleted (deleteLater) and their Python wrappers
+    collected whenever the *next* test happens to run the event loop and the collector,
+    possibly while that test's worker is busy; CI saw that abort ("pure virtual method
+    called" during garbage collection) and hang. Collecting once before the deferred
+    deletes frees wrappers while their C++ objects are still alive, and once after.
+    """
+    yield
+    from app.workers import running_tasks
+
+    for task in running_tasks():
+        task.cancel()
+    deadline = time.monotonic() + LEFTOVER_TASK_SECONDS
+    while running_tasks() and time.monotonic() < deadline:
+        qapp.processEvents()
+        time.sleep(0.01)
+    gc.collect()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qapp.processEvents()
+    gc.collect()
+    # What survives (modules, torch, session fixtures) is not scanned again after every
+    # test: scanning it each time made the GUI suite minutes slower.
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
