@@ -3,7 +3,7 @@
 A classifier learns the defect kinds it was shown enough of; a mark of a kind it saw a
 handful of times it memorises instead (README, "Why `vertical` fails"). This score needs no
 bad examples: each part is compared with its golden reference (the pixel median of the
-``NEIGHBOURS`` good bank parts whose thumbnails are nearest, each aligned by phase
+``GOLDEN_K`` good bank parts whose thumbnails are nearest, each aligned by phase
 correlation and brightness-matched, as in ``core.golden``), and the absolute difference is
 divided, pixel by pixel, by how much those good parts vary there (their root-mean-square
 departure from the golden, smoothed, plus a floor of ``SPREAD_FLOOR`` grey levels). A place
@@ -45,13 +45,12 @@ import numpy as np
 from scipy import ndimage
 
 from core.atomic import atomic_write
-from core.golden import aligned, matched_brightness, reference_spectrum
+from core.golden import GOLDEN_K, aligned, matched_brightness, reference_spectrum
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 
 ROWS = 134
 BANK_LIMIT = 2000
 THUMB_ROWS = 32
-NEIGHBOURS = 16     # good parts in a golden (8 leaves the median and the spread noisy)
 BORDER = 4          # pixels left out at each edge (a shifted neighbour repeats its edge there)
 SCALES = (0.0, 0.5, 1.0)  # Gaussian blurs (sigma, pixels at ROWS rows) of the difference
 SPREAD_FLOOR = 1.0  # grey levels: a flat area must not turn sensor noise into a large ratio
@@ -88,6 +87,12 @@ class FusionReference:
         network = (1 - self.weight) * (np.asarray(logits, dtype=np.float64)
                                        - self.logit_median)
         return network, self.weight * self.logit_spread * z
+
+    def network_decides(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
+        """bool per score: the network's part weighs more than the golden's (the fused
+        heatmap then shows the network's map)."""
+        network, golden_part = self.parts(logits, golden)
+        return network > golden_part
 
     def fuse(self, logits: np.ndarray, golden: np.ndarray) -> np.ndarray:
         """The run's defect logit from the network's logits and the golden scores."""
@@ -268,11 +273,11 @@ def _scale_ratios(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
 
 def _aligned_neighbours(goods: np.ndarray, bank_thumbs: np.ndarray, image: np.ndarray,
                         query: np.ndarray) -> np.ndarray:
-    """The ``NEIGHBOURS`` bank parts nearest ``image``, each aligned to it and brought to
+    """The ``GOLDEN_K`` bank parts nearest ``image``, each aligned to it and brought to
     its brightness (float32 (k, rows, cols))."""
     distance = ((bank_thumbs - query) ** 2).sum(axis=1)
     distance[distance == 0] = np.inf  # the part itself, when it is in the bank
-    nearest = np.argsort(distance, kind="stable")[:NEIGHBOURS]
+    nearest = np.argsort(distance, kind="stable")[:GOLDEN_K]
     nearest = nearest[np.isfinite(distance[nearest])]
     if len(nearest) == 0:
         raise ValueError("the golden bank has no image other than the one being scored")
