@@ -35,7 +35,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSlider, QToolButt
 from app.icons import icon
 from app.state import AppState
 from app.workers import TaskOwner
-from core.explain_methods import METHODS
+from core.explain_methods import FUSED_METHOD, METHODS
 
 # The method's name in the status line, short enough for a narrow dock.
 SHORT_NAMES = {"gradcam": "Grad-CAM", "gradcam-fine": "Grad-CAM fine",
@@ -72,14 +72,25 @@ def colour_bar(width: int = 64, height: int = 12) -> QPixmap:
 
 
 def _heatmap_job(dataset, run, image_id: int, method: str, explainer, *, progress, cancel):
-    """Worker: (map, peak, explainer) of one image, reusing ``explainer`` when it fits."""
+    """Worker: (map, peak, what the map shows, explainer) of one image, reusing
+    ``explainer`` when it fits."""
     from core.explain import Explainer, explain
 
     if explainer is None or (explainer.run_id, explainer.method) != (run.id, method):
         explainer = Explainer(run, method, device="auto")
     result = explain(dataset, run, [image_id], method, store=False, explainer=explainer,
                      progress=progress, cancel=cancel)
-    return result.maps[0].astype(np.float32), float(result.peaks[0]), explainer
+    shows = _shown_name(dataset, run, image_id, method)
+    return result.maps[0].astype(np.float32), float(result.peaks[0]), shows, explainer
+
+
+def _shown_name(dataset, run, image_id: int, method: str) -> str:
+    """The status line's name of a map: a fused map is one part's map, so it names it."""
+    from core.explain import fused_map_source
+
+    name = SHORT_NAMES.get(method, method)
+    source = fused_map_source(dataset, run, image_id) if method == FUSED_METHOD else None
+    return f"{name}: {SHORT_NAMES.get(source, source)}" if source else name
 
 
 def _prepare_job(run, method: str, *, progress, cancel):
@@ -115,7 +126,7 @@ class HeatmapLayer(QObject):
         self.item.setOpacity(DEFAULT_OPACITY / 100)
         self.item.hide()
         view_box.addItem(self.item)
-        self._maps: OrderedDict[tuple, tuple[np.ndarray, float]] = OrderedDict()
+        self._maps: OrderedDict[tuple, tuple[np.ndarray, float, str]] = OrderedDict()
         self._explainer = None
         self.tasks = TaskOwner(self)  # a map or the run's model being prepared
         self._requested_at: dict[tuple, float] = {}
@@ -238,8 +249,8 @@ class HeatmapLayer(QObject):
 
     # -- worker ----------------------------------------------------------------------
     def _on_task_done(self, key: tuple, result) -> None:
-        heat, peak, self._explainer = result
-        self._maps[key] = (heat, peak)
+        heat, peak, shows, self._explainer = result
+        self._maps[key] = (heat, peak, shows)
         while len(self._maps) > MEMORY_MAPS:
             self._maps.popitem(last=False)
         if self.enabled and key == self.current_key():
@@ -251,11 +262,11 @@ class HeatmapLayer(QObject):
 
     # -- showing ---------------------------------------------------------------------
     def _show(self, key: tuple) -> None:
-        heat, peak = self._maps[key]
+        heat, peak, shows = self._maps[key]
         self.item.setImage(heat, levels=(0.0, 1.0), autoLevels=False)
         self.item.show()
         self._shown_key = key
-        self.status_label.setText(f"{SHORT_NAMES.get(key[1], key[1])} · peak {peak:.2g}")
+        self.status_label.setText(f"{shows} · peak {peak:.2g}")
         self.status_label.setToolTip("The map is scaled to this image's strongest evidence; "
                                      "the peak is that evidence in the method's own units")
         started = self._requested_at.pop(key, None)

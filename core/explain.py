@@ -68,10 +68,10 @@ from core.explain_methods import (  # noqa: F401  (re-exported)
     check_method,
     default_method,
 )
-from core.golden_score import bank_path, load_bank, ratio_maps
+from core.golden_score import bank_path, load_bank, load_reference, ratio_maps
 from core.progress import CancelCheck, ProgressFn, Throttle, check_cancel, report
 from core.run_model import load_model_from_run
-from core.score_store import as_run
+from core.score_store import aligned_parts, as_run
 from core.training.data import normalise, prepare_images
 from core.training.predict import predict
 
@@ -154,6 +154,21 @@ def explain(dataset, run, image_ids: Sequence[int] | np.ndarray, method: str | N
            f"{len(wanted)} heatmaps ({len(missing)} computed)")
     return Heatmaps(run.id, method, wanted, maps, peaks, len(missing),
                     time.perf_counter() - started)
+
+
+def fused_map_source(dataset, run, image_id: int) -> str | None:
+    """Whose map the fused heatmap of ``image_id`` is: ``FUSED_NETWORK_METHOD`` where the
+    network's part of its stored score weighs more, else ``GOLDEN_METHOD``; None when the
+    run has no golden reference or the image no stored fused score."""
+    run = as_run(dataset.workspace, run)
+    reference = load_reference(run.checkpoint) if run.checkpoint else None
+    parts = aligned_parts(dataset, run.id) if reference else None
+    position = int(dataset.positions([image_id])[0])
+    if parts is None or np.isnan(parts.golden[position]):
+        return None
+    network = reference.network_decides([parts.network_logits[position]],
+                                        [parts.golden[position]])[0]
+    return FUSED_NETWORK_METHOD if network else GOLDEN_METHOD
 
 
 def _check_present(dataset, image_ids: np.ndarray) -> None:
@@ -249,8 +264,7 @@ class Explainer:
         maps, peaks, golden = _golden_maps(self.golden, dataset, positions)
         with torch.no_grad():  # the logits exactly as scoring stores them
             logits = predict(self.model, images, self.logit_offset)[0].cpu().numpy()
-        network_part, golden_part = self.golden.reference.parts(logits, golden)
-        network_decides = np.flatnonzero(network_part > golden_part)
+        network_decides = np.flatnonzero(self.golden.reference.network_decides(logits, golden))
         if len(network_decides):
             chosen = normalise(images[torch.from_numpy(network_decides).to(images.device)])
             maps[network_decides], peaks[network_decides] = _to_image_size(

@@ -244,7 +244,7 @@ def test_golden_heatmaps_show_a_departure_and_need_a_golden_run(dataset, tiny_ev
 
 
 def test_the_fused_heatmap_shows_the_part_that_weighs_more(dataset, tiny_everywhere):
-    from core.explain import explain
+    from core.explain import explain, fused_map_source
     from core.scoring import score_dataset
 
     trainer.train(dataset, tiny_config(golden_weight=0.5, epochs=1, seed=5))
@@ -266,3 +266,6 @@ def test_the_fused_heatmap_shows_the_part_that_weighs_more(dataset, tiny_everywh
     assert np.array_equal(fused.maps[:3], by_golden.maps[:3])
     assert np.allclose(fused.maps[3:].astype(np.float32),
                        by_network.maps[3:].astype(np.float32), atol=2e-3)
+    # The viewer's status line names the part whose map it shows.
+    assert [fused_map_source(dataset, run, i) for i in ids] == ["golden"] * 3 + [
+        "integrated-gradients"] * 3
